@@ -1,0 +1,39 @@
+// fuseblock's C++ library: spec -> IR -> passes -> plan -> backend.
+#pragma once
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "fuseblock/error.hpp"
+#include "fuseblock/ir.hpp"
+#include "fuseblock/params.hpp"
+#include "fuseblock/plan.hpp"
+#include "fuseblock/tensor.hpp"
+
+namespace fuseblock {
+
+// The embedded default block: KernelBench level 2, problem 83.
+extern const char* const kDefaultSpec;
+
+// Parses the block spec text format (docs/spec.md). Errors are UserErrors with line:col.
+Block parse_spec(std::string_view text, const std::string& source_name = "<spec>");
+
+struct LowerOptions {
+  bool assume_finite = false;  // skip the guard: the caller promises finite, bounded input
+  bool simplify = true;        // false keeps the exact pipeline (for tests and comparison)
+};
+// Runs the passes in order; `on_step(name, ir)` sees the IR after each one (explain, FUSEBLOCK_DUMP).
+using StepObserver = std::function<void(const std::string& step, const Block& ir)>;
+Plan lower(const Block& block, const LowerOptions& opts = {}, const StepObserver& on_step = {});
+
+enum class Device { Auto, Cpu, Cuda };
+
+struct RunOptions {
+  Device device = Device::Auto;
+  bool allow_tf32 = true;  // CUDA: TF32 matrix units, as PyTorch's cudnn.allow_tf32 default
+};
+
+// Runs the plan on `x` (shape plan.pipeline.input_shape); returns the output.
+Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts = {});
+
+}  // namespace fuseblock

@@ -1,0 +1,30 @@
+// Block parameters: convolution weight and bias, GroupNorm weight and bias.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "fuseblock/plan.hpp"
+#include "fuseblock/tensor.hpp"
+
+namespace fuseblock {
+
+struct Params {
+  Tensor conv_weight;  // [C_out, C_in, k...]
+  Tensor conv_bias;    // [C_out], empty when the conv has no bias
+  Tensor norm_weight;  // [C_out], empty when GroupNorm is not affine (or absent)
+  Tensor norm_bias;    // [C_out]
+};
+
+// PyTorch's default initialisation (kaiming_uniform_ with a = sqrt(5) for the weight, bias
+// uniform in +-1/sqrt(fan_in); GroupNorm weight 1, bias 0), drawn from `seed`.
+Params init_params(const Pipeline& p, uint64_t seed);
+// Loads a safetensors file with the KernelBench names conv.weight, conv.bias, norm.weight,
+// norm.bias (float32). Wrong names, dtypes or shapes are UserErrors naming tensor and shape.
+Params load_params(const Pipeline& p, const std::string& path);
+// Throws a UserError naming the tensor and its shape if a parameter's shape does not fit.
+void check_params(const Pipeline& p, const Params& params);
+// Largest |x| for which |conv output| <= conv_output_bound holds; NaN when any parameter is
+// non-finite (then every sample fails the guard).
+double guard_input_bound(const Params& params, double conv_output_bound);
+
+}  // namespace fuseblock
