@@ -33,6 +33,11 @@ struct RunOptions {
   bool allow_tf32 = true;  // CUDA: TF32 matrix units, as PyTorch's cudnn.allow_tf32 default
 };
 
+// The device a request resolves to: Auto is Cuda where a usable GPU is found, else Cpu. Cuda when
+// none is usable throws a UserError saying why. `why` (optional) gets the reason CUDA is not used.
+Device resolve_device(Device requested, std::string* why = nullptr);
+const char* device_name(Device d);
+
 // Runs the plan on `x` (shape plan.pipeline.input_shape); returns the output.
 Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts = {});
 

@@ -1,0 +1,103 @@
+// fuseblock run [SPEC]: runs a block on the GPU or the CPU and prints the output's summary, the
+// plan and the time. --input/--output read and write .npy or safetensors tensors.
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <omp.h>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "cli/registry.hpp"
+#include "fuseblock/io.hpp"
+#include "fuseblock/random.hpp"
+
+namespace fuseblock::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+struct RunOpts {
+  SpecSource spec;
+  std::string device = "auto", input, output, params;
+  uint64_t input_seed = 0;
+  int repeat = 1;
+  bool assume_finite = false, no_simplify = false, strict_fp32 = false, quiet = false;
+};
+
+int run_command(const RunOpts& o) {
+  auto t0 = Clock::now();
+  LoadedSpec spec = load_spec(o.spec);
+  LowerOptions lo;
+  lo.assume_finite = o.assume_finite;
+  lo.simplify = !o.no_simplify;
+  Plan plan = lower(spec.block, lo);
+  std::string params_what;
+  Params params = load_block_params(spec, plan, o.params, &params_what);
+  const double plan_ms = ms_since(t0);
+
+  std::string why_not_cuda;
+  const Device device = resolve_device(parse_device(o.device), &why_not_cuda);
+  auto t1 = Clock::now();
+  Tensor x;
+  std::string input_what;
+  if (!o.input.empty()) {
+    x = load_tensor(o.input);
+    input_what = "loaded from " + o.input;
+  } else {
+    x = uniform_tensor(plan.pipeline.input_shape, o.input_seed);
+    input_what = fmt::format("uniform [0, 1) seed={}", o.input_seed);
+  }
+  const double input_ms = ms_since(t1);
+
+  RunOptions ro;
+  ro.device = device;
+  ro.allow_tf32 = !o.strict_fp32;
+  Tensor y;
+  double run_ms = 0, best_ms = 1e300;
+  for (int i = 0; i < std::max(1, o.repeat); ++i) {
+    auto t2 = Clock::now();
+    y = run(plan, params, x, ro);
+    run_ms = ms_since(t2);
+    best_ms = std::min(best_ms, run_ms);
+  }
+  if (!o.output.empty()) save_tensor(o.output, y);
+
+  std::string dev = device == Device::Cuda ? "cuda" : fmt::format("cpu ({} threads)", omp_get_max_threads());
+  if (device == Device::Cpu && !why_not_cuda.empty() && o.device == "auto") dev += " — no GPU used: " + why_not_cuda;
+  std::cout << fmt::format("fuseblock run: {} on {}\n", spec.description, dev);
+  std::cout << fmt::format("input   {}  {}\n", shape_str(x.shape()), input_what);
+  std::cout << fmt::format("params  {}\n", params_what);
+  std::cout << fmt::format("output  {}  {:.1f} MB{}\n", shape_str(y.shape()), y.numel() * 4.0 / 1e6,
+                           o.output.empty() ? "" : "  written to " + o.output);
+  std::cout << format_summary(summarize(y));
+  if (!o.quiet) std::cout << dump(plan);
+  std::cout << fmt::format("time    parse+plan+params {:.1f} ms, input {:.1f} ms, run {:.1f} ms{} (host wall clock, "
+                           "copies included; see `bench` for kernel timings)\n",
+                           plan_ms, input_ms, best_ms, o.repeat > 1 ? fmt::format(" (best of {})", o.repeat) : "");
+  return 0;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+  auto o = std::make_shared<RunOpts>();
+  CLI::App* cmd = app.add_subcommand("run", "Run a block and print the output's shape, statistics, NaN count, checksum, plan and time");
+  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
+  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text");
+  cmd->add_option("--device", o->device, "auto (GPU if there is one, else CPU), cpu or cuda")->capture_default_str();
+  cmd->add_option("--input", o->input, "Input tensor: .npy (float32, C order), file.safetensors or file.safetensors:NAME; default: uniform [0, 1) from --seed");
+  cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")->capture_default_str();
+  cmd->add_option("--output", o->output, "Write the output tensor here (.npy or .safetensors; written atomically)");
+  cmd->add_option("--params", o->params, "Parameters from this safetensors file (conv.weight, conv.bias, norm.weight, norm.bias); default: the spec's params line");
+  cmd->add_option("--repeat", o->repeat, "Run this many times and report the best time")->capture_default_str();
+  cmd->add_flag("--assume-finite", o->assume_finite, "Skip the guard: promise that the input is finite and bounded");
+  cmd->add_flag("--no-simplify", o->no_simplify, "Run the exact block as written (no folding), e.g. to compare");
+  cmd->add_flag("--strict-fp32", o->strict_fp32, "CUDA: no TF32 matrix units (PyTorch's allow_tf32=False)");
+  cmd->add_flag("-q,--quiet", o->quiet, "Do not print the plan");
+  registry()["run"] = [o] { return run_command(*o); };
+}
+
+}  // namespace fuseblock::cli

@@ -1,0 +1,12 @@
+// The subcommands. Each add_*_command registers its options on the app; dispatch() runs the one
+// the user named and returns the exit code.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace fuseblock::cli {
+
+void add_run_command(CLI::App& app);
+void add_explain_command(CLI::App& app);
+int dispatch(CLI::App& app);
+
+}  // namespace fuseblock::cli

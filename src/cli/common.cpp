@@ -1,0 +1,103 @@
+#include "cli/common.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "fuseblock/io.hpp"
+
+namespace fuseblock::cli {
+
+LoadedSpec load_spec(const SpecSource& src) {
+  LoadedSpec s;
+  std::string text, name;
+  if (!src.text.empty()) {
+    text = src.text, name = "<spec-text>";
+    s.description = "--spec-text";
+  } else if (src.path.empty()) {
+    text = kDefaultSpec, name = "<default>";
+    s.description = "<default> (KernelBench level-2 problem 83)";
+  } else if (src.path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    name = "<stdin>", s.description = "<stdin>";
+  } else {
+    std::ifstream f(src.path, std::ios::binary);
+    if (!f) throw UserError(fmt::format("cannot read the spec file '{}'", src.path), "check the path; run without SPEC for the default block");
+    text.assign(std::istreambuf_iterator<char>(f), {});
+    name = src.path, s.description = src.path;
+    s.folder = std::filesystem::path(src.path).parent_path().string();
+  }
+  s.block = parse_spec(text, name);
+  return s;
+}
+
+Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_file, std::string* what) {
+  const Pipeline& p = plan.guard ? plan.fallback : plan.pipeline;
+  std::string file = params_file;
+  if (file.empty() && !spec.block.params.safetensors.empty()) {
+    std::filesystem::path f(spec.block.params.safetensors);
+    file = (f.is_relative() && !spec.folder.empty()) ? (std::filesystem::path(spec.folder) / f).string() : f.string();
+  }
+  if (!file.empty()) {
+    *what = "loaded from " + file;
+    return load_params(p, file);
+  }
+  *what = fmt::format("PyTorch default init, seed={}", spec.block.params.init_seed);
+  return init_params(p, spec.block.params.init_seed);
+}
+
+Summary summarize(const Tensor& t) {
+  Summary s;
+  const float* d = t.data();
+  const int64_t n = t.numel();
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
+  int64_t nan = 0, inf = 0, zeros = 0, finite = 0;
+#pragma omp parallel for reduction(min : lo) reduction(max : hi) reduction(+ : sum, sum2, nan, inf, zeros, finite)
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = d[i];
+    if (std::isnan(v)) { ++nan; continue; }
+    if (std::isinf(v)) { ++inf; continue; }
+    lo = std::min(lo, v), hi = std::max(hi, v), sum += v, sum2 += v * v, ++finite, zeros += (v == 0);
+  }
+  // FNV-1a over 1 Mi-element chunks in parallel, then over the chunks' hashes in order.
+  const int64_t chunk = 1 << 20, chunks = (n + chunk - 1) / chunk;
+  std::vector<uint64_t> part(static_cast<size_t>(chunks));
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    uint64_t h = 1469598103934665603ull;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(d + c * chunk);
+    const int64_t len = std::min(chunk, n - c * chunk) * 4;
+    for (int64_t i = 0; i < len; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    part[static_cast<size_t>(c)] = h;
+  }
+  uint64_t h = 1469598103934665603ull;
+  for (uint64_t v : part) h = (h ^ v) * 1099511628211ull;
+  s.checksum = h;
+  s.nan = nan, s.inf = inf, s.zeros = zeros;
+  if (finite > 0) {
+    s.min = lo, s.max = hi, s.mean = sum / finite;
+    s.std = std::sqrt(std::max(0.0, sum2 / finite - s.mean * s.mean));
+  }
+  return s;
+}
+
+std::string format_summary(const Summary& s) {
+  return fmt::format("  min {:.6g}  max {:.6g}  mean {:.6g}  std {:.6g}\n  nan {}  inf {}  zeros {}\n  checksum {:016x} (FNV-1a 64 over 1 Mi-element chunks)\n",
+                     s.min, s.max, s.mean, s.std, s.nan, s.inf, s.zeros, s.checksum);
+}
+
+Device parse_device(const std::string& s) {
+  if (s == "auto") return Device::Auto;
+  if (s == "cpu") return Device::Cpu;
+  if (s == "cuda") return Device::Cuda;
+  throw UserError(fmt::format("unknown device '{}'", s), "use --device auto, cpu or cuda");
+}
+
+}  // namespace fuseblock::cli

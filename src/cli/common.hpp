@@ -1,0 +1,36 @@
+// What every `fuseblock` subcommand shares: reading the spec, parameters and input, and the
+// summary of an output tensor.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "fuseblock/fuseblock.hpp"
+
+namespace fuseblock::cli {
+
+struct SpecSource {
+  std::string path;  // empty: the embedded default block; "-": standard input
+  std::string text;  // --spec-text
+};
+
+struct LoadedSpec {
+  Block block;
+  std::string description;  // "<default> (KernelBench level-2 problem 83)" or the file name
+  std::string folder;       // where relative file names in the spec are looked up
+};
+
+LoadedSpec load_spec(const SpecSource& src);
+// The block's parameters: --params FILE, else the spec's `params file=`, else init from a seed.
+Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_file, std::string* what);
+
+struct Summary {
+  double min = 0, max = 0, mean = 0, std = 0;
+  int64_t nan = 0, inf = 0, zeros = 0;
+  uint64_t checksum = 0;  // FNV-1a 64 over the float32 bytes
+};
+Summary summarize(const Tensor& t);
+std::string format_summary(const Summary& s);
+
+Device parse_device(const std::string& s);
+
+}  // namespace fuseblock::cli

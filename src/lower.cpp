@@ -1,0 +1,65 @@
+// lower(): the pipeline from a parsed Block to a Plan, as a list of steps. With
+// FUSEBLOCK_DUMP=1 in the environment the IR is printed to stderr after every step.
+#include <cstdio>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "fuseblock/fuseblock.hpp"
+#include "passes/passes.hpp"
+
+namespace fuseblock {
+
+// The conv output bound the guarded analysis assumes. Far below float32 overflow even when
+// squared and summed over a group of 10^14 elements, so statistics stay finite.
+static constexpr double kConvOutputBound = 1e12;
+
+static bool has_fill(const Block& b) { return b.find(OpKind::Fill) != nullptr; }
+
+Plan lower(const Block& block, const LowerOptions& opts, const StepObserver& on_step) {
+  const bool dump_env = std::getenv("FUSEBLOCK_DUMP") != nullptr;
+  auto step = [&](const char* name, const Block& ir) {
+    if (on_step) on_step(name, ir);
+    if (dump_env) std::fprintf(stderr, "-- after %s:\n%s", name, dump(ir).c_str());
+  };
+
+  Plan plan;
+  plan.assume_finite = opts.assume_finite;
+  const Block shaped = infer_shapes(block);
+  step("infer_shapes", shaped);
+  plan.exact = infer_ranges(shaped, /*assume_bounded_input=*/false, kConvOutputBound);
+  step("infer_ranges", plan.exact);
+
+  Block exact_simplified = plan.exact;
+  Block simplified = plan.exact;
+  if (opts.simplify) {
+    exact_simplified = simplify(plan.exact, kConvOutputBound);
+    step("simplify", exact_simplified);
+    simplified = exact_simplified;
+    if (!has_fill(exact_simplified)) {
+      // Try again under the guard's assumption; keep it only if it removes the conv.
+      Block bounded = infer_ranges(shaped, /*assume_bounded_input=*/true, kConvOutputBound);
+      step("infer_ranges (under guard)", bounded);
+      Block guarded = simplify(bounded, kConvOutputBound);
+      step("simplify (under guard)", guarded);
+      if (has_fill(guarded)) {
+        simplified = guarded;
+        const Op* fill = guarded.find(OpKind::Fill);
+        plan.guard = Guard{kConvOutputBound,
+                           fmt::format("for input and parameters finite with |conv output| <= {:g} and "
+                                       "|norm weight|, |norm bias| <= {:g}, no value can be NaN and the "
+                                       "chain is the constant {:g}",
+                                       kConvOutputBound, kConvOutputBound, fill->pw.a)};
+      }
+    }
+    simplified = infer_ranges(eliminate_unused(simplified), simplified.assumes_bounded_input, kConvOutputBound);
+    step("eliminate_unused", simplified);
+  }
+  plan.simplified = simplified;
+  plan.pipeline = to_pipeline(plan.exact, simplified);
+  if (plan.guard) plan.fallback = to_pipeline(plan.exact, exact_simplified);
+  plan.kernels = plan_kernels(plan.pipeline, plan.guard.has_value() && !plan.assume_finite);
+  return plan;
+}
+
+}  // namespace fuseblock

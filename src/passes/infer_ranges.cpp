@@ -1,0 +1,108 @@
+// infer_ranges: an interval and a NaN flag for every op's value (see Range in ir.hpp).
+//
+// Without the assumption, the input may hold anything (NaN, +-inf). With it, the analysis
+// assumes what the plan's guard checks per sample at run time: input and parameters finite, and
+// |conv output| <= conv_bound, |GroupNorm weight and bias| <= conv_bound. That is what lets
+// simplify prove a chain constant: min(y, 0) then clamp(0, 1) is 0 for every y that is not NaN.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+
+#include "ops/pointwise_eval.hpp"
+#include "passes/passes.hpp"
+
+namespace fuseblock {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// A bound past float32's largest value means the value may overflow to inf.
+double to_f32_bound(double v) {
+  if (v > FLT_MAX) return kInf;
+  if (v < -FLT_MAX) return -kInf;
+  return v;
+}
+
+Range any_value() { return Range{-kInf, kInf, true}; }
+
+// GroupNorm: |x - mean| * rstd <= sqrt(n) for a group of n values (biased variance), and the
+// affine weight and bias are within the guard's bound. eps = 0 lets a constant group divide 0 by 0.
+Range group_norm_range(const Op& op, const Range& in, int64_t group_size, double bound) {
+  if (!in.is_finite()) return any_value();
+  const double z = std::sqrt(static_cast<double>(group_size)) * (1.0 + 1e-3) + 1e-3;  // + rounding slack
+  const double m = op.norm.affine ? z * bound + bound : z;
+  Range r{-to_f32_bound(m), to_f32_bound(m), !(op.norm.eps > 0.0)};
+  if (!std::isfinite(r.hi)) r.nan = true;  // inf + -inf could meet in the affine step
+  return r;
+}
+
+// The hull of the op at the ends of the range and at its turning points inside.
+Range pointwise_range(const Op& op, const Range& in) {
+  Range out{kInf, -kInf, in.nan};
+  if (op.kind == OpKind::Fill) {
+    const float v = eval_pointwise(op, 0.0f);
+    return std::isnan(v) ? Range{kInf, -kInf, true} : Range{v, v, false};
+  }
+  if (in.lo > in.hi) {  // only NaN comes in
+    out.nan = true;
+    return out;
+  }
+  // The ends, and the largest finite values next to infinite ends (x * 0 is NaN at inf only).
+  std::vector<double> points{in.lo, in.hi};
+  if (std::isinf(in.lo) && in.hi > -FLT_MAX) points.push_back(-FLT_MAX);
+  if (std::isinf(in.hi) && in.lo < FLT_MAX) points.push_back(FLT_MAX);
+  bool non_monotone = false;
+  for (double t : pointwise_turning_points(op))
+    if (t > in.lo && t < in.hi) points.push_back(t), non_monotone = true;
+  for (double x : points) {
+    const float y = eval_pointwise(op, static_cast<float>(x));
+    if (std::isnan(y)) { out.nan = true; continue; }
+    out.lo = std::min(out.lo, static_cast<double>(y));
+    out.hi = std::max(out.hi, static_cast<double>(y));
+  }
+  if (non_monotone && out.lo <= out.hi) out.lo -= 1e-6 * (1.0 + std::fabs(out.lo));  // the dip's true bottom
+  // A NaN scalar argument poisons every element.
+  const bool nan_arg = (op.pw.has_a && std::isnan(op.pw.a)) || (op.pw.has_b && std::isnan(op.pw.b));
+  if (nan_arg) out.nan = true;
+  // NaN input stays NaN through every pointwise op here (none maps NaN to a number).
+  return out;
+}
+
+Range dropout_range(const Op& op, const Range& in) {
+  const DropoutAttrs& d = op.dropout;
+  if (d.is_identity()) return in;
+  const double scale = 1.0 / static_cast<double>(static_cast<float>(1.0 - d.p));
+  Range r = in;
+  if (d.p >= 1.0) return Range{0.0, 0.0, in.nan || std::isinf(in.lo) || std::isinf(in.hi)};
+  if (in.lo > in.hi) return r;
+  r.lo = to_f32_bound(std::min(0.0, in.lo * scale));
+  r.hi = to_f32_bound(std::max(0.0, in.hi * scale));
+  if (std::isinf(in.lo) || std::isinf(in.hi)) r.nan = true;  // a dropped inf is inf * 0
+  return r;
+}
+
+}  // namespace
+
+Block infer_ranges(const Block& b, bool assume_bounded_input, double conv_bound) {
+  Block r = b;
+  r.assumes_bounded_input = assume_bounded_input;
+  Range cur = any_value();
+  for (Op& op : r.ops) {
+    switch (op.kind) {
+      case OpKind::Input: cur = any_value(); break;
+      case OpKind::Conv: cur = assume_bounded_input ? Range{-conv_bound, conv_bound, false} : any_value(); break;
+      case OpKind::GroupNorm: {
+        const int64_t group_size = numel(op.shape) / std::max<int64_t>(1, op.shape.at(0)) / op.norm.num_groups;
+        cur = group_norm_range(op, cur, group_size, conv_bound);
+        break;
+      }
+      case OpKind::Dropout: cur = dropout_range(op, cur); break;
+      default: cur = pointwise_range(op, cur); break;
+    }
+    op.range = cur;
+  }
+  return r;
+}
+
+}  // namespace fuseblock

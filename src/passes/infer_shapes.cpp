@@ -1,0 +1,75 @@
+// infer_shapes: output shape of every op, and the shape rules PyTorch enforces.
+#include <fmt/format.h>
+
+#include "passes/passes.hpp"
+
+namespace fuseblock {
+
+static Shape conv_output_shape(const Block& b, const Op& op, const Shape& in) {
+  const ConvAttrs& c = op.conv;
+  const size_t rank = static_cast<size_t>(c.dims) + 2;
+  if (in.size() != rank)
+    fail_at(b, b.input(), "shape",
+            fmt::format("conv{}d expects a {}-dimensional input [N, C{}], but the input is {}", c.dims, rank,
+                        c.dims == 1 ? ", L" : c.dims == 2 ? ", H, W" : ", D, H, W",
+                        shape_str(in)),
+            fmt::format("use conv{}d for a {}-dimensional input, or change the input shape", in.size() - 2, in.size()));
+  if (c.out_channels <= 0)
+    fail_at(b, op, "out_channels", fmt::format("out_channels must be positive, got {}", c.out_channels), "");
+  if (in[1] <= 0) fail_at(b, b.input(), "shape", fmt::format("the input has {} channels", in[1]), "a conv needs C >= 1");
+  if (c.in_channels != 0 && c.in_channels != in[1])
+    fail_at(b, op, "in_channels", fmt::format("in_channels={} but the input {} has {} channels", c.in_channels, shape_str(in), in[1]),
+            fmt::format("set in_channels={} or leave it out", in[1]));
+  Shape out{in[0], c.out_channels};
+  static const char* axis[] = {"first", "second", "third"};
+  for (size_t d = 0; d < static_cast<size_t>(c.dims); ++d) {
+    if (c.kernel[d] < 1) fail_at(b, op, "kernel_size", fmt::format("kernel_size must be >= 1, got {}", c.kernel[d]), "");
+    if (c.stride[d] < 1) fail_at(b, op, "stride", fmt::format("stride must be >= 1, got {}", c.stride[d]), "");
+    if (c.dilation[d] < 1) fail_at(b, op, "dilation", fmt::format("dilation must be >= 1, got {}", c.dilation[d]), "");
+    if (c.padding[d] < 0) fail_at(b, op, "padding", fmt::format("padding must be >= 0, got {}", c.padding[d]), "");
+    const int64_t span = c.dilation[d] * (c.kernel[d] - 1) + 1;
+    const int64_t padded = in[d + 2] + 2 * c.padding[d];
+    if (padded < span)
+      fail_at(b, op, "kernel_size",
+              fmt::format("the kernel spans {} along the {} spatial dim, but the (padded) input {} has only {} there",
+                          span, axis[d], shape_str(in), padded),
+              "use a smaller kernel_size or dilation, or more padding");
+    out.push_back((padded - span) / c.stride[d] + 1);
+  }
+  return out;
+}
+
+Block infer_shapes(const Block& b) {
+  Block r = b;
+  FB_ASSERT(!r.ops.empty() && r.ops[0].kind == OpKind::Input, "a block starts with its input");
+  Shape cur = r.ops[0].shape;
+  for (size_t i = 1; i < r.ops.size(); ++i) {
+    Op& op = r.ops[i];
+    switch (op.kind) {
+      case OpKind::Conv:
+        cur = conv_output_shape(r, op, cur);  // checks a spec'd in_channels first
+        op.conv.in_channels = r.ops[0].shape.at(1);
+        break;
+      case OpKind::GroupNorm: {
+        const int64_t C = cur.at(1), G = op.norm.num_groups;
+        if (G <= 0) fail_at(r, op, "num_groups", fmt::format("num_groups must be positive, got {}", G), "");
+        if (C % G != 0)
+          fail_at(r, op, "num_groups", fmt::format("{} channels cannot be split into {} groups (C % G != 0)", C, G),
+                  fmt::format("num_groups must divide the conv's out_channels={}", C));
+        if (op.conv.out_channels != 0 && op.conv.out_channels != C)
+          fail_at(r, op, "num_channels", fmt::format("num_channels={} but the conv gives {} channels", op.conv.out_channels, C), "");
+        if (!(op.norm.eps >= 0.0)) fail_at(r, op, "eps", fmt::format("eps must be >= 0, got {}", op.norm.eps), "");
+        break;
+      }
+      case OpKind::Fill:
+        if (op.shape.empty()) op.shape = cur;  // eliminate_unused keeps the shape on the Fill
+        cur = op.shape;
+        break;
+      default: break;  // pointwise and dropout keep the shape
+    }
+    op.shape = cur;
+  }
+  return r;
+}
+
+}  // namespace fuseblock

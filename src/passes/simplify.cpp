@@ -1,0 +1,104 @@
+// simplify: rewrites the pointwise chain using the ranges infer_ranges proved. Every rewrite is
+// exact for every value the ranges allow, NaN and Inf included (the sign of a zero aside: see
+// drop_if_identity).
+#include <cmath>
+
+#include "passes/passes.hpp"
+
+namespace fuseblock {
+namespace {
+
+float f32(double v) { return static_cast<float>(v); }
+
+// An op that returns its input bit for bit, for every input: x*1, x/1, x-0, x+(-0), a clamp
+// with no bound. (x + 0 is not one: -0 + 0 is +0.)
+bool is_exact_identity(const Op& op) {
+  const PointwiseAttrs& pw = op.pw;
+  switch (op.kind) {
+    case OpKind::Mul:
+    case OpKind::Div: return f32(pw.a) == 1.0f;
+    case OpKind::Sub: return f32(pw.a) == 0.0f && !std::signbit(pw.a);
+    case OpKind::Add: return f32(pw.a) == 0.0f && std::signbit(pw.a);
+    case OpKind::Clamp:
+    case OpKind::Hardtanh: return !pw.has_a && !pw.has_b;
+    default: return false;
+  }
+}
+
+// An op that changes no value the input range allows (NaN passes through all of them).
+// relu on a range >= 0 may turn -0 into +0: equal values, so it is dropped too.
+bool is_identity_on(const Op& op, const Range& in) {
+  if (in.lo > in.hi) return false;
+  const PointwiseAttrs& pw = op.pw;
+  const bool nan_arg = (pw.has_a && std::isnan(pw.a)) || (pw.has_b && std::isnan(pw.b));
+  if (nan_arg) return false;
+  switch (op.kind) {
+    case OpKind::Minimum: return in.hi <= f32(pw.a);
+    case OpKind::Maximum: return in.lo >= f32(pw.a);
+    case OpKind::Relu: return in.lo >= 0.0;
+    case OpKind::Clamp:
+    case OpKind::Hardtanh:
+      return (!pw.has_a || in.lo >= f32(pw.a)) && (!pw.has_b || in.hi <= f32(pw.b)) &&
+             !(pw.has_a && pw.has_b && f32(pw.a) > f32(pw.b));
+    default: return false;
+  }
+}
+
+Op make_fill(const Op& replaced, float value) {
+  Op fill;
+  fill.kind = OpKind::Fill;
+  fill.loc = replaced.loc;
+  fill.pw.a = value;
+  fill.pw.has_a = true;
+  fill.shape = replaced.shape;
+  return fill;
+}
+
+// One rewrite, or false when none applies.
+bool rewrite_once(Block& b) {
+  for (size_t i = 1; i < b.ops.size(); ++i) {
+    Op& op = b.ops[i];
+    const Range& in = b.ops[i - 1].range;
+    if (op.kind == OpKind::Dropout && op.dropout.is_identity()) {
+      b.ops.erase(b.ops.begin() + static_cast<long>(i));
+      return true;
+    }
+    if (!is_pointwise(op.kind)) continue;
+    if (op.kind != OpKind::Fill) {
+      if (op.range.is_constant()) {
+        // A constant zero whose ends disagree on the sign (y * 0 over y of both signs) is +0.
+        const double v = (op.range.lo == 0.0 && std::signbit(op.range.lo) != std::signbit(op.range.hi)) ? 0.0 : op.range.lo;
+        op = make_fill(op, f32(v));
+        return true;
+      }
+      if (op.range.nan && op.range.lo > op.range.hi) {  // NaN whatever comes in
+        op = make_fill(op, std::nanf(""));
+        return true;
+      }
+    }
+    if (is_exact_identity(op) || is_identity_on(op, in)) {
+      b.ops.erase(b.ops.begin() + static_cast<long>(i));
+      return true;
+    }
+    const Op& prev = b.ops[i - 1];
+    if ((op.kind == OpKind::Minimum || op.kind == OpKind::Maximum) && prev.kind == op.kind &&
+        !std::isnan(op.pw.a) && !std::isnan(prev.pw.a)) {
+      Op merged = prev;
+      merged.pw.a = op.kind == OpKind::Minimum ? std::fmin(prev.pw.a, op.pw.a) : std::fmax(prev.pw.a, op.pw.a);
+      b.ops[i - 1] = merged;
+      b.ops.erase(b.ops.begin() + static_cast<long>(i));
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Block simplify(const Block& b, double conv_bound) {
+  Block r = b;
+  for (int guard = 0; guard < 1000 && rewrite_once(r); ++guard) r = infer_ranges(r, r.assumes_bounded_input, conv_bound);
+  return r;
+}
+
+}  // namespace fuseblock
