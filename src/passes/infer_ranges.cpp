@@ -58,8 +58,10 @@ Range pointwise_range(const Op& op, const Range& in) {
   for (double x : points) {
     const float y = eval_pointwise(op, static_cast<float>(x));
     if (std::isnan(y)) { out.nan = true; continue; }
-    out.lo = std::min(out.lo, static_cast<double>(y));
-    out.hi = std::max(out.hi, static_cast<double>(y));
+    // Zeros keep their sign at the ends (lo prefers -0, hi +0), so simplify can tell a
+    // constant -0 from zeros of both signs.
+    if (y < out.lo || (y == out.lo && std::signbit(y))) out.lo = y;
+    if (y > out.hi || (y == out.hi && !std::signbit(y))) out.hi = y;
   }
   if (non_monotone && out.lo <= out.hi) out.lo -= 1e-6 * (1.0 + std::fabs(out.lo));  // the dip's true bottom
   // A NaN scalar argument poisons every element.
