@@ -15,6 +15,10 @@ struct Params {
   Tensor norm_bias;    // [C_out]
 };
 
+// These take the exact pipeline (plan.fallback when the plan has a guard): on the fill path
+// plan.pipeline has no norm, but the fallback still reads its parameters. Backends decide
+// "affine" from p.norm->affine, never from whether the tensors are empty.
+//
 // PyTorch's default initialisation (kaiming_uniform_ with a = sqrt(5) for the weight, bias
 // uniform in +-1/sqrt(fan_in); GroupNorm weight 1, bias 0), drawn from `seed`.
 Params init_params(const Pipeline& p, uint64_t seed);
@@ -24,7 +28,8 @@ Params load_params(const Pipeline& p, const std::string& path);
 // Throws a UserError naming the tensor and its shape if a parameter's shape does not fit.
 void check_params(const Pipeline& p, const Params& params);
 // Largest |x| for which |conv output| <= conv_output_bound holds; NaN when any parameter is
-// non-finite (then every sample fails the guard).
+// non-finite, -inf when a conv bias or a GroupNorm weight or bias alone exceeds the bound (then
+// every sample fails the guard). Pass the exact (fallback) pipeline's parameters.
 double guard_input_bound(const Params& params, double conv_output_bound);
 
 }  // namespace fuseblock

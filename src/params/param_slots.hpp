@@ -1,0 +1,29 @@
+// Which parameter tensors a pipeline takes and their shapes: the one table that init_params,
+// load_params and check_params all read.
+#pragma once
+#include <vector>
+
+#include "fuseblock/params.hpp"
+
+namespace fuseblock::detail {
+
+struct ParamSlot {
+  enum class Need {
+    Required,  // the pipeline reads it: it must be there with exactly `shape`
+    Absent,    // the block has no such parameter (conv bias=false): it must be empty
+    Optional,  // not read by this pipeline (no norm, or affine=false): empty or `shape`
+  };
+  const char* name;  // KernelBench key: "conv.weight", ...
+  Shape shape;
+  Need need;
+  Tensor Params::*member;
+};
+
+// conv.weight [C_out, C_in, k...]; conv.bias [C_out]; norm.weight and norm.bias [C_out].
+// Always from p.conv, which holds the conv attributes on the fill path too. GroupNorm parameters
+// are Optional when the pipeline does not read them (no norm, or affine=false): on the fill path
+// the norm was folded away, but the exact fallback (which runs with the same Params) may need them.
+// Backends must therefore decide "affine" from p.norm->affine, never from the tensors being empty.
+std::vector<ParamSlot> param_slots(const Pipeline& p);
+
+}  // namespace fuseblock::detail

@@ -1,0 +1,116 @@
+#include "tune/tuning_cache.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "fuseblock/error.hpp"
+
+namespace fuseblock::tune {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+
+// Holds an exclusive flock on "<path>.lock" for its lifetime.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) {
+    fd_ = ::open((path + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::flock(fd_, LOCK_UN), ::close(fd_);
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+json config_json(const Config& c) { return {{"warps", c.warps}, {"stages", c.stages}, {"rule", c.rule}}; }
+Config config_from(const json& j) { return {j.at("warps").get<int>(), j.at("stages").get<int>(), j.value("rule", "")}; }
+
+// The whole file, or an empty document when it is missing. A corrupt file is renamed to
+// "<path>.corrupt" (kept for a look) and reported through `recovered`.
+json read_document(const std::string& path, std::string* recovered) {
+  std::ifstream f(path);
+  if (!f) return json{{"version", kFormatVersion}, {"entries", json::object()}};
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    json doc = json::parse(ss.str());
+    if (doc.value("version", 0) != kFormatVersion || !doc.contains("entries") || !doc["entries"].is_object())
+      throw std::runtime_error("unknown format version");
+    return doc;
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::rename(path, path + ".corrupt", ec);
+    if (recovered) *recovered = fmt::format("{} was unreadable ({}); moved to {}.corrupt and rebuilt", path, e.what(), path);
+    return json{{"version", kFormatVersion}, {"entries", json::object()}};
+  }
+}
+
+}  // namespace
+
+std::string TuningKey::str() const { return fmt::format("{} | driver {} | nvrtc {} | src {} | {}", device, driver, nvrtc, source_hash, shapes); }
+
+TuningCache::TuningCache(std::string path) : path_(std::move(path)) {}
+
+std::string TuningCache::default_path() {
+  if (const char* d = std::getenv("FUSEBLOCK_CACHE_DIR")) return (fs::path(d) / "tuning.json").string();
+  if (const char* x = std::getenv("XDG_CACHE_HOME")) return (fs::path(x) / "fuseblock" / "tuning.json").string();
+  const char* home = std::getenv("HOME");
+  return (fs::path(home ? home : "/tmp") / ".cache" / "fuseblock" / "tuning.json").string();
+}
+
+std::optional<TuningRecord> TuningCache::lookup(const TuningKey& key) const {
+  std::error_code ec;
+  fs::create_directories(fs::path(path_).parent_path(), ec);
+  FileLock lock(path_);
+  json doc = read_document(path_, &recovered_);
+  auto it = doc["entries"].find(key.str());
+  if (it == doc["entries"].end()) return std::nullopt;
+  try {
+    TuningRecord r;
+    r.chosen = config_from(it->at("chosen"));
+    for (const json& c : it->at("candidates")) r.candidates.push_back(config_from(c));
+    r.times_ms = it->at("times_ms").get<std::vector<double>>();
+    r.why = it->value("why", "");
+    return r;
+  } catch (const std::exception&) {
+    return std::nullopt;  // a damaged entry is tuned again and overwritten
+  }
+}
+
+void TuningCache::store(const TuningKey& key, const TuningRecord& rec) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path_).parent_path(), ec);
+  FileLock lock(path_);
+  json doc = read_document(path_, &recovered_);
+  json cands = json::array();
+  for (const Config& c : rec.candidates) cands.push_back(config_json(c));
+  doc["entries"][key.str()] = {{"chosen", config_json(rec.chosen)}, {"candidates", cands}, {"times_ms", rec.times_ms}, {"why", rec.why}};
+  const std::string tmp = fmt::format("{}.tmp.{}", path_, ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << doc.dump(2) << "\n";
+    out.flush();
+    if (!out) throw UserError(fmt::format("cannot write the tuning cache {}", tmp), "set FUSEBLOCK_CACHE_DIR to a writable folder");
+  }
+  fs::rename(tmp, path_, ec);
+  if (ec) throw UserError(fmt::format("cannot update the tuning cache {}: {}", path_, ec.message()), "set FUSEBLOCK_CACHE_DIR to a writable folder");
+}
+
+}  // namespace fuseblock::tune
