@@ -84,12 +84,22 @@ TEST(Simplify, DropoutThatIsIdentityIsDropped) {
   EXPECT_EQ(p.pipeline.dropout.seed, 5u);
 }
 
+TEST(Simplify, DropoutOfConstantZeroIsDroppedButNotOfOtherConstants) {
+  Plan p = lower(parse_spec("input f32[2, 3, 6, 6]\nconv2d 4 3\nminimum 0\nclamp min=0 max=1\ndropout 0.3\n"));
+  EXPECT_TRUE(p.pipeline.fill_path());
+  EXPECT_TRUE(p.pipeline.dropout.is_identity());
+  EXPECT_FALSE(p.fallback.dropout.is_identity());  // the exact path still applies it
+  p = lower(parse_spec("input f32[2, 3, 6, 6]\nconv2d 4 3\nminimum 1\nclamp min=1 max=2\ndropout 0.3\n"));
+  EXPECT_TRUE(p.pipeline.fill_path());
+  EXPECT_FALSE(p.pipeline.dropout.is_identity());  // 1 * mask * scale is not constant
+}
+
 TEST(Simplify, FillPathPlanHasGuardAndFallbackKernels) {
   Plan p = lower(parse_spec(kDefaultSpec, "<default>"));
   ASSERT_TRUE(p.pipeline.fill_path());
   ASSERT_TRUE(p.guard.has_value());
   EXPECT_EQ(p.pipeline.output_shape, (Shape{128, 16, 14, 62, 62}));
-  EXPECT_EQ(p.simplified.ops.size(), 3u);  // input, fill, dropout
+  EXPECT_EQ(p.simplified.ops.size(), 2u);  // input, fill (dropout of 0 is 0)
   EXPECT_EQ(p.kernels.front().name, "guard_fill_dropout");
   EXPECT_EQ(p.fallback.chain.size(), 2u);  // the exact chain: minimum, clamp
   LowerOptions lo;

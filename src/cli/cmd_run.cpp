@@ -86,7 +86,7 @@ void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOpts>();
   CLI::App* cmd = app.add_subcommand("run", "Run a block and print the output's shape, statistics, NaN count, checksum, plan and time");
   cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
-  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text");
+  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
   cmd->add_option("--device", o->device, "auto (GPU if there is one, else CPU), cpu or cuda")->capture_default_str();
   cmd->add_option("--input", o->input, "Input tensor: .npy (float32, C order), file.safetensors or file.safetensors:NAME; default: uniform [0, 1) from --seed");
   cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")->capture_default_str();

@@ -19,7 +19,10 @@ LoadedSpec load_spec(const SpecSource& src) {
   LoadedSpec s;
   std::string text, name;
   if (!src.text.empty()) {
+    // On a command line, ';' separates lines: --spec-text 'input f32[1, 3, 8]; conv1d 4 3'.
     text = src.text, name = "<spec-text>";
+    for (char& c : text)
+      if (c == ';') c = '\n';
     s.description = "--spec-text";
   } else if (src.path.empty()) {
     text = kDefaultSpec, name = "<default>";

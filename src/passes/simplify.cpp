@@ -59,7 +59,9 @@ bool rewrite_once(Block& b) {
   for (size_t i = 1; i < b.ops.size(); ++i) {
     Op& op = b.ops[i];
     const Range& in = b.ops[i - 1].range;
-    if (op.kind == OpKind::Dropout && op.dropout.is_identity()) {
+    // Dropout is x * mask * scale: the identity when off, and on a constant zero (no NaN, no
+    // Inf) every element stays zero whatever the mask.
+    if (op.kind == OpKind::Dropout && (op.dropout.is_identity() || (in.is_constant() && in.lo == 0.0))) {
       b.ops.erase(b.ops.begin() + static_cast<long>(i));
       return true;
     }

@@ -1,0 +1,49 @@
+// The epilogue over aligned blocks of the flat output, each cut where the channel changes: the
+// folded normalization, then each op of the chain over the segment, then the dropout mask.
+#include "cpu/epilogue.hpp"
+
+#include <algorithm>
+
+#include "cpu/dropout_mask.hpp"
+#include "ops/pointwise_eval.hpp"
+
+namespace fuseblock::cpu {
+
+void apply_epilogue(const Pipeline& p, const float* scale, const float* shift, float* y, int64_t n_begin,
+                    int64_t n_end) {
+  const Shape& shape = p.output_shape;
+  FB_ASSERT(shape.size() >= 2, "output shape " + shape_str(shape));
+  const int64_t channels = shape[1];
+  int64_t spatial = 1;
+  for (size_t d = 2; d < shape.size(); ++d) spatial *= shape[d];
+  const int64_t per_sample = channels * spatial;
+  const bool norm = scale != nullptr;
+  const bool dropout = !p.dropout.is_identity();
+  const int64_t begin = n_begin * per_sample, end = n_end * per_sample;
+  if ((!norm && p.chain.empty() && !dropout) || begin >= end) return;
+  const int64_t nc_base = n_begin * channels;  // scale/shift start at sample n_begin
+
+  const int64_t first = begin / kEpilogueBlock, last = (end - 1) / kEpilogueBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = first; blk <= last; ++blk) {
+    DropoutMask mask(p.dropout);
+    const int64_t hi = std::min(end, (blk + 1) * kEpilogueBlock);
+    for (int64_t i = std::max(begin, blk * kEpilogueBlock); i < hi;) {
+      const int64_t nc = i / spatial;  // (sample, channel) over the whole tensor
+      const int64_t seg_end = std::min(hi, (nc + 1) * spatial);
+      float* v = y + i;
+      const int64_t len = seg_end - i;
+      if (norm) {
+        const float a = scale[nc - nc_base], b = shift[nc - nc_base];
+        for (int64_t j = 0; j < len; ++j) v[j] = a * v[j] + b;
+      }
+      for (const Op& op : p.chain)
+        for (int64_t j = 0; j < len; ++j) v[j] = eval_pointwise(op, v[j]);
+      if (dropout)
+        for (int64_t j = 0; j < len; ++j) v[j] = mask.apply(v[j], i + j);
+      i = seg_end;
+    }
+  }
+}
+
+}  // namespace fuseblock::cpu

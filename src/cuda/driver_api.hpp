@@ -1,0 +1,66 @@
+// The CUDA driver API and NVRTC, loaded at run time with dlopen so that one binary runs on a
+// machine without a GPU, a driver or the toolkit (the CPU backend then serves every request).
+//
+// The toolkit headers give only the types; each entry point is a function pointer resolved by
+// name (cuda.h's versioning macros turn e.g. cuMemAlloc into cuMemAlloc_v2, and the pointer
+// members take the same expanded names, so callers write api.cuMemAlloc(...) as usual).
+// Every call goes through check_cu / check_nvrtc, which name the call, the code and its string.
+#pragma once
+#include <cuda.h>
+#include <nvrtc.h>
+
+#include <string>
+
+namespace fuseblock::cuda {
+
+#define FB_CUDA_DRIVER_FUNCS(X)                                                            \
+  X(cuInit) X(cuDriverGetVersion) X(cuGetErrorString) X(cuGetErrorName)                    \
+  X(cuDeviceGetCount) X(cuDeviceGet) X(cuDeviceGetAttribute) X(cuDeviceGetName)            \
+  X(cuDeviceTotalMem) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease)             \
+  X(cuCtxSetCurrent) X(cuCtxGetCurrent) X(cuCtxSynchronize)                                \
+  X(cuModuleLoadData) X(cuModuleUnload) X(cuModuleGetFunction)                             \
+  X(cuFuncGetAttribute) X(cuFuncSetAttribute) X(cuLaunchKernel)                            \
+  X(cuOccupancyMaxActiveBlocksPerMultiprocessor)                                           \
+  X(cuMemAlloc) X(cuMemFree) X(cuMemGetInfo) X(cuMemcpyHtoD) X(cuMemcpyDtoH)               \
+  X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemcpyDtoDAsync)                           \
+  X(cuMemsetD8Async) X(cuMemsetD32Async)                                                   \
+  X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)                              \
+  X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize)                \
+  X(cuEventElapsedTime)
+
+#define FB_NVRTC_FUNCS(X)                                                                  \
+  X(nvrtcVersion) X(nvrtcGetErrorString) X(nvrtcCreateProgram) X(nvrtcDestroyProgram)      \
+  X(nvrtcCompileProgram) X(nvrtcGetProgramLogSize) X(nvrtcGetProgramLog)                   \
+  X(nvrtcGetPTXSize) X(nvrtcGetPTX) X(nvrtcGetCUBINSize) X(nvrtcGetCUBIN)                  \
+  X(nvrtcGetNumSupportedArchs) X(nvrtcGetSupportedArchs)
+
+#define FB_DECLARE_POINTER(name) decltype(&::name) name = nullptr;
+
+struct DriverApi {
+  FB_CUDA_DRIVER_FUNCS(FB_DECLARE_POINTER)
+};
+
+struct NvrtcApi {
+  FB_NVRTC_FUNCS(FB_DECLARE_POINTER)
+  int major = 0, minor = 0;  // nvrtcVersion()
+};
+
+// The loaded driver, initialised (cuInit done) with at least one device; throws a UserError
+// "CUDA is not available: <why>; use --device cpu" otherwise. Thread-safe; loads once.
+const DriverApi& driver();
+// The loaded NVRTC; throws a UserError naming the paths tried when it is missing.
+const NvrtcApi& nvrtc();
+
+// False, with a plain reason in *why, when the driver cannot be loaded or sees no GPU.
+bool driver_available(std::string* why);
+bool nvrtc_available(std::string* why);
+
+// Throw an InternalError naming the call, the result code and its string when result != success.
+void check_cu(CUresult result, const char* call);
+void check_nvrtc(nvrtcResult result, const char* call);
+
+}  // namespace fuseblock::cuda
+
+// FB_CU(cuMemAlloc(&p, n)) calls through the loaded driver and checks the result.
+#define FB_CU(call) ::fuseblock::cuda::check_cu(::fuseblock::cuda::driver().call, #call)
+#define FB_NVRTC(call) ::fuseblock::cuda::check_nvrtc(::fuseblock::cuda::nvrtc().call, #call)

@@ -1,0 +1,132 @@
+// NVRTC compilation and the ptxas report parser (nvrtc_compile.hpp).
+#include "cuda/nvrtc_compile.hpp"
+
+#include <cstdio>
+#include <regex>
+#include <sstream>
+
+#include "cuda/driver_api.hpp"
+#include "fuseblock/error.hpp"
+
+namespace fuseblock::cuda {
+
+const KernelResources* CompiledProgram::find(const std::string& kernel) const {
+  for (const auto& k : kernels)
+    if (k.name == kernel) return &k;
+  return nullptr;
+}
+
+std::string arch_name(int major, int minor) { return "sm_" + std::to_string(major) + std::to_string(minor); }
+
+std::string nvrtc_version_string() {
+  const NvrtcApi& api = nvrtc();
+  return std::to_string(api.major) + "." + std::to_string(api.minor);
+}
+
+std::vector<std::string> nvrtc_options(const CompileRequest& req) {
+  std::vector<std::string> opts = {"--gpu-architecture=" + req.arch, "--std=c++17", "--ptxas-options=-v"};
+  opts.insert(opts.end(), req.options.begin(), req.options.end());
+  return opts;
+}
+
+std::string number_lines(const std::string& source) {
+  std::ostringstream out;
+  std::istringstream in(source);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    char prefix[16];
+    std::snprintf(prefix, sizeof prefix, "%5d | ", ++n);
+    out << prefix << line << "\n";
+  }
+  return out.str();
+}
+
+std::vector<KernelResources> parse_ptxas_report(const std::string& log) {
+  // ptxas prints, per entry function:
+  //   ptxas info    : Compiling entry function 'name' for 'sm_90'
+  //   ptxas info    : Function properties for name
+  //   ptxas         .     16 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
+  //   ptxas info    : Used 40 registers, used 1 barriers, 8 bytes smem, 400 bytes cmem[0]
+  static const std::regex entry(R"(Compiling entry function '([^']+)')");
+  static const std::regex frame(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
+  static const std::regex used(R"(Used (\d+) registers)");
+  static const std::regex barriers(R"(used (\d+) barriers)");
+  static const std::regex smem(R"((\d+) bytes smem)");
+  std::vector<KernelResources> out;
+  std::istringstream in(log);
+  std::string line;
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, m, entry)) {
+      out.push_back({});
+      out.back().name = m[1];
+      continue;
+    }
+    if (out.empty()) continue;
+    KernelResources& k = out.back();
+    if (std::regex_search(line, m, frame)) {
+      k.stack_bytes = std::stoi(m[1]);
+      k.spill_store_bytes = std::stoi(m[2]);
+      k.spill_load_bytes = std::stoi(m[3]);
+    }
+    if (std::regex_search(line, m, used)) {
+      k.registers = std::stoi(m[1]);
+      if (std::regex_search(line, m, barriers)) k.barriers = std::stoi(m[1]);
+      if (std::regex_search(line, m, smem)) k.shared_bytes = std::stoi(m[1]);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Owns an nvrtcProgram for the duration of one compile.
+struct Program {
+  nvrtcProgram p = nullptr;
+  ~Program() {
+    if (p) nvrtc().nvrtcDestroyProgram(&p);
+  }
+};
+
+std::string program_log(nvrtcProgram p) {
+  size_t n = 0;
+  FB_NVRTC(nvrtcGetProgramLogSize(p, &n));
+  std::string log(n, '\0');
+  if (n) FB_NVRTC(nvrtcGetProgramLog(p, log.data()));
+  while (!log.empty() && log.back() == '\0') log.pop_back();
+  return log;
+}
+
+}  // namespace
+
+CompiledProgram compile_program(const CompileRequest& req) {
+  Program prog;
+  FB_NVRTC(nvrtcCreateProgram(&prog.p, req.source.c_str(), req.program_name.c_str(), 0, nullptr, nullptr));
+  std::vector<std::string> opts = nvrtc_options(req);
+  std::vector<const char*> argv;
+  for (const auto& o : opts) argv.push_back(o.c_str());
+  nvrtcResult r = nvrtc().nvrtcCompileProgram(prog.p, static_cast<int>(argv.size()), argv.data());
+  CompiledProgram out;
+  out.arch = req.arch;
+  out.log = program_log(prog.p);
+  if (r != NVRTC_SUCCESS) {
+    std::string joined;
+    for (const auto& o : opts) joined += " " + o;
+    throw InternalError("NVRTC failed to compile " + req.program_name + " for " + req.arch + " (" +
+                        nvrtc().nvrtcGetErrorString(r) + "), options:" + joined + "\n--- NVRTC log ---\n" +
+                        out.log + "\n--- source ---\n" + number_lines(req.source));
+  }
+  size_t n = 0;
+  FB_NVRTC(nvrtcGetCUBINSize(prog.p, &n));
+  out.cubin.assign(n, '\0');
+  FB_NVRTC(nvrtcGetCUBIN(prog.p, out.cubin.data()));
+  FB_NVRTC(nvrtcGetPTXSize(prog.p, &n));
+  out.ptx.assign(n, '\0');
+  FB_NVRTC(nvrtcGetPTX(prog.p, out.ptx.data()));
+  while (!out.ptx.empty() && out.ptx.back() == '\0') out.ptx.pop_back();
+  out.kernels = parse_ptxas_report(out.log);
+  return out;
+}
+
+}  // namespace fuseblock::cuda

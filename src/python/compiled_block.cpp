@@ -1,0 +1,101 @@
+#include "python/compiled_block.hpp"
+
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace fuseblock::python {
+
+namespace {
+
+// The four parameter names, as in a KernelBench model's state_dict.
+struct ParamName {
+  const char* key;
+  Tensor Params::*member;
+};
+constexpr ParamName kParamNames[] = {{"conv.weight", &Params::conv_weight},
+                                     {"conv.bias", &Params::conv_bias},
+                                     {"norm.weight", &Params::norm_weight},
+                                     {"norm.bias", &Params::norm_bias}};
+
+void override_training(Block& b, bool training) {
+  for (Op& op : b.ops)
+    if (op.kind == OpKind::Dropout) op.dropout.training = training;
+}
+
+}  // namespace
+
+CompiledBlock::CompiledBlock(const std::string& text, const std::string& source_name, const std::string& folder,
+                             const CompileOptions& opts)
+    : block_(parse_spec(text, source_name)), folder_(folder) {
+  if (opts.training) override_training(block_, *opts.training);
+  if (opts.input_shape) block_.ops.front().shape = *opts.input_shape;
+  lower_options_.assume_finite = opts.assume_finite;
+  plan_ = lower(block_, lower_options_);
+}
+
+std::string CompiledBlock::explain() const {
+  std::ostringstream out;
+  lower(block_, lower_options_, [&](const std::string& step, const Block& ir) {
+    out << "-- after " << step << ":\n" << dump(ir);
+  });
+  out << "\n" << dump(plan_);
+  return out.str();
+}
+
+Params CompiledBlock::spec_params() const {
+  const ParamSource& src = block_.params;
+  if (src.safetensors.empty()) return init_params(src.init_seed);
+  std::filesystem::path file(src.safetensors);
+  if (file.is_relative() && !folder_.empty()) file = std::filesystem::path(folder_) / file;
+  return load_params(param_pipeline(), file.string());
+}
+
+Params CompiledBlock::init_params(uint64_t seed) const { return fuseblock::init_params(param_pipeline(), seed); }
+
+Params CompiledBlock::params_from(std::map<std::string, Tensor> tensors) const {
+  Params p;
+  for (const ParamName& n : kParamNames) {
+    auto it = tensors.find(n.key);
+    if (it == tensors.end()) continue;
+    p.*n.member = std::move(it->second);
+    tensors.erase(it);
+  }
+  if (!tensors.empty())
+    throw UserError(fmt::format("unknown parameter '{}'", tensors.begin()->first),
+                    "the parameters are conv.weight, conv.bias, norm.weight and norm.bias");
+  check_params(param_pipeline(), p);
+  return p;
+}
+
+std::map<std::string, Tensor> CompiledBlock::params_to_map(const Params& p) const {
+  std::map<std::string, Tensor> out;
+  for (const ParamName& n : kParamNames)
+    if (!(p.*n.member).empty()) out[n.key] = p.*n.member;
+  return out;
+}
+
+Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, bool allow_tf32,
+                          const std::optional<DropoutStream>& dropout) const {
+  RunOptions ro;
+  ro.device = device;
+  ro.allow_tf32 = allow_tf32;
+  if (!dropout) return fuseblock::run(plan_, params, x, ro);
+  // Another mask than the spec's: the same plan with the stream's seed and offset.
+  Plan plan = plan_;
+  for (Pipeline* p : {&plan.pipeline, &plan.fallback}) {
+    p->dropout.seed = dropout->seed;
+    p->dropout.offset = dropout->offset;
+  }
+  return fuseblock::run(plan, params, x, ro);
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "auto") return Device::Auto;
+  if (name == "cpu") return Device::Cpu;
+  if (name == "cuda") return Device::Cuda;
+  throw UserError(fmt::format("unknown device '{}'", name), "use device=\"auto\", \"cpu\" or \"cuda\"");
+}
+
+}  // namespace fuseblock::python

@@ -1,0 +1,62 @@
+// CompiledBlock: a parsed and lowered block with everything the Python package asks of it
+// (explain, shapes, parameters, run). Plain C++ on the public API, no nanobind, so the binding
+// (module.cpp) stays a thin layer of conversions.
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+
+#include "fuseblock/fuseblock.hpp"
+
+namespace fuseblock::python {
+
+struct CompileOptions {
+  bool assume_finite = false;
+  std::optional<bool> training;     // overrides the spec's `dropout training=` (nn.Module.train/eval)
+  std::optional<Shape> input_shape;  // overrides the spec's input line (a torch module takes any N)
+};
+
+// A dropout mask other than the spec's: torch draws a fresh seed for every forward call.
+struct DropoutStream {
+  uint64_t seed = 0;
+  uint64_t offset = 0;
+};
+
+class CompiledBlock {
+ public:
+  // `folder` is where a relative `params file=` in the spec is looked up ("" = current folder).
+  CompiledBlock(const std::string& text, const std::string& source_name, const std::string& folder,
+                const CompileOptions& opts);
+
+  const Plan& plan() const { return plan_; }
+  const Shape& input_shape() const { return plan_.pipeline.input_shape; }
+  const Shape& output_shape() const { return plan_.pipeline.output_shape; }
+  // The IR after every pass, then the plan with its guard and kernels (as `fuseblock explain`).
+  std::string explain() const;
+
+  // The parameters the spec names: its `params file=` if any, else PyTorch's default init from
+  // its `params seed=` (0 when absent).
+  Params spec_params() const;
+  Params init_params(uint64_t seed) const;
+  // Keys conv.weight, conv.bias, norm.weight, norm.bias; an unknown key is a UserError.
+  Params params_from(std::map<std::string, Tensor> tensors) const;
+  std::map<std::string, Tensor> params_to_map(const Params& p) const;
+
+  // Thread-safe: the plan is only read.
+  Tensor run(const Params& params, const Tensor& x, Device device, bool allow_tf32,
+             const std::optional<DropoutStream>& dropout) const;
+
+ private:
+  // The pipeline whose parameter shapes are checked: the exact fallback when there is a guard
+  // (the fill path reads no parameter, but a failing sample runs the exact pipeline).
+  const Pipeline& param_pipeline() const { return plan_.guard ? plan_.fallback : plan_.pipeline; }
+
+  Block block_;
+  LowerOptions lower_options_;
+  Plan plan_;
+  std::string folder_;
+};
+
+Device parse_device(const std::string& name);
+
+}  // namespace fuseblock::python

@@ -1,0 +1,136 @@
+// fuseblock._core: the nanobind extension under the `fuseblock` Python package. It binds
+// CompiledBlock and Params; python/fuseblock/__init__.py builds the public API on top of it
+// (argument checks, spec files, dtype rules), so this file only converts.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "fuseblock/fuseblock.hpp"
+#include "python/array_convert.hpp"
+#include "python/compiled_block.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace fuseblock::python {
+namespace {
+
+nb::tuple shape_tuple(const Shape& s) {
+  nb::list l;
+  for (int64_t d : s) l.append(d);
+  return nb::tuple(l);
+}
+
+// UserError -> fuseblock.UserError (a ValueError) whose message is the formatted error
+// ("spec:3:14: error: ...\n  hint: ...") and whose attributes give the parts.
+void register_errors(nb::module_& m) {
+  static PyObject* user_error = PyErr_NewExceptionWithDoc(
+      "fuseblock.UserError",
+      "A problem the caller can fix (spec, shapes, parameters, files, options). str(e) is the "
+      "formatted message with spec line:col and a hint; e.line, e.col (0 when not from a spec), "
+      "e.hint and e.source give the parts.",
+      PyExc_ValueError, nullptr);
+  static PyObject* internal_error = PyErr_NewExceptionWithDoc(
+      "fuseblock.InternalError", "A broken invariant inside fuseblock: a bug to report.", PyExc_RuntimeError,
+      nullptr);
+  m.attr("UserError") = nb::handle(user_error);
+  m.attr("InternalError") = nb::handle(internal_error);
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const UserError& e) {
+      nb::object exc = nb::handle(user_error)(e.formatted());
+      exc.attr("line") = e.loc().line;
+      exc.attr("col") = e.loc().col;
+      exc.attr("hint") = e.hint();
+      exc.attr("message") = std::string(e.what());
+      PyErr_SetObject(user_error, exc.ptr());
+    } catch (const InternalError& e) {
+      PyErr_SetString(internal_error, e.what());
+    }
+  });
+}
+
+std::map<std::string, Tensor> to_tensors(const std::map<std::string, HostArray>& arrays) {
+  std::map<std::string, Tensor> out;
+  for (const auto& [k, a] : arrays) out[k] = to_tensor(a);
+  return out;
+}
+
+nb::dict to_dict(const std::map<std::string, Tensor>& tensors) {
+  nb::dict d;
+  for (const auto& [k, t] : tensors) d[k.c_str()] = to_numpy(t);
+  return d;
+}
+
+}  // namespace
+}  // namespace fuseblock::python
+
+NB_MODULE(_core, m) {
+  using namespace fuseblock;
+  using namespace fuseblock::python;
+  m.doc() = "fuseblock's C++ core (use the `fuseblock` package, not this module)";
+  register_errors(m);
+
+  m.def("default_spec", [] { return std::string(kDefaultSpec); });
+  m.def(
+      "resolve_device",
+      [](const std::string& device) {
+        std::string why;
+        Device d = resolve_device(parse_device(device), &why);
+        return std::make_pair(std::string(device_name(d)), why);
+      },
+      "device"_a, "(resolved device name, why CUDA is not used or '')");
+
+  nb::class_<Params>(m, "Params", "Block parameters held by the C++ core");
+
+  nb::class_<CompiledBlock>(m, "CompiledBlock")
+      .def(
+          "__init__",
+          [](CompiledBlock* self, const std::string& text, const std::string& source_name, const std::string& folder,
+             bool assume_finite, std::optional<bool> training, std::optional<std::vector<int64_t>> input_shape) {
+            CompileOptions o;
+            o.assume_finite = assume_finite;
+            o.training = training;
+            if (input_shape) o.input_shape = Shape(input_shape->begin(), input_shape->end());
+            new (self) CompiledBlock(text, source_name, folder, o);
+          },
+          "text"_a, "source_name"_a, "folder"_a, "assume_finite"_a, "training"_a.none(), "input_shape"_a.none())
+      .def_prop_ro("input_shape", [](const CompiledBlock& b) { return shape_tuple(b.input_shape()); })
+      .def_prop_ro("output_shape", [](const CompiledBlock& b) { return shape_tuple(b.output_shape()); })
+      .def_prop_ro("fill_path", [](const CompiledBlock& b) { return b.plan().pipeline.fill_path(); })
+      .def_prop_ro("guarded", [](const CompiledBlock& b) { return b.plan().guard.has_value(); })
+      .def("explain", &CompiledBlock::explain)
+      .def("plan_text", [](const CompiledBlock& b) { return dump(b.plan()); })
+      .def("spec_params", &CompiledBlock::spec_params)
+      .def("init_params", &CompiledBlock::init_params, "seed"_a)
+      .def(
+          "params_from",
+          [](const CompiledBlock& b, const std::map<std::string, HostArray>& arrays) {
+            return b.params_from(to_tensors(arrays));
+          },
+          "arrays"_a)
+      .def(
+          "params_to_dict", [](const CompiledBlock& b, const Params& p) { return to_dict(b.params_to_map(p)); },
+          "params"_a)
+      .def(
+          "run",
+          [](const CompiledBlock& b, const Params& params, HostArray x, const std::string& device, bool allow_tf32,
+             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream) {
+            Tensor in = to_tensor(x);
+            std::optional<DropoutStream> stream;
+            if (dropout_stream) stream = DropoutStream{dropout_stream->first, dropout_stream->second};
+            const Device d = parse_device(device);
+            Tensor out;
+            {
+              // The plan is only read: other Python threads may run blocks meanwhile.
+              nb::gil_scoped_release release;
+              out = b.run(params, in, d, allow_tf32, stream);
+            }
+            return to_numpy(std::move(out));
+          },
+          "params"_a, "x"_a.noconvert(), "device"_a, "allow_tf32"_a, "dropout_stream"_a.none());
+}

@@ -1,0 +1,38 @@
+// The float64 oracle: a Pipeline computed the naive way, from PyTorch's definitions, written
+// apart from the backends (it calls none of their code) so that differential tests compare two
+// independent computations. Small shapes only.
+//
+// Every op computes in double; its result then goes through float32's overflow (a magnitude
+// that float32 would round to Inf becomes Inf), because PyTorch stores each op's output as
+// float32 and so an Inf there is part of the semantics. Scalars are rounded to float32 first,
+// as PyTorch applies a Python scalar to a float32 tensor. The dropout mask is a definition
+// (device_common/philox.h), not a computation, so the oracle takes it from there.
+#pragma once
+#include <vector>
+
+#include "fuseblock/params.hpp"
+#include "fuseblock/plan.hpp"
+#include "fuseblock/tensor.hpp"
+
+namespace fuseblock {
+
+// What a comparison's tolerance needs to know about the computation's conditioning.
+struct OracleStats {
+  // Largest |x| * rstd over all GroupNorm groups: how much larger the terms of float32's
+  // `a * x + b` are than the normalized value (1e4 + noise gives a large one). 0 without a norm.
+  double norm_condition = 0.0;
+  // Largest root-mean-square of the finite values after each op from the norm on (from the conv
+  // when there is no norm): the magnitude that float32 rounding errors are relative to.
+  double magnitude = 0.0;
+};
+
+// The block's output for x (shape p.input_shape), in C order, shape p.output_shape.
+// On a fill path (no conv) every element starts as NaN and the chain's Fill replaces it.
+// Throws std::invalid_argument for shapes too large for a naive computation.
+std::vector<double> oracle_forward(const Pipeline& p, const Params& params, const Tensor& x,
+                                   OracleStats* stats = nullptr);
+
+// One pointwise op in double by PyTorch's definition (exposed for the oracle's own tests).
+double oracle_pointwise(const Op& op, double x);
+
+}  // namespace fuseblock
