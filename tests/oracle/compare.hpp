@@ -17,9 +17,8 @@ struct Comparison {
 };
 
 // Same NaN positions and same signed Inf positions; every finite element within
-// rtol_eff * (magnitude + |ref|), where magnitude is the oracle's (OracleStats) and
-// rtol_eff = max(rtol, 1e-6 * norm_condition): float32's `a * x + b` loses what the group's
-// offset says it must, and no more is allowed.
+// rtol * (max(magnitude, norm_terms) + |ref|), with the oracle's OracleStats: float32's
+// rounding is relative to the values it rounds, GroupNorm's a * x and b included.
 Comparison compare_with_oracle(const Tensor& y, const std::vector<double>& ref, const OracleStats& stats,
                                double rtol = 1e-5);
 

@@ -110,13 +110,12 @@ void group_norm(const Pipeline& p, const Params& params, std::vector<double>& v,
       double sq = 0;
       for (int64_t i = 0; i < per_group; ++i) sq += (first[i] - mean) * (first[i] - mean);
       const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(per_group) + g.eps);
-      for (int64_t i = 0; i < per_group; ++i)
-        if (std::isfinite(first[i]) && std::isfinite(rstd))
-          stats.norm_condition = std::max(stats.norm_condition, std::fabs(first[i]) * rstd);
       for (int64_t i = 0; i < per_group; ++i) {
         const int64_t c = grp * (C / g.num_groups) + i / S;
         const double gamma = g.affine ? static_cast<double>(params.norm_weight.data()[c]) : 1.0;
         const double beta = g.affine ? static_cast<double>(params.norm_bias.data()[c]) : 0.0;
+        const double terms = std::fabs(first[i] * rstd * gamma) + std::fabs(beta - mean * rstd * gamma);
+        if (std::isfinite(terms)) stats.norm_terms = std::max(stats.norm_terms, terms);
         first[i] = as_stored_float((first[i] - mean) * rstd * gamma + beta);
       }
     }

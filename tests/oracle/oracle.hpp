@@ -18,9 +18,10 @@ namespace fuseblock {
 
 // What a comparison's tolerance needs to know about the computation's conditioning.
 struct OracleStats {
-  // Largest |x| * rstd over all GroupNorm groups: how much larger the terms of float32's
-  // `a * x + b` are than the normalized value (1e4 + noise gives a large one). 0 without a norm.
-  double norm_condition = 0.0;
+  // The largest |a * x| + |b| of GroupNorm folded into a * x + b (a = gamma * rstd, b = beta -
+  // mean * a), the terms that float32 rounds before they cancel: large when a group's offset is
+  // large against its spread (1e4 + noise) or when its variance is 0. 0 without a norm.
+  double norm_terms = 0.0;
   // Largest root-mean-square of the finite values after each op from the norm on (from the conv
   // when there is no norm): the magnitude that float32 rounding errors are relative to.
   double magnitude = 0.0;
