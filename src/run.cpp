@@ -3,15 +3,7 @@
 
 #include "cpu/cpu_backend.hpp"
 #include "fuseblock/fuseblock.hpp"
-#if __has_include("cuda/cuda_backend.hpp")  // TRANSITIONAL: until the CUDA backend lands
 #include "cuda/cuda_backend.hpp"
-#define FB_HAVE_CUDA_BACKEND 1
-#else
-namespace fuseblock::cuda {
-inline bool available(std::string* why) { *why = "the CUDA backend is not built yet"; return false; }
-inline void run(const Plan&, const Params&, const Tensor&, Tensor&, const RunOptions&) {}
-}
-#endif
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock {

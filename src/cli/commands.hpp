@@ -7,6 +7,7 @@ namespace fuseblock::cli {
 
 void add_run_command(CLI::App& app);
 void add_explain_command(CLI::App& app);
+void add_verify_command(CLI::App& app);
 int dispatch(CLI::App& app);
 
 }  // namespace fuseblock::cli

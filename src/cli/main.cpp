@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       "on the CPU. With no SPEC, commands use the embedded default block, KernelBench level-2 problem 83.\n\n"
       "  fuseblock run                      run the default block, print its summary and plan\n"
       "  fuseblock explain my.block         show the IR after every pass and the final plan\n"
+      "  fuseblock verify                   check the kernels write only outputs (no GPU needed)\n"
       "  fuseblock --help-spec              the spec format and every op\n",
       "fuseblock"};
   app.require_subcommand(0, 1);
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_flag("--version", version, "Print the version");
   fuseblock::cli::add_run_command(app);
   fuseblock::cli::add_explain_command(app);
+  fuseblock::cli::add_verify_command(app);
   try {
     app.parse(argc, argv);
     if (help_spec) {

@@ -1,0 +1,46 @@
+// fuseblock verify [SPEC]: the plan, its emitted PTX and its launches checked against the fusion
+// rule (src/verify). Exit code 0 only when every check holds.
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "cli/registry.hpp"
+#include "verify/verify_plan.hpp"
+
+namespace fuseblock::cli {
+
+void add_verify_command(CLI::App& app) {
+  struct Opts {
+    SpecSource spec;
+    bool assume_finite = false, strict_fp32 = false;
+    std::string arch;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand("verify",
+                                     "Check the plan and its compiled kernels: only outputs and small scratch are written, "
+                                     "no local memory, valid launches (exit 0 only if all hold; no GPU needed)");
+  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
+  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
+  cmd->add_option("--arch", o->arch, "Compile for this architecture (e.g. sm_89); default: the GPU's, or sm_90 without one");
+  cmd->add_flag("--assume-finite", o->assume_finite, "Verify the plan without the guard");
+  cmd->add_flag("--strict-fp32", o->strict_fp32, "Verify the strict-fp32 kernels (no TF32 matrix units)");
+  registry()["verify"] = [o] {
+    LoadedSpec spec = load_spec(o->spec);
+    LowerOptions lo;
+    lo.assume_finite = o->assume_finite;
+    Plan plan = lower(spec.block, lo);
+    verify::VerifyOptions vo;
+    vo.allow_tf32 = !o->strict_fp32;
+    vo.arch = o->arch;
+    std::cout << fmt::format("fuseblock verify: {}\n", spec.description);
+    verify::VerifyReport r = verify::verify_plan(plan, vo);
+    std::cout << r.text();
+    if (!r.on_gpu) std::cout << "(no GPU used: grid limits are checked where one is present)\n";
+    return r.ok() ? 0 : 2;
+  };
+}
+
+}  // namespace fuseblock::cli

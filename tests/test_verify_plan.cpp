@@ -1,0 +1,100 @@
+// `verify` passes on every test spec (for sm_90 and the seed's sm_89), and fails planted bad
+// kernels: a store through a cast-away const input, and a writable scratch the plan never declared.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "cuda/driver_api.hpp"
+#include "cuda/emit_program.hpp"
+#include "fuseblock/fuseblock.hpp"
+#include "verify/verify_plan.hpp"
+
+using namespace fuseblock;
+
+namespace {
+
+std::vector<std::string> spec_files() {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(FB_SOURCE_DIR) + "/tests/specs"))
+    if (e.path().extension() == ".block") out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Plan plan_of(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return lower(parse_spec(ss.str(), path));
+}
+
+class Verify : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!cuda::nvrtc_available(&why)) GTEST_SKIP() << "NVRTC not available: " << why;
+  }
+};
+
+// Inserts `stmt` as the first statement of kernel `name` in `src`.
+std::string plant(std::string src, const std::string& name, const std::string& stmt) {
+  size_t k = src.find(" " + name + "(");
+  EXPECT_NE(k, std::string::npos) << name;
+  size_t body = src.find("{\n", k);
+  return src.insert(body + 2, "  " + stmt + "\n");
+}
+
+}  // namespace
+
+TEST_F(Verify, EveryTestSpecPassesForSm90AndSm89) {
+  const auto files = spec_files();
+  ASSERT_GE(files.size(), 8u);
+  for (const std::string& f : files)
+    for (const char* arch : {"sm_90", "sm_89"}) {
+      verify::VerifyOptions o;
+      o.arch = arch;
+      verify::VerifyReport r = verify::verify_plan(plan_of(f), o);
+      EXPECT_TRUE(r.ok()) << f << " " << arch << "\n" << r.text();
+      EXPECT_FALSE(r.kernels.empty()) << f;
+    }
+}
+
+TEST_F(Verify, StrictFp32AndAssumeFiniteVariantsPass) {
+  for (const char* spec : {"problem83_silu.block", "problem83.block"}) {
+    Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/" + spec);
+    verify::VerifyOptions o;
+    o.arch = "sm_90";
+    o.allow_tf32 = false;
+    verify::VerifyReport r = verify::verify_plan(p, o);
+    EXPECT_TRUE(r.ok()) << spec << "\n" << r.text();
+  }
+}
+
+TEST_F(Verify, StoreIntoTheInputFails) {
+  Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/problem83_silu.block");
+  cuda::EmittedProgram prog = cuda::emit_program(p, true);
+  std::string bad = plant(prog.source, "fb_conv_output", "if (threadIdx.x == 7) ((float*)x)[blockIdx.x] = 0.0f;");
+  verify::VerifyReport r = verify::verify_source(p, prog, bad, "sm_90");
+  EXPECT_FALSE(r.ok()) << r.text();
+  EXPECT_NE(r.text().find("FAIL  fb_conv_output"), std::string::npos) << r.text();
+  // The same program unplanted passes.
+  EXPECT_TRUE(verify::verify_source(p, prog, prog.source, "sm_90").ok());
+}
+
+TEST_F(Verify, UndeclaredIntermediateBufferFails) {
+  Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/problem83.block");
+  cuda::EmittedProgram prog = cuda::emit_program(p, true);
+  // A kernel that stores the conv output to a buffer of its own, then reads it back.
+  std::string bad = prog.source + R"(
+extern "C" __global__ void __launch_bounds__(256) fb_spill_conv(const float* __restrict__ x, float* __restrict__ tmp, float* __restrict__ y) {
+  long long i = blockIdx.x * 256ll + threadIdx.x;
+  tmp[i] = x[i] * 2.0f;
+  y[i] = tmp[i] + 1.0f;
+}
+)";
+  verify::VerifyReport r = verify::verify_source(p, prog, bad, "sm_90");
+  EXPECT_FALSE(r.ok()) << r.text();
+  EXPECT_NE(r.text().find("may write 'tmp'"), std::string::npos) << r.text();
+}
