@@ -35,6 +35,11 @@ CompiledBlock::CompiledBlock(const std::string& text, const std::string& source_
   plan_ = lower(block_, lower_options_);
 }
 
+double CompiledBlock::dropout_p() const {
+  const Op* d = block_.find(OpKind::Dropout);
+  return d ? d->dropout.p : 0.0;
+}
+
 std::string CompiledBlock::explain() const {
   std::ostringstream out;
   lower(block_, lower_options_, [&](const std::string& step, const Block& ir) {
@@ -67,6 +72,12 @@ Params CompiledBlock::params_from(std::map<std::string, Tensor> tensors) const {
                     "the parameters are conv.weight, conv.bias, norm.weight and norm.bias");
   check_params(param_pipeline(), p);
   return p;
+}
+
+void CompiledBlock::check_param_shapes(const std::map<std::string, Shape>& shapes) const {
+  std::map<std::string, Tensor> stand_ins;  // parameters are small: zeros of each shape
+  for (const auto& [name, shape] : shapes) stand_ins[name] = Tensor(shape, 0.0f);
+  params_from(std::move(stand_ins));
 }
 
 std::map<std::string, Tensor> CompiledBlock::params_to_map(const Params& p) const {

@@ -3,9 +3,12 @@
 // (module.cpp) stays a thin layer of conversions.
 #pragma once
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
+#include "cuda/executor.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock::python {
@@ -31,6 +34,8 @@ class CompiledBlock {
   const Plan& plan() const { return plan_; }
   const Shape& input_shape() const { return plan_.pipeline.input_shape; }
   const Shape& output_shape() const { return plan_.pipeline.output_shape; }
+  // The dropout probability the spec gives (0 when it has no dropout), whatever the mode.
+  double dropout_p() const;
   // The IR after every pass, then the plan with its guard and kernels (as `fuseblock explain`).
   std::string explain() const;
 
@@ -41,20 +46,35 @@ class CompiledBlock {
   // Keys conv.weight, conv.bias, norm.weight, norm.bias; an unknown key is a UserError.
   Params params_from(std::map<std::string, Tensor> tensors) const;
   std::map<std::string, Tensor> params_to_map(const Params& p) const;
+  // params_from's checks on shapes alone (for parameters that live on a GPU).
+  void check_param_shapes(const std::map<std::string, Shape>& shapes) const;
 
   // Thread-safe: the plan is only read.
   Tensor run(const Params& params, const Tensor& x, Device device, bool allow_tf32,
              const std::optional<DropoutStream>& dropout) const;
+
+  // The CUDA path on device pointers (compiled_block_cuda.cpp): the caller owns every buffer,
+  // x and y 16-byte aligned, and `stream` orders the work; nothing is copied or synchronised.
+  // The executor is built (NVRTC, cubin cache) on first use and kept, per TF32 setting.
+  size_t cuda_scratch_bytes(bool allow_tf32) const;
+  // What the guard's kernels compare |x| with, from the parameters' values (host copies).
+  double guard_bound(const Params& params) const;
+  void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
+                   const std::optional<DropoutStream>& dropout, double guard_bound) const;
 
  private:
   // The pipeline whose parameter shapes are checked: the exact fallback when there is a guard
   // (the fill path reads no parameter, but a failing sample runs the exact pipeline).
   const Pipeline& param_pipeline() const { return plan_.guard ? plan_.fallback : plan_.pipeline; }
 
+  std::shared_ptr<const cuda::Executor> executor(bool allow_tf32) const;
+
   Block block_;
   LowerOptions lower_options_;
   Plan plan_;
   std::string folder_;
+  mutable std::mutex executor_mu_;
+  mutable std::shared_ptr<const cuda::Executor> executors_[2];  // [allow_tf32]
 };
 
 Device parse_device(const std::string& name);

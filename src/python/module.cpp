@@ -8,6 +8,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "cuda/device_context.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "python/array_convert.hpp"
 #include "python/compiled_block.hpp"
@@ -22,6 +23,22 @@ nb::tuple shape_tuple(const Shape& s) {
   nb::list l;
   for (int64_t d : s) l.append(d);
   return nb::tuple(l);
+}
+
+// The conv's attributes, from which a shape-only (fake) implementation computes output shapes
+// for symbolic input shapes.
+nb::dict conv_geometry(const ConvAttrs& c) {
+  nb::dict d;
+  auto first = [&](const std::array<int64_t, 3>& a) {
+    return std::vector<int64_t>(a.begin(), a.begin() + c.dims);
+  };
+  d["dims"] = c.dims;
+  d["out_channels"] = c.out_channels;
+  d["kernel_size"] = first(c.kernel);
+  d["stride"] = first(c.stride);
+  d["padding"] = first(c.padding);
+  d["dilation"] = first(c.dilation);
+  return d;
 }
 
 // UserError -> fuseblock.UserError (a ValueError) whose message is the formatted error
@@ -85,6 +102,10 @@ NB_MODULE(_core, m) {
       },
       "device"_a, "(resolved device name, why CUDA is not used or '')");
 
+  m.def(
+      "cuda_device_ordinal", [] { return cuda::use_device().ordinal; },
+      "The CUDA device fuseblock runs on ($FUSEBLOCK_CUDA_DEVICE, default 0); raises without a GPU");
+
   nb::class_<Params>(m, "Params", "Block parameters held by the C++ core");
 
   nb::class_<CompiledBlock>(m, "CompiledBlock")
@@ -101,8 +122,11 @@ NB_MODULE(_core, m) {
           "text"_a, "source_name"_a, "folder"_a, "assume_finite"_a, "training"_a.none(), "input_shape"_a.none())
       .def_prop_ro("input_shape", [](const CompiledBlock& b) { return shape_tuple(b.input_shape()); })
       .def_prop_ro("output_shape", [](const CompiledBlock& b) { return shape_tuple(b.output_shape()); })
+      .def_prop_ro("dropout_p", &CompiledBlock::dropout_p)
+      .def_prop_ro("conv_geometry", [](const CompiledBlock& b) { return conv_geometry(b.plan().pipeline.conv); })
       .def_prop_ro("fill_path", [](const CompiledBlock& b) { return b.plan().pipeline.fill_path(); })
-      .def_prop_ro("guarded", [](const CompiledBlock& b) { return b.plan().guard.has_value(); })
+      // The guard is checked at run time (assume_finite keeps the guard's proof but skips the check).
+      .def_prop_ro("guarded", [](const CompiledBlock& b) { return b.plan().guard && !b.plan().assume_finite; })
       .def("explain", &CompiledBlock::explain)
       .def("plan_text", [](const CompiledBlock& b) { return dump(b.plan()); })
       .def("spec_params", &CompiledBlock::spec_params)
@@ -113,6 +137,14 @@ NB_MODULE(_core, m) {
             return b.params_from(to_tensors(arrays));
           },
           "arrays"_a)
+      .def(
+          "check_param_shapes",
+          [](const CompiledBlock& b, const std::map<std::string, std::vector<int64_t>>& shapes) {
+            std::map<std::string, Shape> s;
+            for (const auto& [k, v] : shapes) s[k] = Shape(v.begin(), v.end());
+            b.check_param_shapes(s);
+          },
+          "shapes"_a)
       .def(
           "params_to_dict", [](const CompiledBlock& b, const Params& p) { return to_dict(b.params_to_map(p)); },
           "params"_a)
@@ -132,5 +164,22 @@ NB_MODULE(_core, m) {
             }
             return to_numpy(std::move(out));
           },
-          "params"_a, "x"_a.noconvert(), "device"_a, "allow_tf32"_a, "dropout_stream"_a.none());
+          "params"_a, "x"_a.noconvert(), "device"_a, "allow_tf32"_a, "dropout_stream"_a.none())
+      .def("cuda_scratch_bytes", &CompiledBlock::cuda_scratch_bytes, "allow_tf32"_a,
+           nb::call_guard<nb::gil_scoped_release>())
+      .def("guard_bound", &CompiledBlock::guard_bound, "params"_a)
+      .def(
+          "launch_cuda",
+          [](const CompiledBlock& b, uint64_t x, uint64_t y, uint64_t weight, uint64_t bias, uint64_t gamma,
+             uint64_t beta, uint64_t scratch, uint64_t stream, bool allow_tf32,
+             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, double guard_bound) {
+            std::optional<DropoutStream> ds;
+            if (dropout_stream) ds = DropoutStream{dropout_stream->first, dropout_stream->second};
+            nb::gil_scoped_release release;  // the first call compiles (NVRTC): let other threads run
+            b.launch_cuda(cuda::DeviceTensors{x, y, weight, bias, gamma, beta}, scratch, stream, allow_tf32, ds,
+                          guard_bound);
+          },
+          "x"_a, "y"_a, "weight"_a, "bias"_a, "gamma"_a, "beta"_a, "scratch"_a, "stream"_a, "allow_tf32"_a,
+          "dropout_stream"_a.none(), "guard_bound"_a,
+          "Enqueues the block on device pointers (0 for an absent parameter) and a CUstream handle");
 }

@@ -1,0 +1,141 @@
+"""The custom op fuseblock::block_forward (torch.library), its fake implementation for
+torch.compile / FakeTensor tracing, and an autograd registration that says plainly that there
+is no backward. Imported by fuseblock.torch; needs torch.
+
+No `from __future__ import annotations` here: torch.library reads the op's schema from its type
+annotations, which must be real types, not strings."""
+import functools
+import weakref
+from typing import Optional
+
+import torch
+
+from . import _core
+
+# Seeds for the dropout mask are drawn from torch's default generator in [0, 2^63), so
+# torch.manual_seed makes fuseblock's masks reproducible as it does PyTorch's.
+_SEED_HIGH = 2**63 - 1
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_block(spec: str, training: bool, assume_finite: bool,
+                   input_shape: Optional[tuple]) -> _core.CompiledBlock:
+    """The block for one spec, mode and input shape (None: the spec's input line), parsed and
+    planned once."""
+    shape = None if input_shape is None else list(input_shape)
+    return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape)
+
+
+def draw_dropout_seed() -> torch.Tensor:
+    """A fresh mask for one forward call: a CPU int64 tensor [seed, offset], both random."""
+    return torch.randint(0, _SEED_HIGH, (2,), dtype=torch.int64)
+
+
+def _check_float32(name: str, t: torch.Tensor) -> None:
+    # float32 only, as numpy's Block.run: PyTorch too refuses to mix dtypes in a conv.
+    if t.dtype != torch.float32:
+        raise TypeError(f"fuseblock::block_forward takes float32 tensors, but {name} is {t.dtype}")
+
+
+def _host_array(t: torch.Tensor):
+    return t.detach().cpu().contiguous().numpy()
+
+
+@torch.library.custom_op("fuseblock::block_forward", mutates_args=())
+def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optional[torch.Tensor],
+                  norm_weight: Optional[torch.Tensor], norm_bias: Optional[torch.Tensor],
+                  dropout_seed: Optional[torch.Tensor], spec: str, training: bool,
+                  assume_finite: bool) -> torch.Tensor:
+    """Runs the block `spec` on x (float32, any N; the spec's input line is replaced by x's shape).
+
+    training overrides the spec's dropout mode; dropout_seed ([seed, offset], int64, CPU) picks the
+    mask (None: the spec's own seed and offset). The block runs on x's device: CUDA tensors on
+    their device pointers, in PyTorch's current stream, with no copy and no synchronisation (the
+    parameters are moved to x's device if they are elsewhere); CPU tensors on fuseblock's CPU
+    backend. Its conv may use TF32 exactly when torch.backends.cudnn.allow_tf32 allows PyTorch's
+    (read at each call, as cuDNN does, rather than traced).
+    """
+    block = compiled_block(spec, training, assume_finite, tuple(x.shape))
+    params = {"conv.weight": conv_weight, "conv.bias": conv_bias, "norm.weight": norm_weight, "norm.bias": norm_bias}
+    params = {k: t for k, t in params.items() if t is not None}
+    _check_float32("x", x)
+    for name, t in params.items():
+        _check_float32(name, t)
+    stream = None if dropout_seed is None else tuple(int(v) for v in dropout_seed.tolist())
+    allow_tf32 = torch.backends.cudnn.allow_tf32
+    if x.device.type == "cuda":
+        return _run_cuda(block, x, params, stream, allow_tf32)
+    if x.device.type != "cpu":
+        raise ValueError(f"fuseblock runs on CPU and CUDA tensors, not on {x.device}")
+    host_params = block.params_from({k: _host_array(t) for k, t in params.items()})
+    y = block.run(host_params, _host_array(x), "cpu", allow_tf32, stream)
+    return torch.from_numpy(y)
+
+
+def _run_cuda(block, x, params, stream, allow_tf32):
+    device = x.device
+    ordinal = _core.cuda_device_ordinal()
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index != ordinal:
+        raise ValueError(f"fuseblock runs on cuda:{ordinal} (FUSEBLOCK_CUDA_DEVICE), but x is on cuda:{index}")
+    block.check_param_shapes({k: list(t.shape) for k, t in params.items()})
+    x = x.detach().contiguous()
+    if x.data_ptr() % 16:  # the kernels load 16-byte vectors: an offset view gets a fresh copy
+        x = x.clone()
+    on_device = {k: t.detach().to(device).contiguous() for k, t in params.items()}
+    y = torch.empty(block.output_shape, dtype=torch.float32, device=device)
+    if y.numel() == 0:
+        return y
+    # Scratch from PyTorch's allocator on the current stream: freed when this returns, reused
+    # only by work ordered after the kernels on that stream.
+    scratch = torch.empty(block.cuda_scratch_bytes(allow_tf32), dtype=torch.uint8, device=device)
+    bound = _guard_bound(block, params) if block.guarded else 0.0
+    ptr = lambda name: on_device[name].data_ptr() if name in on_device else 0  # noqa: E731
+    block.launch_cuda(x.data_ptr(), y.data_ptr(), ptr("conv.weight"), ptr("conv.bias"), ptr("norm.weight"),
+                      ptr("norm.bias"), scratch.data_ptr() if scratch.numel() else 0,
+                      torch.cuda.current_stream(device).cuda_stream, allow_tf32, stream, bound)
+    return y
+
+
+# id(conv.weight) -> (weak reference to it, (name, data_ptr, version) of every parameter, bound)
+_guard_bounds: dict = {}
+
+
+def _guard_bound(block, params):
+    """The guard's input bound, from the parameters' values. Computing it copies them to the host
+    (a synchronisation), so it is cached until a parameter changes: a new tensor, new storage, or
+    an in-place update (tensor._version)."""
+    weight = params["conv.weight"]
+    try:
+        key = (id(block),) + tuple((k, t.data_ptr(), t._version) for k, t in sorted(params.items()))
+    except RuntimeError:  # inference-mode tensors keep no version counter: no caching
+        key = None
+    hit = _guard_bounds.get(id(weight))
+    if key is not None and hit is not None and hit[0]() is weight and hit[1] == key:
+        return hit[2]
+    bound = block.guard_bound(block.params_from({k: _host_array(t) for k, t in params.items()}))
+    if key is not None:
+        if len(_guard_bounds) > 256:
+            _guard_bounds.clear()
+        _guard_bounds[id(weight)] = (weakref.ref(weight), key, bound)
+    return bound
+
+
+@block_forward.register_fake
+def _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training,
+                        assume_finite):
+    # PyTorch's conv output size from the spec's conv attributes, so that symbolic (dynamic)
+    # input sizes stay symbolic.
+    g = compiled_block(spec, training, assume_finite, None).conv_geometry
+    spatial = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+               for size, k, s, p, d in zip(x.shape[2:], g["kernel_size"], g["stride"], g["padding"], g["dilation"])]
+    return x.new_empty([x.shape[0], g["out_channels"], *spatial])
+
+
+def _no_backward(ctx, grad):
+    raise RuntimeError("fuseblock::block_forward has no backward (fuseblock is an inference and "
+                       "forward-only engine): run it under torch.no_grad(), or use the PyTorch "
+                       "modules for training")
+
+
+torch.library.register_autograd("fuseblock::block_forward", _no_backward)

@@ -1,0 +1,35 @@
+// CompiledBlock's CUDA path on device pointers: what fuseblock.torch uses for CUDA tensors, on
+// PyTorch's buffers and current stream, with no copy.
+#include "cuda/device_context.hpp"
+#include "python/compiled_block.hpp"
+
+namespace fuseblock::python {
+
+std::shared_ptr<const cuda::Executor> CompiledBlock::executor(bool allow_tf32) const {
+  // executor_for() keys its process-wide cache by the emitted program text; keeping the result
+  // here spares every call that emission.
+  std::lock_guard<std::mutex> lock(executor_mu_);
+  auto& slot = executors_[allow_tf32 ? 1 : 0];
+  if (!slot) slot = cuda::executor_for(plan_, allow_tf32);
+  return slot;
+}
+
+size_t CompiledBlock::cuda_scratch_bytes(bool allow_tf32) const { return executor(allow_tf32)->scratch_bytes(); }
+
+double CompiledBlock::guard_bound(const Params& params) const {
+  return plan_.guard ? guard_input_bound(params, plan_.guard->conv_output_bound) : 0.0;
+}
+
+void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream,
+                                bool allow_tf32, const std::optional<DropoutStream>& dropout,
+                                double guard_bound) const {
+  cuda::use_device();  // the primary context, current on this thread (PyTorch's context too)
+  std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32);
+  cuda::RunArgs args;
+  args.seed = dropout ? dropout->seed : plan_.pipeline.dropout.seed;
+  args.offset = dropout ? dropout->offset : plan_.pipeline.dropout.offset;
+  args.guard_bound = guard_bound;
+  ex->launch(tensors, scratch, args, reinterpret_cast<CUstream_st*>(stream));
+}
+
+}  // namespace fuseblock::python

@@ -1,0 +1,259 @@
+"""fuseblock.torch: the custom op (opcheck, torch.compile), the Block module and ModelNew against
+eager PyTorch. Skipped where torch is not installed (CI); the GPU suite runs them, on the CPU and,
+where there is one, on CUDA."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import fuseblock  # noqa: E402
+import fuseblock.torch as fbt  # noqa: E402
+
+# Where torch sees a GPU the CUDA cases run, and fail (not skip) if fuseblock cannot use it.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+P83 = dict(in_channels=3, out_channels=16, kernel_size=3, groups=8, min_value=0.0, max_value=1.0, dropout_p=0.2)
+SMALL_INPUT = (4, 3, 6, 9, 10)
+
+
+class Model83(nn.Module):
+    """KernelBench level-2 problem 83's reference Model."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, groups, min_value, max_value, dropout_p):
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size)
+        self.norm = nn.GroupNorm(groups, out_channels)
+        self.dropout = nn.Dropout(dropout_p)
+        self.min_value, self.max_value = min_value, max_value
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = self.norm(x)
+        x = torch.min(x, torch.tensor(self.min_value))
+        x = torch.clamp(x, min=self.min_value, max=self.max_value)
+        return self.dropout(x)
+
+
+@pytest.fixture(autouse=True)
+def strict_float32():
+    """Compare in strict float32: no TF32 in PyTorch's conv nor (it follows the flag) fuseblock's."""
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = old
+
+
+def chain_modules(name):
+    """(fuseblock's pointwise ops, the eager function they mean)."""
+    return {
+        "silu": ([nn.SiLU()], torch.nn.functional.silu),
+        "gelu": ([nn.GELU()], torch.nn.functional.gelu),
+        "min_clamp": ([fbt.Minimum(0.5), fbt.Clamp(min=0.0, max=0.5)],
+                      lambda y: torch.clamp(torch.minimum(y, torch.tensor(0.5, device=y.device)), 0.0, 0.5)),
+    }[name]
+
+
+def chain_block(name, device, p=0.3):
+    torch.manual_seed(1)
+    conv = nn.Conv3d(3, 8, 3, padding=1)
+    norm = nn.GroupNorm(4, 8)
+    with torch.no_grad():  # non-trivial affine, so it is exercised
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-0.5, 0.5)
+    ops, fn = chain_modules(name)
+    block = fbt.Block.from_modules(conv, norm, *ops, nn.Dropout(p)).to(device)
+    eager = lambda x: fn(block.norm(block.conv(x)))  # noqa: E731 - the eval-mode reference
+    return block, eager
+
+
+def rand(shape, device, seed, lo=0.0, hi=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) * (hi - lo) + lo).to(device)
+
+
+# ---- the custom op -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("training", [False, True])
+def test_opcheck(device, training):
+    block, _ = chain_block("gelu", device)
+    x = rand((2, 3, 5, 6, 7), device, 0)
+    seed = fbt.draw_dropout_seed() if training else None
+    args = (x, block.conv.weight.detach(), block.conv.bias.detach(), block.norm.weight.detach(),
+            block.norm.bias.detach(), seed, block.spec, training, False)
+    torch.library.opcheck(torch.ops.fuseblock.block_forward.default, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_compile_traces_the_op(device):
+    block, eager = chain_block("silu", device)
+    block.eval()
+    x = rand((2, 3, 5, 6, 7), device, 1, -1.0, 1.0)
+    with torch.no_grad():
+        expected = block(x)
+        backends = ["aot_eager"] + (["inductor"] if device == "cuda" else [])
+        for backend in backends:
+            torch._dynamo.reset()
+            compiled = torch.compile(block, backend=backend, fullgraph=True)
+            torch.testing.assert_close(compiled(x), expected, rtol=0, atol=0)
+            # another batch size: planned again for the new shape
+            x3 = rand((3, 3, 5, 6, 7), device, 2, -1.0, 1.0)
+            torch.testing.assert_close(compiled(x3), block(x3), rtol=0, atol=0)
+
+
+def test_no_backward():
+    block, _ = chain_block("silu", "cpu")
+    y = block.eval()(rand((1, 3, 4, 4, 4), "cpu", 3))
+    with pytest.raises(RuntimeError, match="no backward"):
+        y.sum().backward()
+
+
+def test_float64_input_is_refused():
+    block, _ = chain_block("silu", "cpu")
+    with pytest.raises(TypeError, match="float32"):
+        block(rand((1, 3, 4, 4, 4), "cpu", 4).double())
+
+
+# ---- Block from modules against eager PyTorch ----------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("chain", ["silu", "gelu", "min_clamp"])
+def test_block_eval_matches_eager(chain, device):
+    block, eager = chain_block(chain, device)
+    block.eval()
+    x = rand((3, 3, 5, 7, 6), device, 5, -2.0, 2.0)
+    x_before = x.clone()
+    with torch.no_grad():
+        y, expected = block(x), eager(x)
+    assert torch.equal(x, x_before)
+    assert expected.std() > 0.05
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
+    x[1, 0, 1, 2, 3] = float("nan")
+    with torch.no_grad():
+        assert torch.equal(torch.isnan(block(x)), torch.isnan(eager(x)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_block_training_dropout_statistics(device):
+    p = 0.3
+    block, eager = chain_block("silu", device, p)
+    x = rand((4, 3, 6, 7, 8), device, 6, -2.0, 2.0)
+    with torch.no_grad():
+        expected = eager(x)
+        torch.manual_seed(123)
+        y = block.train()(x)
+        y_again = block(x)
+        torch.manual_seed(123)
+        y_same_seed = block(x)
+    live = expected != 0
+    kept = live & (y != 0)
+    rate = kept.sum().item() / live.sum().item()
+    assert abs(rate - (1 - p)) < 5 * math.sqrt(p * (1 - p) / live.sum().item())
+    torch.testing.assert_close(y[kept], expected[kept] / (1 - p), rtol=1e-4, atol=1e-5)
+    assert not torch.equal(y_again != 0, y != 0)  # a fresh mask every call
+    assert torch.equal(y_same_seed, y)  # torch.manual_seed reproduces it
+
+
+def test_block_from_spec():
+    spec = ("input f32[2, 3, 6, 6]\nconv2d out_channels=4 kernel_size=3\ngroup_norm num_groups=2\n"
+            "gelu\ndropout p=0.5 training=true\nparams seed=5\n")
+    block = fbt.Block(spec)
+    assert sorted(block.state_dict()) == ["conv.bias", "conv.weight", "norm.bias", "norm.weight"]
+    expected = fuseblock.init_params(fuseblock.Block(spec), 5)
+    assert torch.equal(block.conv.weight.detach(), torch.from_numpy(expected["conv.weight"]))
+    x = rand((3, 3, 6, 6), "cpu", 7)  # another batch size than the spec's input line
+    with torch.no_grad():
+        eval_out = block.eval()(x)
+        train_out = block.train()(x)
+    assert eval_out.shape == (3, 4, 4, 4)
+    assert (eval_out != 0).all() and (train_out == 0).any()
+    numpy_out = fuseblock.Block(spec, training=False, input_shape=x.shape).run(x.numpy(), device="cpu")
+    assert torch.equal(eval_out, torch.from_numpy(numpy_out))
+
+
+# ---- ModelNew: KernelBench level 2, problem 83 ---------------------------------------------
+
+
+def test_model_new_has_the_reference_state_dict_and_init():
+    torch.manual_seed(3)
+    reference = Model83(**P83)
+    torch.manual_seed(3)
+    model = fbt.ModelNew(**P83)
+    assert list(model.state_dict()) == list(reference.state_dict())
+    for k, v in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("training", [False, True])
+def test_model_new_reproduces_the_reference(device, training):
+    reference = Model83(**P83).to(device).train(training)
+    model = fbt.ModelNew(**P83).to(device).train(training)
+    model.load_state_dict(reference.state_dict())
+    x = rand(SMALL_INPUT, device, 8)
+    with torch.no_grad():
+        y, expected = model(x), reference(x)
+        assert torch.equal(y, expected) and (y == 0).all()
+        x[2, 1, 3, 4, 5] = float("nan")
+        y, expected = model(x), reference(x)
+    assert torch.equal(torch.isnan(y), torch.isnan(expected))
+    assert torch.isnan(y[2]).all() and not torch.isnan(y[[0, 1, 3]]).any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_model_new_follows_an_in_place_weight_change(device):
+    # The guard's bound depends on the weights (cached on the GPU path until they change): a NaN
+    # written into the weight in place must reach the output as PyTorch's does.
+    reference = Model83(**P83).to(device).eval()
+    model = fbt.ModelNew(**P83).to(device).eval()
+    model.load_state_dict(reference.state_dict())
+    x = rand(SMALL_INPUT, device, 9)
+    with torch.no_grad():
+        assert (model(x) == 0).all()
+        model.conv.weight[0, 0, 0, 0, 0] = float("nan")
+        reference.conv.weight[0, 0, 0, 0, 0] = float("nan")
+        y, expected = model(x), reference(x)
+    assert torch.equal(torch.isnan(y), torch.isnan(expected)) and torch.isnan(y).any()
+
+
+# ---- CUDA: device pointers, the current stream ---------------------------------------------
+
+cuda_only = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU")
+
+
+@cuda_only
+def test_cuda_matches_cpu_and_draws_the_same_mask():
+    block, _ = chain_block("gelu", "cpu", p=0.4)
+    x = rand((3, 3, 5, 6, 7), "cpu", 10, -2.0, 2.0)
+    seed = torch.tensor([987654321, 5], dtype=torch.int64)
+    args = lambda dev: (x.to(dev), block.conv.weight.detach().to(dev), block.conv.bias.detach().to(dev),  # noqa: E731
+                        block.norm.weight.detach().to(dev), block.norm.bias.detach().to(dev), seed, block.spec, True,
+                        False)
+    y_cpu = torch.ops.fuseblock.block_forward(*args("cpu"))
+    y_cuda = torch.ops.fuseblock.block_forward(*args("cuda"))
+    assert y_cuda.is_cuda
+    y_cuda = y_cuda.cpu()
+    assert torch.equal(y_cpu == 0, y_cuda == 0)  # Philox at (seed, offset, index) on both backends
+    torch.testing.assert_close(y_cuda, y_cpu, rtol=1e-4, atol=1e-5)
+
+
+@cuda_only
+def test_cuda_misaligned_input_and_a_side_stream():
+    block, eager = chain_block("silu", "cuda")
+    block.eval()
+    shape = (2, 3, 5, 6, 7)
+    flat = rand((math.prod(shape) + 1,), "cuda", 11, -1.0, 1.0)
+    x = flat[1:].view(shape)  # 4 bytes past an allocation: not 16-byte aligned
+    assert x.data_ptr() % 16 != 0
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(side):
+        y = block(x)
+    side.synchronize()
+    with torch.no_grad():
+        torch.testing.assert_close(y, eager(x), rtol=1e-4, atol=1e-5)
