@@ -15,7 +15,7 @@ std::string shape_str(const Shape& s);  // "[128, 3, 16, 64, 64]"
 class Tensor {
  public:
   Tensor() = default;
-  explicit Tensor(Shape shape);                 // uninitialised contents
+  explicit Tensor(Shape shape);                 // zero-filled (std::vector); backends overwrite every element
   Tensor(Shape shape, float fill);
   Tensor(Shape shape, std::vector<float> data);  // data.size() must equal numel(shape)
 

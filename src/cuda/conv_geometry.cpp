@@ -127,12 +127,16 @@ void choose_mma_pitches(ConvGeometry& g) {
   g.cp = bcp;
 }
 
-// Relative cost of a tiling: tensor-core operand loads per computed position plus the window
-// loads, both in lane operations (see docs/benchmarks.md for the measured balance).
+// Relative cost of a tiling, in lane operations per sample: the engine's work per computed
+// position, the window loads, and the output epilogue, which walks each segment in 4-element
+// steps (a segment's ragged ends cost a whole step and scalar stores: short segments are dear).
 double tiling_cost(const ConvGeometry& g, double per_position) {
   const double positions = static_cast<double>(g.td * g.th * g.tw);
   const double window = static_cast<double>(g.cic * g.xd * g.xh * g.xw) * ceil_div(g.cin, g.cic);
-  return static_cast<double>(g.tiles) * (positions * per_position + window * 8.0);
+  const double segments = g.seg_level == 0 ? g.td * g.th : (g.seg_level == 1 ? g.td : 1);
+  const double seg_len = g.seg_level == 0 ? g.tw : (g.seg_level == 1 ? g.th * g.out[2] : g.td * g.out[1] * g.out[2]);
+  const double epilogue = g.ct * segments * (seg_len / 4.0 + 2.0) * 40.0;
+  return static_cast<double>(g.tiles) * (positions * per_position + window * 8.0 + epilogue);
 }
 
 bool choose_mma(ConvGeometry& g) {

@@ -62,7 +62,7 @@ const DriverState& driver_state() {
     std::string tried;
     void* lib = open_first({"libcuda.so.1", "libcuda.so"}, &tried);
     if (!lib) {
-      st.why = "the CUDA driver library (libcuda.so.1) could not be loaded:" + tried;
+      st.why = "the CUDA driver (libcuda.so.1) is not installed or not on the library path";
       return st;
     }
     if (std::string missing = resolve_all(lib, st.api); !missing.empty()) {

@@ -24,7 +24,9 @@ std::string nvrtc_version_string() {
 }
 
 std::vector<std::string> nvrtc_options(const CompileRequest& req) {
-  std::vector<std::string> opts = {"--gpu-architecture=" + req.arch, "--std=c++17", "--ptxas-options=-v"};
+  // -diag-suppress=177: emitted geometry constants are not all used by every kernel.
+  std::vector<std::string> opts = {"--gpu-architecture=" + req.arch, "--std=c++17", "--ptxas-options=-v",
+                                   "-diag-suppress=177"};
   opts.insert(opts.end(), req.options.begin(), req.options.end());
   return opts;
 }

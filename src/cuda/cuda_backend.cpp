@@ -1,0 +1,62 @@
+// The CUDA backend on host tensors (cuda_backend.hpp).
+#include "cuda/cuda_backend.hpp"
+
+#include <fmt/format.h>
+
+#include "cuda/device_context.hpp"
+#include "cuda/device_memory.hpp"
+#include "cuda/driver_api.hpp"
+#include "cuda/executor.hpp"
+
+namespace fuseblock::cuda {
+
+bool available(std::string* why) {
+  std::string reason;
+  bool ok = driver_available(&reason) && nvrtc_available(&reason);
+  if (ok) {
+    try {
+      const DeviceInfo& d = use_device();
+      if (d.cc_major < 7) {
+        reason = fmt::format("{} has compute capability {}.{}; fuseblock needs 7.0 or newer", d.name, d.cc_major,
+                             d.cc_minor);
+        ok = false;
+      }
+    } catch (const std::exception& e) {
+      reason = e.what();
+      ok = false;
+    }
+  }
+  if (!ok && why) *why = reason;
+  return ok;
+}
+
+void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const RunOptions& opts) {
+  use_device();
+  const Pipeline& p = plan.pipeline;
+  FB_ASSERT(y.shape() == p.output_shape, "output tensor of the wrong shape");
+  if (y.numel() == 0) return;
+  std::shared_ptr<const Executor> ex = executor_for(plan, opts.allow_tf32);
+  const EmittedProgram& prog = ex->program();
+  DeviceBuffer dx = to_device(x.vec());
+  DeviceBuffer dy(static_cast<size_t>(y.numel()) * sizeof(float));
+  DeviceBuffer dw, db, dg, dbeta;
+  if (prog.general) {
+    dw = to_device(params.conv_weight.vec());
+    if (prog.conv_pipeline.conv.bias) db = to_device(params.conv_bias.vec());
+    if (prog.norm && prog.conv_pipeline.norm->affine) {
+      dg = to_device(params.norm_weight.vec());
+      dbeta = to_device(params.norm_bias.vec());
+    }
+  }
+  DeviceBuffer scratch(ex->scratch_bytes());
+  RunArgs args;
+  args.seed = p.dropout.seed;
+  args.offset = p.dropout.offset;
+  if (prog.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
+  DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
+  ex->launch(t, scratch.ptr(), args, nullptr);
+  synchronize();
+  dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));
+}
+
+}  // namespace fuseblock::cuda

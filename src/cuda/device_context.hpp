@@ -1,0 +1,28 @@
+// The GPU fuseblock runs on: the primary context of one device (the one PyTorch uses too, so
+// pointers and streams from a framework work here) and the properties the launchers size grids
+// and shared memory from. Nothing is hard-wired to one GPU.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace fuseblock::cuda {
+
+struct DeviceInfo {
+  int ordinal = 0;
+  std::string name;
+  int cc_major = 0, cc_minor = 0;
+  int sm_count = 0;
+  int smem_per_block_optin = 0;  // bytes a block may opt in to
+  int smem_per_sm = 0;
+  int regs_per_sm = 0;
+  int l2_bytes = 0;
+  size_t total_mem = 0;
+  std::string arch() const;      // "sm_90"
+  std::string describe() const;  // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)"
+};
+
+// Device $FUSEBLOCK_CUDA_DEVICE (default 0): retains its primary context once and makes it
+// current on the calling thread. Throws the "CUDA is not available" UserError without a GPU.
+const DeviceInfo& use_device();
+
+}  // namespace fuseblock::cuda

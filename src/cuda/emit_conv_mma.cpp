@@ -1,0 +1,131 @@
+// The tensor-core conv engine: an implicit GEMM per tile, M = the tile's output positions
+// (16-position row pieces, "m-tiles"), N = the block's channel chunk (8-wide n-tiles),
+// K = CIN * KVOL padded to k-steps of 8, with mma.sync m16n8k8 tf32 and fp32 accumulation.
+// The weights (B fragments) and each lane's A offsets stay in registers for the whole
+// persistent loop; A comes from the input window in shared memory, already rounded to tf32.
+// Fragment layouts are those of the PTX ISA for m16n8k8 .tf32: lane = 4 * g + t4 holds
+// A[g][t4], A[g+8][t4], A[g][t4+4], A[g+8][t4+4]; B[t4][g], B[t4+4][g];
+// C[g][2 t4], C[g][2 t4 + 1], C[g+8][2 t4], C[g+8][2 t4 + 1].
+#include "cuda/emit_conv.hpp"
+
+namespace fuseblock::cuda {
+namespace {
+
+const char* kPrologue = R"(  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t4 = lane & 3;
+  // B fragments: B[k][n] = weight[c0 + n][k], rounded to tf32; zero past COUT and KRED.
+  unsigned bf[fbc::KSTEPS][fbc::NT][2];
+#pragma unroll
+  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
+#pragma unroll
+    for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int k = ks * 8 + t4 + 4 * h, c = c0 + nt * 8 + g;
+        bf[ks][nt][h] = (k < fbc::KRED && c < fbc::COUT) ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
+      }
+  // This lane's two A columns per k-step, as offsets into the window.
+  int ao[fbc::KSTEPS][2];
+#pragma unroll
+  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int k = ks * 8 + t4 + 4 * h;
+      ao[ks][h] = k < fbc::KRED ? fb_k_offset(k) : 0;
+    }
+  // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
+  // there too, but 0 * Inf would be NaN).
+  const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
+  // Window offset of row g of this warp's first m-tile; the others sit at fb_mt_delta(j).
+  const int mt0 = warp * fbc::MPW;
+  const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
+                    ((mt0 % fbc::WS) * 16 + g) * fbc::SW;
+  float bias_r[fbc::NT][2];
+#pragma unroll
+  for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+    for (int odd = 0; odd < 2; ++odd) {
+      const int c = c0 + nt * 8 + 2 * t4 + odd;
+      bias_r[nt][odd] = (HAS_BIAS && c < fbc::COUT) ? __ldg(bias + c) : 0.0f;
+    }
+)";
+
+const char* kTile = R"(    __syncthreads();  // the previous tile's window and staging are free
+    fb_load_window<true>(xs, x, n, 0, T);
+    __syncthreads();
+    float acc[fbc::MPW][fbc::NT][4];
+#pragma unroll
+    for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+      for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
+      const float* p0 = xs + mbase + ao[ks][0];
+      const float* p1 = xs + mbase + ao[ks][1];
+#pragma unroll
+      for (int j = 0; j < fbc::MPW; ++j) {
+        const int dj = fb_mt_delta(j);
+        unsigned a0 = __float_as_uint(p0[dj]), a1 = __float_as_uint(p0[dj + 8 * fbc::SW]);
+        unsigned a2 = __float_as_uint(p1[dj]), a3 = __float_as_uint(p1[dj + 8 * fbc::SW]);
+        if (ks == fbc::KSTEPS - 1) {
+          if (!kv0) a0 = a1 = 0u;
+          if (!kv1) a2 = a3 = 0u;
+        }
+#pragma unroll
+        for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
+      }
+    }
+    // C fragments (+ bias) to staging: rows g and g + 8, channels 2 t4 and 2 t4 + 1 per n-tile.
+#pragma unroll
+    for (int j = 0; j < fbc::MPW; ++j) {
+      const int mt = warp * fbc::MPW + j;
+      const int row = mt / fbc::WS, th = row % fbc::TH, td = row / fbc::TH;
+      if (td < T.tdv && th < T.thv) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int ow = (mt % fbc::WS) * 16 + g + 8 * r;
+          if (ow < T.twv) {
+#pragma unroll
+            for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+              for (int odd = 0; odd < 2; ++odd) {
+                const int cl = nt * 8 + 2 * t4 + odd;
+                if (c0 + cl < fbc::COUT)
+                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd] + bias_r[nt][odd];
+              }
+          }
+        }
+      }
+    }
+)";
+
+const char* kHelpers = R"(
+// Window offset of reduction index k = ((ci * KD + kd) * KH + kh) * KW + kw (PyTorch's weight order).
+__device__ __forceinline__ int fb_k_offset(int k) {
+  const int kw = k % fbc::KW, kh = (k / fbc::KW) % fbc::KH, kd = (k / (fbc::KW * fbc::KH)) % fbc::KD;
+  const int ci = k / fbc::KVOL;
+  return ci * fbc::XCP + kd * fbc::DD * fbc::XPP + kh * fbc::DH * fbc::XWP + kw * fbc::DW;
+}
+
+// Window offset of a warp's m-tile j from its first: a warp's m-tiles lie in one row (WS a
+// multiple of MPW) or over whole rows of one plane (conv_geometry.cpp guarantees one of these).
+__device__ __forceinline__ constexpr int fb_mt_delta(int j) {
+  return (j % fbc::WS) * 16 * fbc::SW + (j / fbc::WS) * fbc::SH * fbc::XWP;
+}
+)";
+
+}  // namespace
+
+void emit_mma_prologue(SourceWriter& w, const ConvGeometry& g) {
+  w.line("  constexpr bool HAS_BIAS = {};", g.bias ? "true" : "false");
+  w.raw(kPrologue);
+}
+
+void emit_mma_tile(SourceWriter& w, const ConvGeometry&) { w.raw(kTile); }
+
+// Emitted once per program, before the kernels (see emit_general.cpp).
+void emit_mma_helpers(SourceWriter& w) { w.raw(kHelpers); }
+
+}  // namespace fuseblock::cuda

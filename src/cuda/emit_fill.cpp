@@ -1,0 +1,83 @@
+// The fill path (emit_fill.hpp): when the chain folds to a constant c under the guard, the
+// output is c * mask * scale everywhere, so one kernel writes it (16-byte streaming stores, one
+// Philox call per four elements) and, in the same pass, reads the input once to check the guard
+// per sample: every element finite with |x| <= bound (bound from the parameters, rounded down to
+// a float on the host, so the float compare is the exact real one). A failing sample gets its
+// flag set; the exact fallback kernels then recompute just those samples. Blocks own a slice of
+// one sample's input, so a flag is set by few blocks and no host synchronisation is needed.
+#include "cuda/emit_fill.hpp"
+
+#include "cuda/emit_common.hpp"
+#include "device_common/philox.h"
+#include "fuseblock/error.hpp"
+
+namespace fuseblock::cuda {
+namespace {
+
+const char* kGuard = R"(  // Guard: this block's slice of its sample's input.
+  const long long n = blockIdx.x / blocks_per_sample;
+  const long long s0 = (long long)(blockIdx.x % blocks_per_sample) * slice;
+  const long long s1 = min(s0 + slice, IN_SAMPLE);
+  const float* xn = x + n * IN_SAMPLE;
+  bool bad = false;
+  if (IN_SAMPLE % 4 == 0) {  // slices are multiples of 4: whole float4s
+    for (long long i = s0 / 4 + threadIdx.x; i < s1 / 4; i += 256) {
+      const float4 v = __ldcs(reinterpret_cast<const float4*>(xn) + i);
+      bad |= !(fabsf(v.x) <= bound) | !(fabsf(v.y) <= bound) | !(fabsf(v.z) <= bound) | !(fabsf(v.w) <= bound);
+    }
+  } else {
+    for (long long i = s0 + threadIdx.x; i < s1; i += 256) bad |= !(fabsf(__ldcs(xn + i)) <= bound);
+  }
+  if (__syncthreads_or(bad) && threadIdx.x == 0) flags[n] = 1;
+)";
+
+}  // namespace
+
+void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
+  const Pipeline& p = plan.pipeline;
+  FB_ASSERT(p.fill_path(), "fill kernel for a pipeline that computes a conv");
+  const bool guard = plan.guard.has_value() && !plan.assume_finite;
+  const float c = fold_fill_chain(p.chain);
+  const DropoutConsts d = dropout_consts(p.dropout);
+  const int64_t total = numel(p.output_shape);
+  const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
+  const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
+  w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
+         guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
+  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,");
+  w.line("    int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,");
+  w.line("    long long q_per_block, int blocks_per_sample, long long slice) {{");
+  w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);
+  w.line("  constexpr long long IN_SAMPLE = {};", in_sample);
+  if (d.active) {
+    // The two possible values, computed on the host with the CPU backend's formula.
+    w.line("  const float kept = {}, dropped = {};", float_literal(fb_dropout_apply(c, true, d.scale)),
+           float_literal(fb_dropout_apply(c, false, d.scale)));
+  } else {
+    w.line("  const float kept = {};", float_literal(c));
+  }
+  w.line("  const long long q0 = (long long)blockIdx.x * q_per_block;");
+  w.line("  const long long q1 = min(q0 + q_per_block, Q_TOTAL);");
+  w.line("#pragma unroll 2");
+  w.line("  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {{");
+  if (d.active) {
+    w.line("    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);");
+    w.line("    const unsigned th = {}u;", d.threshold);
+    w.line("    const float4 v = make_float4(bits.v[0] < th ? kept : dropped, bits.v[1] < th ? kept : dropped,");
+    w.line("                                 bits.v[2] < th ? kept : dropped, bits.v[3] < th ? kept : dropped);");
+  } else {
+    w.line("    const float4 v = make_float4(kept, kept, kept, kept);");
+  }
+  w.line("    if (4 * q + 3 < OUT_TOTAL) {{");
+  w.line("      __stcs(reinterpret_cast<float4*>(y) + q, v);");
+  w.line("    }} else {{");
+  w.line("      const float e[4] = {{v.x, v.y, v.z, v.w}};");
+  w.line("      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];");
+  w.line("    }}");
+  w.line("  }}");
+  if (guard) w.raw(kGuard);
+  w.line("}}");
+  w.blank();
+}
+
+}  // namespace fuseblock::cuda

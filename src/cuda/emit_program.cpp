@@ -1,0 +1,43 @@
+// Assembles a plan's program (emit_program.hpp): prelude, then the fill kernel and/or the conv
+// kernels of the pipeline (or of the exact fallback, gated by the guard flags).
+#include "cuda/emit_program.hpp"
+
+#include "cuda/emit_common.hpp"
+#include "cuda/emit_fill.hpp"
+#include "fuseblock/error.hpp"
+
+namespace fuseblock::cuda {
+
+EmittedProgram emit_program(const Plan& plan, bool allow_tf32) {
+  EmittedProgram out;
+  SourceWriter w;
+  const Pipeline& p = plan.pipeline;
+  emit_prelude(w, "fuseblock program: " + shape_str(p.input_shape) + " -> " + shape_str(p.output_shape) +
+                      (allow_tf32 ? ", tf32 allowed" : ", strict fp32"));
+  if (p.fill_path()) {
+    out.fill = true;
+    out.guard = plan.guard.has_value() && !plan.assume_finite;
+    emit_fill_kernel(w, plan);
+    if (out.guard) {
+      FB_ASSERT(plan.fallback.computes_conv, "a guarded fill path needs an exact fallback with a conv");
+      out.general = true;
+      out.gated = true;
+      out.conv_pipeline = plan.fallback;
+    }
+  } else {
+    out.general = true;
+    out.conv_pipeline = p;
+  }
+  if (out.general) {
+    out.geometry = choose_conv_geometry(out.conv_pipeline, allow_tf32);
+    out.norm = out.conv_pipeline.norm.has_value();
+    w.line("// ---- {} ----", out.gated ? "exact fallback for samples that fail the guard" : "general path");
+    emit_general_kernels(w, out.conv_pipeline, out.geometry, out.gated, &out.names);
+  }
+  out.source = w.str();
+  return out;
+}
+
+std::vector<std::string> program_compile_options() { return {"--fmad=false", "-lineinfo"}; }
+
+}  // namespace fuseblock::cuda

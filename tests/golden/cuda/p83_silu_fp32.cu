@@ -1,0 +1,545 @@
+// fuseblock program: [128, 3, 16, 64, 64] -> [128, 16, 14, 62, 62], strict fp32
+// Emitted by fuseblock (src/cuda/emit_*.cpp) from a plan; compiled with NVRTC.
+
+// ---- philox.h ----
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11) and the
+// dropout keep test built on it. Valid C++ and CUDA C++: the CPU backend includes it, and the
+// CUDA emitter pastes this file's text into every NVRTC program, so both draw the same bits.
+//
+// Element i of a dropout with (seed, offset) uses counter (i / 4 as two words, offset as two
+// words) and key (seed as two words), and takes output word i % 4. The mask therefore depends on
+// nothing but (seed, offset, i): not on threads, grid or block size.
+#ifndef FB_PHILOX_H
+#define FB_PHILOX_H
+#ifndef FB_HD
+#ifdef __CUDACC__
+#define FB_HD __host__ __device__ __forceinline__
+#else
+#define FB_HD inline
+#endif
+#endif
+
+typedef unsigned int fb_u32;
+typedef unsigned long long fb_u64;
+
+struct fb_u32x4 { fb_u32 v[4]; };
+
+FB_HD fb_u32 fb_mulhi32(fb_u32 a, fb_u32 b) {
+  return (fb_u32)(((fb_u64)a * (fb_u64)b) >> 32);
+}
+
+FB_HD fb_u32x4 fb_philox4x32_10(fb_u32 c0, fb_u32 c1, fb_u32 c2, fb_u32 c3, fb_u32 k0, fb_u32 k1) {
+  const fb_u32 M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;  // round multipliers
+  const fb_u32 W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;  // key schedule (golden ratio, sqrt(3) - 1)
+  for (int r = 0; r < 10; ++r) {
+    fb_u32 h0 = fb_mulhi32(M0, c0), l0 = M0 * c0;
+    fb_u32 h1 = fb_mulhi32(M1, c2), l1 = M1 * c2;
+    fb_u32 n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
+    c0 = n0; c1 = l1; c2 = n2; c3 = l0;
+    k0 += W0; k1 += W1;
+  }
+  fb_u32x4 out;
+  out.v[0] = c0; out.v[1] = c1; out.v[2] = c2; out.v[3] = c3;
+  return out;
+}
+
+// The four 24-bit uniform draws of the counter block holding element index `block4 * 4 + j`.
+FB_HD fb_u32x4 fb_dropout_bits(fb_u64 seed, fb_u64 offset, fb_u64 block4) {
+  fb_u32x4 r = fb_philox4x32_10((fb_u32)block4, (fb_u32)(block4 >> 32), (fb_u32)offset,
+                                (fb_u32)(offset >> 32), (fb_u32)seed, (fb_u32)(seed >> 32));
+  for (int j = 0; j < 4; ++j) r.v[j] >>= 8;
+  return r;
+}
+
+// Keep test: a 24-bit draw u is kept when u < keep_threshold, where
+// keep_threshold = the number of 24-bit values below (1 - p) * 2^24 (fb_keep_threshold).
+// Integer comparison keeps CPU and CUDA bit-identical.
+FB_HD fb_u32 fb_keep_threshold(double p) {
+  double t = (1.0 - p) * 16777216.0;
+  if (t <= 0.0) return 0u;
+  if (t >= 16777216.0) return 16777216u;
+  fb_u32 i = (fb_u32)t;
+  return ((double)i < t) ? i + 1u : i;  // ceil: u < t  <=>  u < ceil(t) for integer u
+}
+
+// The value that a kept element is multiplied by: float32(1 / float32(1 - p)), as PyTorch's
+// fused dropout computes its scale.
+// p = 1 keeps nothing and PyTorch returns x * 0 there: the scale is then 0, not inf, so that a
+// finite x gives 0 and a NaN or Inf gives NaN.
+FB_HD float fb_dropout_scale(double p) {
+  float keep = (float)(1.0 - p);
+  if (keep <= 0.0f) return 0.0f;
+  return (float)(1.0 / (double)keep);
+}
+
+// x * mask * scale, in that order, as PyTorch does: a dropped NaN or Inf gives NaN.
+FB_HD float fb_dropout_apply(float x, bool keep, float scale) {
+  return x * (keep ? 1.0f : 0.0f) * scale;
+}
+
+#endif
+
+// ---- pointwise_math.h ----
+// The pointwise ops of a block, as PyTorch computes them for float32 (its CUDA and CPU kernels'
+// formulas), NaN and Inf included. Valid C++ and CUDA C++: the CPU backend and infer_ranges call
+// these functions, and the CUDA emitter pastes this file's text into every NVRTC program, so
+// every backend evaluates the same formula.
+//
+// The includer provides expf, erff, tanhf, log1pf (<math.h> on the host; built in under NVRTC).
+#ifndef FB_POINTWISE_MATH_H
+#define FB_POINTWISE_MATH_H
+#ifndef FB_HD
+#ifdef __CUDACC__
+#define FB_HD __host__ __device__ __forceinline__
+#else
+#define FB_HD inline
+#endif
+#endif
+
+FB_HD bool fb_isnan(float x) { return x != x; }
+
+// torch.minimum / torch.maximum: a NaN on either side gives NaN.
+FB_HD float fb_minimum(float x, float a) { return (fb_isnan(x) || fb_isnan(a)) ? (x + a) : (a < x ? a : x); }
+FB_HD float fb_maximum(float x, float a) { return (fb_isnan(x) || fb_isnan(a)) ? (x + a) : (a > x ? a : x); }
+
+// torch.clamp: NaN input stays NaN; a NaN bound gives NaN; min > max gives max. An absent bound
+// is passed as has_lo/has_hi = false.
+FB_HD float fb_clamp(float x, bool has_lo, float lo, bool has_hi, float hi) {
+  if (fb_isnan(x)) return x;
+  if (has_lo && fb_isnan(lo)) return lo;
+  if (has_hi && fb_isnan(hi)) return hi;
+  if (has_lo) x = x < lo ? lo : x;
+  if (has_hi) x = x > hi ? hi : x;
+  return x;
+}
+
+FB_HD float fb_relu(float x) { return fb_isnan(x) ? x : (x > 0.0f ? x : 0.0f); }
+FB_HD float fb_leaky_relu(float x, float slope) { return x > 0.0f ? x : x * slope; }
+
+FB_HD float fb_gelu_erf(float x) { return x * 0.5f * (1.0f + erff(x * 0.70710678118654752440f)); }
+FB_HD float fb_gelu_tanh(float x) {
+  const float kBeta = 0.79788456080286535588f;  // sqrt(2 / pi)
+  const float kKappa = 0.044715f;
+  float inner = kBeta * (x + kKappa * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+FB_HD float fb_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+FB_HD float fb_silu(float x) { return x / (1.0f + expf(-x)); }
+FB_HD float fb_tanh(float x) { return tanhf(x); }
+FB_HD float fb_mish(float x) { return x * tanhf(log1pf(expf(x))); }
+
+// x * min(max(x + 3, 0), 6) / 6 with C++'s std::min/std::max (a NaN x stays NaN via the product).
+FB_HD float fb_hardswish(float x) {
+  float t = x + 3.0f;
+  t = (t < 0.0f) ? 0.0f : t;
+  t = (6.0f < t) ? 6.0f : t;
+  return x * t / 6.0f;
+}
+
+FB_HD float fb_softplus(float x, float beta, float threshold) {
+  return (x * beta) > threshold ? x : log1pf(expf(x * beta)) / beta;
+}
+
+FB_HD float fb_add(float x, float a) { return x + a; }
+FB_HD float fb_sub(float x, float a) { return x - a; }
+FB_HD float fb_mul(float x, float a) { return x * a; }
+FB_HD float fb_div(float x, float a) { return x / a; }
+
+#endif
+
+// ---- helpers ----
+
+// Rounds to the nearest tf32 value (the tensor cores read the top 19 bits).
+// Both need sm_80; older GPUs use the FMA engine, which calls neither.
+__device__ __forceinline__ float fb_tf32(float v) {
+#if __CUDA_ARCH__ >= 800
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+  return __uint_as_float(r);
+#else
+  return v;
+#endif
+}
+
+// d += a * b on the tensor cores: a 16x8 (row), b 8x8 (col), d 16x8, tf32 in, fp32 accumulate.
+__device__ __forceinline__ void fb_mma_tf32(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                            unsigned b0, unsigned b1) {
+#if __CUDA_ARCH__ >= 800
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ float fb_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Chan et al.'s merge of two (count, mean, M2) summaries, in double: exact enough for any offset.
+// __drcp_rn rather than a division: a double divide calls a slow-path subroutine that spills.
+__device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m2, double nb, double mb, double m2b) {
+  if (nb == 0.0) return;
+  const double nn = n + nb, inv = __drcp_rn(nn);
+  const double d = mb - mean;
+  mean = (n == 0.0) ? mb : mean + d * (nb * inv);
+  m2 = m2 + m2b + d * d * (n * nb * inv);
+  n = nn;
+}
+
+// ---- general path ----
+// ---- convolution geometry: fma-fp32 engine, tile 2x4x64 x 16 channels (112 tiles/sample, 1 channel chunks), 128 threads, window 4x6x66 pitches 66/396/1584, staging pitch 496, 54 KB shared, segments at level 1 ----
+namespace fbc {
+  constexpr long long N = 128;
+  constexpr int CIN = 3, COUT = 16;
+  constexpr int ID = 16, IH = 64, IW = 64;
+  constexpr int OD = 14, OH = 62, OW = 62;
+  constexpr int KD = 3, KH = 3, KW = 3;
+  constexpr int SD = 1, SH = 1, SW = 1;
+  constexpr int PD = 0, PH = 0, PW = 0;
+  constexpr int DD = 1, DH = 1, DW = 1;
+  constexpr int KVOL = 27, KRED = 81;
+  constexpr long long IN_SAMPLE = 196608;  // input elements per sample
+  constexpr long long OUT_CHANNEL = 53816;  // output elements per (sample, channel)
+  constexpr int TD = 2, TH = 4, TW = 64;  // output tile
+  constexpr int TILES_D = 7, TILES_H = 16, TILES_W = 1, TILES = 112;
+  constexpr int CT = 16, CCHUNKS = 1, CIC = 3;  // channels per block, chunks, input channels per window
+  constexpr int XD = 4, XH = 6, XW = 66;  // input window
+  constexpr int XWP = 66, XPP = 396, XCP = 1584;  // window pitches (bank-conflict padded)
+  constexpr int RP = 62, PP = 248, CP = 496, SEG_LEVEL = 1;  // staging pitches
+  constexpr int THREADS = 128, WARPS = 4;
+  constexpr int WEIGHTS_OFFSET = 4752;  // floats into shared memory
+  constexpr int STAGE_OFFSET = 6048;
+  constexpr int CT4 = 16;  // weights chunk channel pitch
+}  // namespace fbc
+
+// One block tile: its origin in the output and how much of it lies inside the output.
+struct fb_tile {
+  int od0, oh0, ow0;
+  int tdv, thv, twv;
+};
+
+__device__ __forceinline__ fb_tile fb_tile_at(int t) {
+  fb_tile r;
+  const int tw_i = t % fbc::TILES_W;
+  const int rest = t / fbc::TILES_W;
+  const int th_i = rest % fbc::TILES_H;
+  const int td_i = rest / fbc::TILES_H;
+  r.od0 = td_i * fbc::TD;
+  r.oh0 = th_i * fbc::TH;
+  r.ow0 = tw_i * fbc::TW;
+  r.tdv = min(fbc::TD, fbc::OD - r.od0);
+  r.thv = min(fbc::TH, fbc::OH - r.oh0);
+  r.twv = min(fbc::TW, fbc::OW - r.ow0);
+  return r;
+}
+
+// Output positions of tile t (the statistics' count for its partial sums).
+__device__ __forceinline__ int fb_tile_count(int t) {
+  const fb_tile r = fb_tile_at(t);
+  return r.tdv * r.thv * r.twv;
+}
+
+// Loads input channels [ci0, ci0 + CIC) of the tile's window into xs, zero outside the input
+// (the conv's padding) and past CIN. Warps take rows, lanes take columns.
+template <bool TF32>
+__device__ __forceinline__ void fb_load_window(float* xs, const float* __restrict__ x, long long n, int ci0,
+                                               const fb_tile& T) {
+  const int id0 = T.od0 * fbc::SD - fbc::PD, ih0 = T.oh0 * fbc::SH - fbc::PH, iw0 = T.ow0 * fbc::SW - fbc::PW;
+  const float* xn = x + n * fbc::IN_SAMPLE;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int row = warp; row < fbc::CIC * fbc::XD * fbc::XH; row += fbc::WARPS) {
+    const int xh = row % fbc::XH;
+    const int xd = (row / fbc::XH) % fbc::XD;
+    const int ci = row / (fbc::XH * fbc::XD);
+    const int gd = id0 + xd, gh = ih0 + xh;
+    const bool row_in = ci0 + ci < fbc::CIN && (unsigned)gd < (unsigned)fbc::ID && (unsigned)gh < (unsigned)fbc::IH;
+    const float* src = xn + (((ci0 + ci) * fbc::ID + gd) * fbc::IH + gh) * fbc::IW;
+    float* dst = xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP;
+    for (int xw = lane; xw < fbc::XW; xw += 32) {
+      const int gw = iw0 + xw;
+      float v = 0.0f;
+      if (row_in && (unsigned)gw < (unsigned)fbc::IW) v = __ldg(src + gw);
+      dst[xw] = TF32 ? fb_tf32(v) : v;
+    }
+  }
+}
+
+
+__device__ __forceinline__ void fb_stats_epilogue(const float* st, float2* __restrict__ partials, long long n, int t,
+                                                  const fb_tile& T, int c0) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float count = (float)(T.tdv * T.thv * T.twv);
+  for (int cl = warp; cl < fbc::CT && c0 + cl < fbc::COUT; cl += fbc::WARPS) {
+    const float* sc = st + cl * fbc::CP;
+    float s = 0.0f;
+    for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
+      const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
+      if (od < T.tdv && oh < T.thv && ow < T.twv) s += sc[od * fbc::PP + oh * fbc::RP + ow];
+    }
+    const float mean = fb_warp_sum(s) / count;
+    float m2 = 0.0f;
+    for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
+      const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
+      if (od < T.tdv && oh < T.thv && ow < T.twv) {
+        const float d = sc[od * fbc::PP + oh * fbc::RP + ow] - mean;
+        m2 = fmaf(d, d, m2);
+      }
+    }
+    m2 = fb_warp_sum(m2);
+    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean, m2);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_stats(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, float2* __restrict__ partials, const int* __restrict__ flags) {
+  extern __shared__ __align__(16) float fb_smem[];
+  float* const xs = fb_smem;
+  float* const st = fb_smem + fbc::STAGE_OFFSET;
+  const int c0 = blockIdx.y * fbc::CT;
+  constexpr bool HAS_BIAS = true;
+  constexpr int NIN = 6;  // input values per thread row: 4 positions and the kernel's width
+  const int qw = threadIdx.x % (fbc::TW / 4);
+  const int qrow = threadIdx.x / (fbc::TW / 4);
+  const int qh = qrow % fbc::TH, qd = qrow / fbc::TH;
+  float* const wsm = fb_smem + fbc::WEIGHTS_OFFSET;
+  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+    const long long n = item / fbc::TILES;
+    const int t = (int)(item % fbc::TILES);
+    const fb_tile T = fb_tile_at(t);
+    float acc[fbc::CT4][4];
+#pragma unroll
+    for (int c = 0; c < fbc::CT4; ++c)
+#pragma unroll
+      for (int p = 0; p < 4; ++p) acc[c][p] = 0.0f;
+    for (int ci0 = 0; ci0 < fbc::CIN; ci0 += fbc::CIC) {
+      __syncthreads();  // the previous chunk's (or tile's) window, weights and staging are free
+      fb_load_window<false>(xs, x, n, ci0, T);
+      for (int i = threadIdx.x; i < fbc::CIC * fbc::KVOL * fbc::CT4; i += fbc::THREADS) {
+        const int c = i % fbc::CT4, kk = (i / fbc::CT4) % fbc::KVOL, ci = i / (fbc::CT4 * fbc::KVOL);
+        wsm[i] = (c0 + c < fbc::COUT && c < fbc::CT && ci0 + ci < fbc::CIN)
+                     ? __ldg(w + ((long long)(c0 + c) * fbc::CIN + ci0 + ci) * fbc::KVOL + kk) : 0.0f;
+      }
+      __syncthreads();
+      const int cin_here = min(fbc::CIC, fbc::CIN - ci0);
+#pragma unroll 1
+      for (int ci = 0; ci < cin_here; ++ci) {
+#pragma unroll
+        for (int kd = 0; kd < fbc::KD; ++kd)
+#pragma unroll
+          for (int kh = 0; kh < fbc::KH; ++kh) {
+            const float* xr = xs + ci * fbc::XCP + (qd * fbc::SD + kd * fbc::DD) * fbc::XPP +
+                              (qh * fbc::SH + kh * fbc::DH) * fbc::XWP + qw * 4 * fbc::SW;
+            float xv[NIN];
+#pragma unroll
+            for (int i = 0; i < NIN; ++i) xv[i] = xr[i];
+            const float4* wr = reinterpret_cast<const float4*>(wsm + ((ci * fbc::KD + kd) * fbc::KH + kh) * fbc::KW * fbc::CT4);
+#pragma unroll
+            for (int kw = 0; kw < fbc::KW; ++kw)
+#pragma unroll
+              for (int c4 = 0; c4 < fbc::CT4 / 4; ++c4) {
+                const float4 wv = wr[kw * (fbc::CT4 / 4) + c4];
+#pragma unroll
+                for (int p = 0; p < 4; ++p) {
+                  const float xin = xv[p * fbc::SW + kw * fbc::DW];
+                  acc[4 * c4 + 0][p] = fmaf(xin, wv.x, acc[4 * c4 + 0][p]);
+                  acc[4 * c4 + 1][p] = fmaf(xin, wv.y, acc[4 * c4 + 1][p]);
+                  acc[4 * c4 + 2][p] = fmaf(xin, wv.z, acc[4 * c4 + 2][p]);
+                  acc[4 * c4 + 3][p] = fmaf(xin, wv.w, acc[4 * c4 + 3][p]);
+                }
+              }
+          }
+      }
+    }
+    // Results (+ bias) to staging.
+    if (qd < T.tdv && qh < T.thv) {
+#pragma unroll
+      for (int c = 0; c < fbc::CT; ++c) {
+        if (c0 + c < fbc::COUT) {
+          const float b = HAS_BIAS ? __ldg(bias + c0 + c) : 0.0f;
+#pragma unroll
+          for (int p = 0; p < 4; ++p) {
+            const int ow = qw * 4 + p;
+            if (ow < T.twv) st[c * fbc::CP + qd * fbc::PP + qh * fbc::RP + ow] = acc[c][p] + b;
+          }
+        }
+      }
+    }
+    __syncthreads();  // staging complete
+    fb_stats_epilogue(st, partials, n, t, T, c0);
+  }
+}
+
+// Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.
+extern "C" __global__ void __launch_bounds__(256) fb_norm_finalize(const float2* __restrict__ partials,
+    const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,
+    const int* __restrict__ flags) {
+  constexpr int G = 8, CPG = 2;
+  constexpr double EPS = 0x1.4f8b588e368f1p-17;
+  constexpr bool AFFINE = true;
+  const long long n = (long long)blockIdx.x / G;
+  const int grp = (int)(blockIdx.x % G);
+  
+  double cnt = 0.0, mean = 0.0, m2 = 0.0;
+  for (int i = threadIdx.x; i < CPG * fbc::TILES; i += 256) {
+    const int c = grp * CPG + i / fbc::TILES, t = i % fbc::TILES;
+    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];
+    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y);
+  }
+  // Tree merge in a fixed order: the statistics do not depend on timing.
+  __shared__ double s_n[256], s_mean[256], s_m2[256];
+  s_n[threadIdx.x] = cnt;
+  s_mean[threadIdx.x] = mean;
+  s_m2[threadIdx.x] = m2;
+  __syncthreads();
+  for (int s = 128; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      double a = s_n[threadIdx.x], b = s_mean[threadIdx.x], c = s_m2[threadIdx.x];
+      fb_chan_merge(a, b, c, s_n[threadIdx.x + s], s_mean[threadIdx.x + s], s_m2[threadIdx.x + s]);
+      s_n[threadIdx.x] = a;
+      s_mean[threadIdx.x] = b;
+      s_m2[threadIdx.x] = c;
+    }
+    __syncthreads();
+  }
+  const double mu = s_mean[0];
+  // Biased variance, as GroupNorm; rstd in float, as PyTorch computes it.
+  const float rstd = 1.0f / sqrtf((float)(s_m2[0] * __drcp_rn(s_n[0]) + EPS));
+  for (int c = threadIdx.x; c < CPG; c += 256) {
+    const int ch = grp * CPG + c;
+    const double gm = AFFINE ? (double)__ldg(gamma + ch) : 1.0;
+    nscale[n * fbc::COUT + ch] = (float)(gm * (double)rstd);
+    nmean[n * fbc::COUT + ch] = (float)mu;
+  }
+}
+
+
+// The value of one element from its conv output v: normalisation (a (v - mean) + beta), then the chain.
+__device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
+  float r = fmaf(v - m, a, b);
+  r = fb_silu(r);  // silu
+  return r;
+}
+
+__device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,
+    const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta,
+    long long n, const fb_tile& T, int c0, unsigned long long seed, unsigned long long offset) {
+  constexpr int SEGD = fbc::SEG_LEVEL == 2 ? 1 : fbc::TD;  // segments per channel along d
+  constexpr int SEGH = fbc::SEG_LEVEL == 0 ? fbc::TH : 1;  // and along h
+  constexpr int MAXL = fbc::SEG_LEVEL == 0 ? fbc::TW : (fbc::SEG_LEVEL == 1 ? fbc::TH * fbc::OW : fbc::TD * fbc::OH * fbc::OW);
+  constexpr int GMAX = MAXL / 4 + 2;  // 4-element steps a segment can touch
+  const int L = fbc::SEG_LEVEL == 0 ? T.twv : (fbc::SEG_LEVEL == 1 ? T.thv * fbc::OW : T.tdv * fbc::OH * fbc::OW);
+  const int nsd = fbc::SEG_LEVEL == 2 ? 1 : T.tdv;
+  const int nsh = fbc::SEG_LEVEL == 0 ? T.thv : 1;
+  for (int it = threadIdx.x; it < fbc::CT * SEGD * SEGH * GMAX; it += fbc::THREADS) {
+    const int j = it % GMAX;
+    const int sh = (it / GMAX) % SEGH;
+    const int sd = (it / (GMAX * SEGH)) % SEGD;
+    const int cl = it / (GMAX * SEGH * SEGD);
+    const int c = c0 + cl;
+    if (sd >= nsd || sh >= nsh || c >= fbc::COUT) continue;
+    const long long F = ((n * fbc::COUT + c) * fbc::OD + T.od0 + sd) * ((long long)fbc::OH * fbc::OW) +
+                        (long long)(T.oh0 + sh) * fbc::OW + T.ow0;  // the segment's first flat index
+    const long long q = (F >> 2) + j;
+    if (q > ((F + L - 1) >> 2)) continue;
+    const float* seg = st + cl * fbc::CP + sd * fbc::PP + sh * fbc::RP;
+    const float a = nscale[n * fbc::COUT + c], m = nmean[n * fbc::COUT + c];
+    const float b = __ldg(beta + c);
+    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
+    float o[4];
+    bool in[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const long long e = 4 * q + k;
+      in[k] = e >= F && e < F + L;
+      const float r = fb_finish(in[k] ? seg[e - F] : 0.0f, a, m, b);
+      o[k] = fb_dropout_apply(r, bits.v[k] < 13421773u, 0x1.4p+0f);
+    }
+    if (in[0] && in[3]) {
+      __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (in[k]) __stcs(y + 4 * q + k, o[k]);
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset) {
+  extern __shared__ __align__(16) float fb_smem[];
+  float* const xs = fb_smem;
+  float* const st = fb_smem + fbc::STAGE_OFFSET;
+  const int c0 = blockIdx.y * fbc::CT;
+  constexpr bool HAS_BIAS = true;
+  constexpr int NIN = 6;  // input values per thread row: 4 positions and the kernel's width
+  const int qw = threadIdx.x % (fbc::TW / 4);
+  const int qrow = threadIdx.x / (fbc::TW / 4);
+  const int qh = qrow % fbc::TH, qd = qrow / fbc::TH;
+  float* const wsm = fb_smem + fbc::WEIGHTS_OFFSET;
+  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+    const long long n = item / fbc::TILES;
+    const int t = (int)(item % fbc::TILES);
+    const fb_tile T = fb_tile_at(t);
+    float acc[fbc::CT4][4];
+#pragma unroll
+    for (int c = 0; c < fbc::CT4; ++c)
+#pragma unroll
+      for (int p = 0; p < 4; ++p) acc[c][p] = 0.0f;
+    for (int ci0 = 0; ci0 < fbc::CIN; ci0 += fbc::CIC) {
+      __syncthreads();  // the previous chunk's (or tile's) window, weights and staging are free
+      fb_load_window<false>(xs, x, n, ci0, T);
+      for (int i = threadIdx.x; i < fbc::CIC * fbc::KVOL * fbc::CT4; i += fbc::THREADS) {
+        const int c = i % fbc::CT4, kk = (i / fbc::CT4) % fbc::KVOL, ci = i / (fbc::CT4 * fbc::KVOL);
+        wsm[i] = (c0 + c < fbc::COUT && c < fbc::CT && ci0 + ci < fbc::CIN)
+                     ? __ldg(w + ((long long)(c0 + c) * fbc::CIN + ci0 + ci) * fbc::KVOL + kk) : 0.0f;
+      }
+      __syncthreads();
+      const int cin_here = min(fbc::CIC, fbc::CIN - ci0);
+#pragma unroll 1
+      for (int ci = 0; ci < cin_here; ++ci) {
+#pragma unroll
+        for (int kd = 0; kd < fbc::KD; ++kd)
+#pragma unroll
+          for (int kh = 0; kh < fbc::KH; ++kh) {
+            const float* xr = xs + ci * fbc::XCP + (qd * fbc::SD + kd * fbc::DD) * fbc::XPP +
+                              (qh * fbc::SH + kh * fbc::DH) * fbc::XWP + qw * 4 * fbc::SW;
+            float xv[NIN];
+#pragma unroll
+            for (int i = 0; i < NIN; ++i) xv[i] = xr[i];
+            const float4* wr = reinterpret_cast<const float4*>(wsm + ((ci * fbc::KD + kd) * fbc::KH + kh) * fbc::KW * fbc::CT4);
+#pragma unroll
+            for (int kw = 0; kw < fbc::KW; ++kw)
+#pragma unroll
+              for (int c4 = 0; c4 < fbc::CT4 / 4; ++c4) {
+                const float4 wv = wr[kw * (fbc::CT4 / 4) + c4];
+#pragma unroll
+                for (int p = 0; p < 4; ++p) {
+                  const float xin = xv[p * fbc::SW + kw * fbc::DW];
+                  acc[4 * c4 + 0][p] = fmaf(xin, wv.x, acc[4 * c4 + 0][p]);
+                  acc[4 * c4 + 1][p] = fmaf(xin, wv.y, acc[4 * c4 + 1][p]);
+                  acc[4 * c4 + 2][p] = fmaf(xin, wv.z, acc[4 * c4 + 2][p]);
+                  acc[4 * c4 + 3][p] = fmaf(xin, wv.w, acc[4 * c4 + 3][p]);
+                }
+              }
+          }
+      }
+    }
+    // Results (+ bias) to staging.
+    if (qd < T.tdv && qh < T.thv) {
+#pragma unroll
+      for (int c = 0; c < fbc::CT; ++c) {
+        if (c0 + c < fbc::COUT) {
+          const float b = HAS_BIAS ? __ldg(bias + c0 + c) : 0.0f;
+#pragma unroll
+          for (int p = 0; p < 4; ++p) {
+            const int ow = qw * 4 + p;
+            if (ow < T.twv) st[c * fbc::CP + qd * fbc::PP + qh * fbc::RP + ow] = acc[c][p] + b;
+          }
+        }
+      }
+    }
+    __syncthreads();  // staging complete
+    fb_output_epilogue(st, y, nscale, nmean, beta, n, T, c0, seed, offset);
+  }
+}
+

@@ -1,0 +1,100 @@
+// GPU suite helpers (gpu_support.hpp).
+#include "gpu_support.hpp"
+
+#include <cmath>
+#include <sstream>
+
+#include "cpu/cpu_backend.hpp"
+#include "cuda/device_memory.hpp"
+#include "cuda/executor.hpp"
+#include "device_common/philox.h"
+#include "oracle/compare.hpp"
+
+namespace fbgpu {
+
+Plan plan_of(const Pipeline& p) {
+  Plan plan;
+  plan.pipeline = p;
+  return plan;
+}
+
+Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
+  auto ex = cuda::executor_for(plan, tf32);
+  const cuda::EmittedProgram& prog = ex->program();
+  Tensor y(plan.pipeline.output_shape);
+  poison(y);
+  cuda::DeviceBuffer dx = cuda::to_device(x.vec()), dy = cuda::to_device(y.vec());
+  cuda::DeviceBuffer dw, db, dg, dbeta;
+  if (prog.general) {
+    dw = cuda::to_device(params.conv_weight.vec());
+    if (prog.conv_pipeline.conv.bias) db = cuda::to_device(params.conv_bias.vec());
+    if (prog.norm && prog.conv_pipeline.norm->affine) {
+      dg = cuda::to_device(params.norm_weight.vec());
+      dbeta = cuda::to_device(params.norm_bias.vec());
+    }
+  }
+  cuda::DeviceBuffer scratch(ex->scratch_bytes());
+  cuda::RunArgs args;
+  args.seed = plan.pipeline.dropout.seed;
+  args.offset = plan.pipeline.dropout.offset;
+  if (prog.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
+  ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+  cuda::synchronize();
+  dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));
+  if (unwritten) *unwritten = count_poisoned(y);
+  return y;
+}
+
+Tensor run_cpu(const Plan& plan, const Params& params, const Tensor& x) {
+  Tensor y(plan.pipeline.output_shape);
+  cpu::run(plan, params, x, y);
+  return y;
+}
+
+Agreement agree(const Pipeline& p, const Tensor& gpu, const Tensor& cpu, double rtol) {
+  Agreement a;
+  std::ostringstream msg;
+  int shown = 0;
+  auto fail = [&](int64_t i, const char* why) {
+    a.ok = false;
+    if (shown++ < 8) msg << "  [" << i << "] gpu " << gpu.data()[i] << " cpu " << cpu.data()[i] << ": " << why << "\n";
+  };
+  if (gpu.shape() != cpu.shape()) {
+    a.ok = false;
+    a.message = "shapes differ";
+    return a;
+  }
+  double sq = 0;
+  int64_t finite = 0;
+  for (float v : cpu.vec())
+    if (std::isfinite(v)) sq += static_cast<double>(v) * v, ++finite;
+  const double rms = finite ? std::sqrt(sq / static_cast<double>(finite)) : 0.0;
+  const bool dropout = !p.dropout.is_identity();
+  const fb_u32 threshold = fb_keep_threshold(p.dropout.p);
+  fb_u32x4 bits{};
+  int64_t block = -1;
+  for (int64_t i = 0; i < gpu.numel(); ++i) {
+    const float g = gpu.data()[i], c = cpu.data()[i];
+    if (dropout) {
+      if (i / 4 != block) block = i / 4, bits = fb_dropout_bits(p.dropout.seed, p.dropout.offset, static_cast<fb_u64>(block));
+      if (!(bits.v[i % 4] < threshold) && !(g == 0.0f || std::isnan(g))) fail(i, "the mask drops it: must be 0 or NaN");
+    }
+    if (std::isnan(g) != std::isnan(c)) {
+      fail(i, "NaN on one side only");
+      continue;
+    }
+    if (std::isinf(g) || std::isinf(c)) {
+      if (g != c) fail(i, "Inf differs");
+      continue;
+    }
+    if (std::isnan(g)) continue;
+    const double tol = rtol * (rms + std::fabs(static_cast<double>(c)));
+    const double err = std::fabs(static_cast<double>(g) - c);
+    if (tol > 0) a.worst = std::max(a.worst, err / tol);
+    if (err > tol) fail(i, "value differs");
+  }
+  a.message = msg.str();
+  return a;
+}
+
+}  // namespace fbgpu

@@ -1,0 +1,43 @@
+// Helpers for the GPU suite: skipping without a GPU, running a plan on the GPU into a poisoned
+// output, and comparing with the CPU backend (masks bit for bit, values within a tolerance
+// relative to the output's norm, NaN and Inf at the same positions).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include <cstdint>
+#include <string>
+
+#include "cuda/cuda_backend.hpp"
+#include "fuseblock/fuseblock.hpp"
+
+namespace fbgpu {
+
+using namespace fuseblock;
+
+#define REQUIRE_GPU()                                                        \
+  do {                                                                       \
+    std::string why_;                                                        \
+    if (!::fuseblock::cuda::available(&why_)) GTEST_SKIP() << "no GPU: " << why_; \
+  } while (0)
+
+Plan plan_of(const Pipeline& p);
+
+// Runs the plan through its Executor on device buffers, the output poisoned first;
+// *unwritten counts elements still holding the poison afterwards.
+Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten = nullptr);
+Tensor run_cpu(const Plan& plan, const Params& params, const Tensor& x);
+
+struct Agreement {
+  bool ok = true;
+  std::string message;
+  double worst = 0;  // largest |gpu - cpu| / (rtol * (rms(cpu) + |cpu|)) over finite elements
+};
+// GPU against CPU for pipeline p (whose dropout defines the mask): same NaN and signed-Inf
+// positions; every element the mask drops is exactly 0 or NaN on both (never a scaled value);
+// finite elements within rtol * (rms + |cpu|).
+Agreement agree(const Pipeline& p, const Tensor& gpu, const Tensor& cpu, double rtol);
+
+}  // namespace fbgpu
