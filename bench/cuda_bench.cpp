@@ -35,6 +35,7 @@ namespace {
 
 constexpr uint32_t kPoison = 0x7fa00001u;  // a signalling NaN no arithmetic produces
 int g_reps = 50, g_warmup = 5;
+std::string g_only;  // --only TEXT: run only the cases whose name contains TEXT (for a profiler)
 
 struct Row {
   std::string name;
@@ -197,7 +198,7 @@ std::string check_output(const Plan& plan, const Params& params, const Tensor& x
   for (int64_t i = 0; i < out_per; ++i) sq += double(ref.data()[i]) * ref.data()[i];
   const double rms = std::sqrt(sq / out_per);
   for (int64_t i = 0; i < out_per; ++i) worst = std::max(worst, std::fabs(double(y[i]) - ref.data()[i]) / rms);
-  const double tol = tf32 ? 4e-3 : 3e-5;
+  const double tol = tf32 ? 1e-2 : 3e-5;  // tf32: 2^-11 rounding amplified by the conv's mean/spread (~3)
   return fmt::format("{}: sample 0 vs CPU max |diff|/rms {:.2g} (tol {:.0e})", worst <= tol ? "ok" : "FAIL", worst, tol);
 }
 
@@ -271,6 +272,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--reps" && i + 1 < argc) g_reps = std::atoi(argv[++i]);
     if (a == "--warmup" && i + 1 < argc) g_warmup = std::atoi(argv[++i]);
+    if (a == "--only" && i + 1 < argc) g_only = argv[++i];
   }
   try {
     std::string why;
@@ -279,8 +281,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     const cuda::DeviceInfo& dev = cuda::use_device();
-    std::printf("device: %s, NVRTC %s, %s\n", dev.describe().c_str(), cuda::nvrtc_version_string().c_str(),
-                today().c_str());
+    std::printf("device: %s, NVRTC %s (%s), %s\n", dev.describe().c_str(), cuda::nvrtc_version_string().c_str(),
+                cuda::nvrtc_library_path().c_str(), today().c_str());
     const std::string head = "input f32[128, 3, 16, 64, 64]\nconv3d out_channels=16 kernel_size=3\n"
                              "group_norm num_groups=8 eps=1e-5\n";
     const std::vector<Case> cases = {
@@ -294,12 +296,13 @@ int main(int argc, char** argv) {
     cuda::DeviceBuffer flush(256u << 20);
     const int64_t in_n = 128LL * 3 * 16 * 64 * 64, out_n = 128LL * 16 * 14 * 62 * 62;
     Ceilings ceil;
-    {
+    if (g_only.empty()) {
       cuda::DeviceBuffer x(static_cast<size_t>(in_n) * 4), y(static_cast<size_t>(out_n) * 4);
       FB_CU(cuMemsetD32Async(x.ptr(), 0x3f000000u, x.bytes() / 4, nullptr));
       ceil = measure_ceilings(dev, x, y, flush);
     }
-    for (const Case& c : cases) run_case(c, ceil, flush);
+    for (const Case& c : cases)
+      if (g_only.empty() || c.name.find(g_only) != std::string::npos) run_case(c, ceil, flush);
 
     std::printf("\n== fuseblock CUDA benchmark: %s, %s; median of %d runs after %d warm-up, L2 flushed ==\n",
                 dev.describe().c_str(), today().c_str(), g_reps, g_warmup);

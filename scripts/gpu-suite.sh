@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all|tests|bench]       (default all)
+#   scripts/gpu-suite.sh [all|tests|bench|profile]       (default all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
@@ -26,11 +26,10 @@ step() {  # step NAME LOG TIMEOUT_S command...
   return $rc
 }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader >"$out/device.txt" 2>&1
-cat "$out/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | tee "$out/device.log"
 step configure build.log 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEBLOCK_DEPS_DIR="$PWD/.deps" || {
   tail -30 "$out/build.log"; exit 1; }
-step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock 2>&1" || {
+step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock_dev_fill fuseblock_dev_general fuseblock 2>&1" || {
   tail -40 "$out/build.log"; exit 1; }
 
 if [ "$mode" = all ] || [ "$mode" = tests ]; then
@@ -41,15 +40,28 @@ if [ "$mode" = all ] || [ "$mode" = tests ]; then
   # The sanitizers slow kernels 10-100x: the small-shape tests cover every kernel (fill, gated
   # fallback, stats, finalize, output; both engines).
   filter='GpuFillPath.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuExecutor.MisalignedBuffersAreRefused'
-  step memcheck memcheck.log 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  step memcheck sanitizers.log 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
-  grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/memcheck.log" | tail -3
-  step racecheck racecheck.log 300 compute-sanitizer --tool racecheck --error-exitcode 9 \
+  grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
+  step racecheck racecheck.tmp 300 compute-sanitizer --tool racecheck --error-exitcode 9 \
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
-  grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$out/racecheck.log" | tail -3
+  cat "$out/racecheck.tmp" >>"$out/sanitizers.log" && rm "$out/racecheck.tmp"  # one file back for both
+  grep -E 'RACECHECK SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
 fi
 if [ "$mode" = all ] || [ "$mode" = bench ]; then
   step bench bench.log 300 $build/bench/fuseblock_bench
+  step dev-fill dev.log 120 $build/bench/fuseblock_dev_fill
+  step dev-general dev-general.tmp 180 $build/bench/fuseblock_dev_general
+  cat "$out/dev-general.tmp" >>"$out/dev.log" && rm "$out/dev-general.tmp"
+  cat "$out/dev.log"
+fi
+if [ "$mode" = all ] || [ "$mode" = profile ]; then
+  # Where the general path's time goes: Nsight Compute on one launch of each conv kernel.
+  step ncu ncu.log 240 ncu --clock-control none --kernel-name regex:fb_conv_ --launch-count 2 \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
+    --section MemoryWorkloadAnalysis --section LaunchStats \
+    $build/bench/fuseblock_bench --only "SiLU-dropout, tf32" --reps 1 --warmup 0
+  grep -E 'fb_conv_|Duration|Throughput|Issue Slots|Issued Ipc|Achieved Occupancy|Theoretical Occupancy|Stall|Registers|Warp Cycles' "$out/ncu.log" | head -40
 fi
 echo
 echo "== gpu-suite steps ($(date -u '+%Y-%m-%d %H:%M UTC')) =="

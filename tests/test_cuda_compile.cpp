@@ -16,8 +16,10 @@
 #include <sstream>
 
 #include "cuda/conv_geometry.hpp"
+#include "cuda/cubin_info.hpp"
 #include "cuda/cubin_cache.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda/driver_api.hpp"
 #include "cuda/emit_program.hpp"
 #include "cuda/executor.hpp"
 #include "cuda/nvrtc_compile.hpp"
@@ -110,9 +112,18 @@ TEST(CudaCompile, EveryProgramCompilesForHopperAndAdaWithoutSpills) {
         EXPECT_FALSE(out.cubin.empty());
         EXPECT_NE(out.ptx.find(".entry"), std::string::npos);
         const std::string where = c.name + (tf32 ? " tf32 " : " fp32 ") + arch;
-        EXPECT_EQ(out.kernels.size(), (prog.fill ? 1u : 0u) + (prog.general ? (prog.norm ? 3u : 1u) : 0u)) << where;
+        EXPECT_EQ(out.kernels.size(), (prog.fill ? 1u : 0u) + (prog.general ? (prog.norm ? 3u : 1u) : 0u))
+            << where << "\n--- NVRTC log (" << cuda::nvrtc_library_path() << ") ---\n" << out.log.substr(0, 3000);
+        // The cubin's own attributes agree with ptxas's report (the fallback when a log lacks it).
+        const auto info = cuda::read_cubin_info(out.cubin);
         for (const auto& k : out.kernels) {
-          EXPECT_EQ(k.spill_store_bytes + k.spill_load_bytes, 0) << where << " " << k.name << " spills";
+          if (k.from_cubin) continue;
+          ASSERT_TRUE(info.count(k.name)) << where << " " << k.name << " missing from the cubin's .nv.info";
+          EXPECT_EQ(info.at(k.name).registers, k.registers) << where << " " << k.name;
+          EXPECT_EQ(info.at(k.name).frame_bytes, k.stack_bytes) << where << " " << k.name;
+        }
+        for (const auto& k : out.kernels) {
+          EXPECT_EQ(k.spill_store_bytes + k.spill_load_bytes, 0) << where << " " << k.name << " spills\n" << out.log;
           EXPECT_EQ(k.stack_bytes, 0) << where << " " << k.name << " uses local memory";
           EXPECT_GT(k.registers, 0) << where << " " << k.name;
         }

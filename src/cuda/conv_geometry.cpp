@@ -19,6 +19,7 @@ constexpr int64_t kMmaMaxKsteps = 16;             // K <= 128: B fragments and o
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+int64_t align4(int64_t v) { return round_up(v, 4); }
 
 // The conv in 3-D form.
 ConvGeometry problem(const Pipeline& p) {
@@ -96,20 +97,23 @@ int staging_conflict_cost(const ConvGeometry& g, int64_t cp) {
 }
 
 void choose_mma_pitches(ConvGeometry& g) {
+  // Pitches are multiples of 4 floats, so window rows take 16-byte copies; among those, the
+  // fewest bank conflicts (for problem 83 this costs nothing: the ideal is reachable either way).
   int best = std::numeric_limits<int>::max();
-  int64_t bw = g.xw;
-  for (int64_t w = g.xw; w < g.xw + 32; ++w) {
+  const int64_t w0 = round_up(g.xw, 4);
+  int64_t bw = w0;
+  for (int64_t w = w0; w < w0 + 64; w += 4) {
     int c = mma_a_conflict_cost(g, w, g.xh * w, g.xd * g.xh * w);
     if (c < best) best = c, bw = w;
   }
   int64_t bp = g.xh * bw;
-  for (int64_t p = g.xh * bw; p < g.xh * bw + 32; ++p) {
+  for (int64_t p = g.xh * bw; p < g.xh * bw + 64; p += 4) {
     int c = mma_a_conflict_cost(g, bw, p, g.xd * p);
     if (c < best) best = c, bp = p;
   }
   int64_t bc = g.xd * bp;
   if (g.cin > 1) {
-    for (int64_t c0 = g.xd * bp; c0 < g.xd * bp + 32; ++c0) {
+    for (int64_t c0 = g.xd * bp; c0 < g.xd * bp + 64; c0 += 4) {
       int c = mma_a_conflict_cost(g, bw, bp, c0);
       if (c < best) best = c, bc = c0;
     }
@@ -119,8 +123,10 @@ void choose_mma_pitches(ConvGeometry& g) {
   g.xcp = bc;
   g.a_conflict_cost = best;
   int sbest = std::numeric_limits<int>::max();
-  int64_t bcp = g.cp;
-  for (int64_t cp = g.td * g.pp; cp < g.td * g.pp + 32; ++cp) {
+  // Staging also holds the statistics kernel's per-warp sums: at least 2 * warps + 1 per channel.
+  const int64_t cp_min = std::max<int64_t>(g.td * g.pp, 2 * g.warps + 1);
+  int64_t bcp = cp_min;
+  for (int64_t cp = cp_min; cp < cp_min + 32; ++cp) {
     int c = staging_conflict_cost(g, cp);
     if (c < sbest) sbest = c, bcp = cp;
   }
@@ -139,13 +145,13 @@ double tiling_cost(const ConvGeometry& g, double per_position) {
   return static_cast<double>(g.tiles) * (positions * per_position + window * 8.0 + epilogue);
 }
 
-bool choose_mma(ConvGeometry& g) {
+bool choose_mma(ConvGeometry& g, const ConvTuning& tuning) {
   g.engine = ConvEngine::MmaTf32;
   g.ksteps = static_cast<int>(ceil_div(g.kred, 8));
   if (g.ksteps > kMmaMaxKsteps) return false;
   g.warps = 8;
   g.threads = 256;
-  g.mpw = 4;
+  g.mpw = tuning.mma_mpw;
   g.ct = static_cast<int>(std::min<int64_t>(16, round_up(g.cout, 8)));
   g.ntiles_n = g.ct / 8;
   g.cchunks = static_cast<int>(ceil_div(g.cout, g.ct));
@@ -168,8 +174,8 @@ bool choose_mma(ConvGeometry& g) {
       c.ws = static_cast<int>(ws);
       set_tile(c, td, th, 16 * ws);
       set_staging(c);
-      c.xwp = c.xw, c.xpp = c.xh * c.xw, c.xcp = c.xd * c.xpp;
-      c.smem_floats = c.cin * c.xcp + 32 + c.ct * (c.cp + 32);
+      c.xwp = round_up(c.xw, 4), c.xpp = c.xh * c.xwp, c.xcp = c.xd * c.xpp;
+      c.smem_floats = 2 * (c.cin * c.xcp + 32) + c.ct * (c.cp + 32);
       if (c.smem_floats > kSmemBudgetFloats) continue;
       double cost = tiling_cost(c, 8.0 * c.ksteps);
       if (cost < best_cost) best_cost = cost, best = c;
@@ -177,13 +183,14 @@ bool choose_mma(ConvGeometry& g) {
   }
   if (best_cost == std::numeric_limits<double>::max()) return false;
   choose_mma_pitches(best);
-  best.smem_floats = best.cin * best.xcp + best.ct * best.cp;
-  best.min_blocks_per_sm = 2;
+  best.pipelined = true;
+  best.smem_floats = 2 * align4(best.cin * best.xcp) + align4(best.ct * best.cp) + 8 * best.ksteps;
+  best.min_blocks_per_sm = tuning.min_blocks;
   g = best;
   return true;
 }
 
-void choose_fma(ConvGeometry& g) {
+void choose_fma(ConvGeometry& g, const ConvTuning& tuning) {
   g.engine = ConvEngine::Fma;
   g.threads = 128;
   g.warps = 4;
@@ -203,15 +210,23 @@ void choose_fma(ConvGeometry& g) {
       ConvGeometry c = g;
       set_tile(c, td, th, tw);
       set_staging(c);
-      c.xwp = c.xw;
-      c.xpp = c.xh * c.xw;
+      c.xwp = round_up(c.xw, 4);  // 16-byte window rows
+      c.xpp = c.xh * c.xwp;
       c.xcp = c.xd * c.xpp;
       const int64_t stage = c.ct * c.cp;
       const int64_t per_ci = c.xcp + c.kvol * c.ct4;
-      const int64_t cic = std::min<int64_t>(c.cin, (kSmemBudgetFloats - stage) / std::max<int64_t>(per_ci, 1));
-      if (cic < 1) continue;
-      c.cic = static_cast<int>(cic);
-      c.smem_floats = c.cic * per_ci + stage;
+      const int64_t double_buffered = 2 * align4(c.cin * c.xcp) + c.cin * c.kvol * c.ct4 + stage;
+      if (double_buffered <= kSmemBudgetFloats) {
+        c.cic = static_cast<int>(c.cin);
+        c.pipelined = true;
+        c.smem_floats = double_buffered;
+      } else {
+        const int64_t cic = std::min<int64_t>(c.cin, (kSmemBudgetFloats - stage - 8) / std::max<int64_t>(per_ci, 1));
+        if (cic < 1) continue;
+        c.cic = static_cast<int>(cic);
+        c.pipelined = false;
+        c.smem_floats = align4(c.cic * c.xcp) + c.cic * c.kvol * c.ct4 + stage;
+      }
       double cost = tiling_cost(c, 1.0 * c.kred * c.ct / 4.0);
       if (cost < best_cost) best_cost = cost, best = c;
     }
@@ -221,7 +236,7 @@ void choose_fma(ConvGeometry& g) {
                                 "does not fit in shared memory)",
                                 g.k[0] * g.dil[0], g.k[1] * g.dil[1], g.k[2] * g.dil[2]),
                     "use --device cpu");
-  best.min_blocks_per_sm = 2;
+  best.min_blocks_per_sm = tuning.min_blocks;
   g = best;
 }
 
@@ -245,23 +260,24 @@ int mma_a_conflict_cost(const ConvGeometry& g, int64_t xwp, int64_t xpp, int64_t
   return cost;
 }
 
-ConvGeometry choose_conv_geometry(const Pipeline& p, bool allow_tf32) {
+ConvGeometry choose_conv_geometry(const Pipeline& p, bool allow_tf32, const ConvTuning& tuning) {
   FB_ASSERT(p.computes_conv, "conv geometry for a pipeline without a conv");
   ConvGeometry g = problem(p);
   const int64_t lim = std::numeric_limits<int32_t>::max();
   if (g.in_per_sample() > lim || g.out_per_sample() > lim)
     throw UserError("the CUDA backend needs each sample's input and output under 2^31 elements",
                     "use --device cpu, or a smaller spatial size");
-  if (!(allow_tf32 && choose_mma(g))) choose_fma(g);
+  if (!(allow_tf32 && choose_mma(g, tuning))) choose_fma(g, tuning);
+  g.epilogue_unroll = tuning.epilogue_unroll;
   return g;
 }
 
 std::string ConvGeometry::describe() const {
   return fmt::format(
       "{} engine, tile {}x{}x{} x {} channels ({} tiles/sample, {} channel chunks), {} threads, "
-      "window {}x{}x{} pitches {}/{}/{}, staging pitch {}, {} KB shared, segments at level {}",
-      engine_name(engine), td, th, tw, ct, tiles, cchunks, threads, xd, xh, xw, xwp, xpp, xcp, cp,
-      smem_bytes() / 1024, seg_level);
+      "window {}x{}x{} pitches {}/{}/{}{}, staging pitch {}, {} KB shared, segments at level {}",
+      engine_name(engine), td, th, tw, ct, tiles, cchunks, threads, xd, xh, xw, xwp, xpp, xcp,
+      pipelined ? " double-buffered" : "", cp, smem_bytes() / 1024, seg_level);
 }
 
 }  // namespace fuseblock::cuda

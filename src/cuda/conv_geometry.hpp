@@ -38,6 +38,9 @@ struct ConvGeometry {
   int ct = 0;              // output channels per block
   int cchunks = 0;         // ceil(cout / ct)
   int cic = 0;             // input channels per shared-memory chunk
+  // Two window buffers: the next tile's window is copied (cp.async) while this one computes.
+  // Only when the whole window is one chunk (cic == cin).
+  bool pipelined = false;
   // Input window in shared memory (floats).
   int64_t xd = 0, xh = 0, xw = 0;
   int64_t xwp = 0, xpp = 0, xcp = 0;  // row, plane and channel pitches
@@ -49,6 +52,7 @@ struct ConvGeometry {
   // FMA engine: weights chunk [cic][kvol][ct4] in shared memory.
   int ct4 = 0;
   int min_blocks_per_sm = 1;
+  int epilogue_unroll = 1;
   int64_t smem_floats = 0;
   int a_conflict_cost = 0;     // wavefronts of one tile's A loads (MMA), for explain and tests
   size_t smem_bytes() const { return static_cast<size_t>(smem_floats) * 4; }
@@ -57,10 +61,17 @@ struct ConvGeometry {
   std::string describe() const;  // one line, for explain and logs
 };
 
+// Knobs the dev/ measurements turn (defaults: what runs; see docs/benchmarks.md).
+struct ConvTuning {
+  int mma_mpw = 4;          // MMA engine: 16-position m-tiles per warp (4 or 2)
+  int min_blocks = 2;       // __launch_bounds__'s blocks per SM for the conv kernels
+  int epilogue_unroll = 1;  // 4-element output steps in flight per lane
+};
+
 // Chooses the engine (MMA when allow_tf32 and the reduction fits) and the tiling. Throws a
 // UserError for a conv the tiling cannot hold (a window too large for shared memory, or a sample
 // over 2^31 elements).
-ConvGeometry choose_conv_geometry(const Pipeline& p, bool allow_tf32);
+ConvGeometry choose_conv_geometry(const Pipeline& p, bool allow_tf32, const ConvTuning& tuning = {});
 
 // Shared-memory wavefronts of one warp's A-fragment loads over all k-steps, for the given
 // pitches (the quantity the pitch search minimises).

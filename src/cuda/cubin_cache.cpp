@@ -113,6 +113,7 @@ std::optional<CompiledProgram> CubinCache::load(const std::string& key) const {
       !get_field(payload, &pos, &p.ptx) || !get_field(payload, &pos, &p.log) || pos != payload.size())
     return std::nullopt;
   p.kernels = parse_ptxas_report(p.log);
+  complete_from_cubin(p);
   return p;
 }
 

@@ -137,6 +137,13 @@ bool nvrtc_available(std::string* why) {
   return s.ok;
 }
 
+std::string nvrtc_library_path() {
+  const NvrtcState& s = nvrtc_state();
+  Dl_info info{};
+  if (!s.ok || !dladdr(reinterpret_cast<void*>(s.api.nvrtcVersion), &info) || !info.dli_fname) return {};
+  return info.dli_fname;
+}
+
 const DriverApi& driver() {
   const DriverState& s = driver_state();
   if (!s.ok) throw UserError("CUDA is not available: " + s.why + "; use --device cpu");

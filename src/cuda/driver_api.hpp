@@ -5,11 +5,25 @@
 // name (cuda.h's versioning macros turn e.g. cuMemAlloc into cuMemAlloc_v2, and the pointer
 // members take the same expanded names, so callers write api.cuMemAlloc(...) as usual).
 // Every call goes through check_cu / check_nvrtc, which name the call, the code and its string.
+//
+// The availability queries need no CUDA headers (tests and tools outside fuseblock_core include
+// this file without the toolkit on their path); the API tables need cuda.h and nvrtc.h.
 #pragma once
+#include <string>
+
+namespace fuseblock::cuda {
+
+// False, with a plain reason in *why, when the driver cannot be loaded or sees no GPU.
+bool driver_available(std::string* why);
+bool nvrtc_available(std::string* why);
+// The file NVRTC was loaded from (for logs and explain), or empty.
+std::string nvrtc_library_path();
+
+}  // namespace fuseblock::cuda
+
+#if __has_include(<cuda.h>) && __has_include(<nvrtc.h>)
 #include <cuda.h>
 #include <nvrtc.h>
-
-#include <string>
 
 namespace fuseblock::cuda {
 
@@ -51,10 +65,6 @@ const DriverApi& driver();
 // The loaded NVRTC; throws a UserError naming the paths tried when it is missing.
 const NvrtcApi& nvrtc();
 
-// False, with a plain reason in *why, when the driver cannot be loaded or sees no GPU.
-bool driver_available(std::string* why);
-bool nvrtc_available(std::string* why);
-
 // Throw an InternalError naming the call, the result code and its string when result != success.
 void check_cu(CUresult result, const char* call);
 void check_nvrtc(nvrtcResult result, const char* call);
@@ -64,3 +74,4 @@ void check_nvrtc(nvrtcResult result, const char* call);
 // FB_CU(cuMemAlloc(&p, n)) calls through the loaded driver and checks the result.
 #define FB_CU(call) ::fuseblock::cuda::check_cu(::fuseblock::cuda::driver().call, #call)
 #define FB_NVRTC(call) ::fuseblock::cuda::check_nvrtc(::fuseblock::cuda::nvrtc().call, #call)
+#endif  // cuda.h and nvrtc.h

@@ -27,6 +27,9 @@ struct ConvKernelSpec {
   std::string params;
   std::vector<std::string> epilogue;
   bool gated = false;
+  // The MMA engine reduces the statistics straight from its accumulators (no staging, no
+  // epilogue); needs `partials` and `bias` among the parameters.
+  bool stats_from_registers = false;
 };
 void emit_conv_kernel(SourceWriter& w, const ConvGeometry& g, const ConvKernelSpec& spec);
 
@@ -34,7 +37,9 @@ void emit_conv_kernel(SourceWriter& w, const ConvGeometry& g, const ConvKernelSp
 // compute, staging).
 void emit_mma_helpers(SourceWriter& w);  // fb_k_offset, fb_mt_delta: once per program
 void emit_mma_prologue(SourceWriter& w, const ConvGeometry& g);
-void emit_mma_tile(SourceWriter& w, const ConvGeometry& g);
+void emit_mma_tile(SourceWriter& w, const ConvGeometry& g, bool stage);  // stage = false: stats
+void emit_mma_register_stats(SourceWriter& w, const ConvGeometry& g);
+void emit_fma_helpers(SourceWriter& w);  // fb_fma_accumulate: once per program
 void emit_fma_prologue(SourceWriter& w, const ConvGeometry& g);
 void emit_fma_tile(SourceWriter& w, const ConvGeometry& g);
 

@@ -2,7 +2,8 @@
 // (16-position row pieces, "m-tiles"), N = the block's channel chunk (8-wide n-tiles),
 // K = CIN * KVOL padded to k-steps of 8, with mma.sync m16n8k8 tf32 and fp32 accumulation.
 // The weights (B fragments) and each lane's A offsets stay in registers for the whole
-// persistent loop; A comes from the input window in shared memory, already rounded to tf32.
+// persistent loop; A comes from the input window in shared memory, already rounded to tf32
+// (the kernel loop double-buffers the windows, emit_conv_tile.cpp).
 // Fragment layouts are those of the PTX ISA for m16n8k8 .tf32: lane = 4 * g + t4 holds
 // A[g][t4], A[g+8][t4], A[g][t4+4], A[g+8][t4+4]; B[t4][g], B[t4+4][g];
 // C[g][2 t4], C[g][2 t4 + 1], C[g+8][2 t4], C[g+8][2 t4 + 1].
@@ -24,15 +25,14 @@ const char* kPrologue = R"(  const int lane = threadIdx.x & 31, warp = threadIdx
         const int k = ks * 8 + t4 + 4 * h, c = c0 + nt * 8 + g;
         bf[ks][nt][h] = (k < fbc::KRED && c < fbc::COUT) ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
       }
-  // This lane's two A columns per k-step, as offsets into the window.
-  int ao[fbc::KSTEPS][2];
-#pragma unroll
-  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int k = ks * 8 + t4 + 4 * h;
-      ao[ks][h] = k < fbc::KRED ? fb_k_offset(k) : 0;
-    }
+  // The window offsets of each lane's two A columns per k-step, a table in shared memory
+  // (read as one int2 per k-step; in registers they would push the kernel past 128).
+  int* const ao_s = reinterpret_cast<int*>(fb_smem + fbc::AO_OFFSET);
+  for (int i = threadIdx.x; i < fbc::KSTEPS * 8; i += fbc::THREADS) {
+    const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);  // i = (ks * 4 + t4) * 2 + h
+    ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
+  }
+  const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
   // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
   // there too, but 0 * Inf would be NaN).
   const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
@@ -40,20 +40,9 @@ const char* kPrologue = R"(  const int lane = threadIdx.x & 31, warp = threadIdx
   const int mt0 = warp * fbc::MPW;
   const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
                     ((mt0 % fbc::WS) * 16 + g) * fbc::SW;
-  float bias_r[fbc::NT][2];
-#pragma unroll
-  for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-    for (int odd = 0; odd < 2; ++odd) {
-      const int c = c0 + nt * 8 + 2 * t4 + odd;
-      bias_r[nt][odd] = (HAS_BIAS && c < fbc::COUT) ? __ldg(bias + c) : 0.0f;
-    }
 )";
 
-const char* kTile = R"(    __syncthreads();  // the previous tile's window and staging are free
-    fb_load_window<true>(xs, x, n, 0, T);
-    __syncthreads();
-    float acc[fbc::MPW][fbc::NT][4];
+const char* kTile = R"(    float acc[fbc::MPW][fbc::NT][4];
 #pragma unroll
     for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
@@ -62,8 +51,9 @@ const char* kTile = R"(    __syncthreads();  // the previous tile's window and s
         for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
 #pragma unroll
     for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
-      const float* p0 = xs + mbase + ao[ks][0];
-      const float* p1 = xs + mbase + ao[ks][1];
+      const int2 o = ao[ks * 4 + t4];
+      const float* p0 = xs + mbase + o.x;
+      const float* p1 = xs + mbase + o.y;
 #pragma unroll
       for (int j = 0; j < fbc::MPW; ++j) {
         const int dj = fb_mt_delta(j);
@@ -77,7 +67,10 @@ const char* kTile = R"(    __syncthreads();  // the previous tile's window and s
         for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
       }
     }
-    // C fragments (+ bias) to staging: rows g and g + 8, channels 2 t4 and 2 t4 + 1 per n-tile.
+)";
+
+const char* kStage = R"(    // C fragments to staging (the epilogue adds the bias): rows g and g + 8, channels 2 t4 and
+    // 2 t4 + 1 per n-tile.
 #pragma unroll
     for (int j = 0; j < fbc::MPW; ++j) {
       const int mt = warp * fbc::MPW + j;
@@ -93,10 +86,81 @@ const char* kTile = R"(    __syncthreads();  // the previous tile's window and s
               for (int odd = 0; odd < 2; ++odd) {
                 const int cl = nt * 8 + 2 * t4 + odd;
                 if (c0 + cl < fbc::COUT)
-                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd] + bias_r[nt][odd];
+                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd];
               }
           }
         }
+      }
+    }
+)";
+
+// The statistics kernel's epilogue: per channel of the chunk, the tile's mean and M2 reduced
+// from the accumulators (lanes of one t4 hold the same channels: shuffles over g, then the warps
+// through shared memory), in a fixed order. Staging is free in this kernel and holds the sums.
+const char* kRegisterStats = R"(    {
+      bool valid[fbc::MPW][2];
+#pragma unroll
+      for (int j = 0; j < fbc::MPW; ++j) {
+        const int mt = warp * fbc::MPW + j;
+        const int row = mt / fbc::WS, th = row % fbc::TH, td = row / fbc::TH;
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+          valid[j][r] = td < T.tdv && th < T.thv && (mt % fbc::WS) * 16 + g + 8 * r < T.twv;
+      }
+      float s[fbc::NT][2];
+#pragma unroll
+      for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+        for (int odd = 0; odd < 2; ++odd) {
+          float v = 0.0f;
+#pragma unroll
+          for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              if (valid[j][r]) v += acc[j][nt][2 * r + odd];
+          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+          s[nt][odd] = v;
+        }
+      float* const sums = st;                          // [WARPS][CT]
+      float* const means = st + fbc::WARPS * fbc::CT;  // [CT]
+      float* const sq = means + fbc::CT;               // [WARPS][CT]
+      if (g == 0) {
+#pragma unroll
+        for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+          for (int odd = 0; odd < 2; ++odd) sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
+      }
+      __syncthreads();
+      if (threadIdx.x < fbc::CT) {
+        float v = 0.0f;
+        for (int wi = 0; wi < fbc::WARPS; ++wi) v += sums[wi * fbc::CT + threadIdx.x];
+        means[threadIdx.x] = v / (float)(T.tdv * T.thv * T.twv);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+        for (int odd = 0; odd < 2; ++odd) {
+          const float mu = means[nt * 8 + 2 * t4 + odd];
+          float v = 0.0f;
+#pragma unroll
+          for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              if (valid[j][r]) {
+                const float d = acc[j][nt][2 * r + odd] - mu;
+                v = fmaf(d, d, v);
+              }
+          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+          if (g == 0) sq[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = v;
+        }
+      __syncthreads();
+      if (threadIdx.x < fbc::CT && c0 + (int)threadIdx.x < fbc::COUT) {
+        float m2 = 0.0f;
+        for (int wi = 0; wi < fbc::WARPS; ++wi) m2 += sq[wi * fbc::CT + threadIdx.x];
+        // The accumulators hold the conv without its bias: the bias moves the mean, not M2.
+        const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + threadIdx.x) : 0.0f;
+        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] = make_float2(means[threadIdx.x] + b, m2);
       }
     }
 )";
@@ -118,12 +182,14 @@ __device__ __forceinline__ constexpr int fb_mt_delta(int j) {
 
 }  // namespace
 
-void emit_mma_prologue(SourceWriter& w, const ConvGeometry& g) {
-  w.line("  constexpr bool HAS_BIAS = {};", g.bias ? "true" : "false");
-  w.raw(kPrologue);
+void emit_mma_prologue(SourceWriter& w, const ConvGeometry&) { w.raw(kPrologue); }
+
+void emit_mma_tile(SourceWriter& w, const ConvGeometry&, bool stage) {
+  w.raw(kTile);
+  if (stage) w.raw(kStage);
 }
 
-void emit_mma_tile(SourceWriter& w, const ConvGeometry&) { w.raw(kTile); }
+void emit_mma_register_stats(SourceWriter& w, const ConvGeometry&) { w.raw(kRegisterStats); }
 
 // Emitted once per program, before the kernels (see emit_general.cpp).
 void emit_mma_helpers(SourceWriter& w) { w.raw(kHelpers); }

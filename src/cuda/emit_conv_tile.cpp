@@ -37,6 +37,78 @@ __device__ __forceinline__ int fb_tile_count(int t) {
   return r.tdv * r.thv * r.twv;
 }
 
+// Global -> shared copies, asynchronous on sm_80+ (cp.async; a 4-byte one zero-fills when !valid).
+__device__ __forceinline__ void fb_cp_async4(float* dst, const float* src, bool valid) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 4 : 0) : "memory");
+#else
+  *dst = valid ? __ldg(src) : 0.0f;
+#endif
+}
+__device__ __forceinline__ void fb_cp_async16(float* dst, const float* src) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+#else
+  *reinterpret_cast<float4*>(dst) = __ldg(reinterpret_cast<const float4*>(src));
+#endif
+}
+__device__ __forceinline__ void fb_cp_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void fb_cp_wait_all() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// Starts copying work item `item`'s whole window (all CIN channels) into xs, zero outside the
+// input, in 4-float chunks: one 16-byte copy where the chunk lies inside the input row and is
+// 16-byte aligned there (window pitches are multiples of 4), else four 4-byte copies.
+// fb_round_window visits the same chunks in the same order, so each thread rounds only what it
+// copied itself (no barrier in between).
+constexpr int FB_XCH = (fbc::XW + 3) / 4;  // chunks per window row
+__device__ __forceinline__ void fb_issue_window(float* xs, const float* __restrict__ x, long long item) {
+  const long long n = item / fbc::TILES;
+  const fb_tile T = fb_tile_at((int)(item % fbc::TILES));
+  const int id0 = T.od0 * fbc::SD - fbc::PD, ih0 = T.oh0 * fbc::SH - fbc::PH, iw0 = T.ow0 * fbc::SW - fbc::PW;
+  const float* xn = x + n * fbc::IN_SAMPLE;
+  for (int i = threadIdx.x; i < fbc::CIN * fbc::XD * fbc::XH * FB_XCH; i += fbc::THREADS) {
+    const int chunk = i % FB_XCH, row = i / FB_XCH;
+    const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+    const int gd = id0 + xd, gh = ih0 + xh, gw = iw0 + 4 * chunk;
+    const bool row_in = (unsigned)gd < (unsigned)fbc::ID && (unsigned)gh < (unsigned)fbc::IH;
+    const float* src = xn + ((ci * fbc::ID + gd) * fbc::IH + gh) * fbc::IW + gw;
+    float* dst = xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * chunk;
+    if (row_in && gw >= 0 && gw + 3 < fbc::IW && (reinterpret_cast<unsigned long long>(src) & 15) == 0) {
+      fb_cp_async16(dst, src);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const bool in = row_in && (unsigned)(gw + k) < (unsigned)fbc::IW;
+        fb_cp_async4(dst + k, in ? src + k : x, in);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void fb_round_window(float* xs) {
+  for (int i = threadIdx.x; i < fbc::CIN * fbc::XD * fbc::XH * FB_XCH; i += fbc::THREADS) {
+    const int chunk = i % FB_XCH, row = i / FB_XCH;
+    const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+    float4* p = reinterpret_cast<float4*>(xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * chunk);
+    float4 v = *p;
+    v.x = fb_tf32(v.x);
+    v.y = fb_tf32(v.y);
+    v.z = fb_tf32(v.z);
+    v.w = fb_tf32(v.w);
+    *p = v;
+  }
+}
+
 // Loads input channels [ci0, ci0 + CIC) of the tile's window into xs, zero outside the input
 // (the conv's padding) and past CIN. Warps take rows, lanes take columns.
 template <bool TF32>
@@ -77,6 +149,7 @@ void emit_conv_tile_code(SourceWriter& w, const ConvGeometry& g) {
   w.line("constexpr int PD = {}, PH = {}, PW = {};", g.pad[0], g.pad[1], g.pad[2]);
   w.line("constexpr int DD = {}, DH = {}, DW = {};", g.dil[0], g.dil[1], g.dil[2]);
   w.line("constexpr int KVOL = {}, KRED = {};", g.kvol, g.kred);
+  w.line("constexpr bool HAS_BIAS = {};", g.bias ? "true" : "false");
   w.line("constexpr long long IN_SAMPLE = {};  // input elements per sample", g.in_per_sample());
   w.line("constexpr long long OUT_CHANNEL = {};  // output elements per (sample, channel)",
          g.out[0] * g.out[1] * g.out[2]);
@@ -91,10 +164,14 @@ void emit_conv_tile_code(SourceWriter& w, const ConvGeometry& g) {
   w.line("constexpr int RP = {}, PP = {}, CP = {}, SEG_LEVEL = {};  // staging pitches", g.rp, g.pp, g.cp,
          g.seg_level);
   w.line("constexpr int THREADS = {}, WARPS = {};", g.threads, g.threads / 32);
-  const int64_t window = g.cic * g.xcp;
+  const int64_t window = align4(g.cic * g.xcp);
+  const int64_t windows = g.pipelined ? 2 * window : window;
   const int64_t weights = g.engine == ConvEngine::Fma ? static_cast<int64_t>(g.cic) * g.kvol * g.ct4 : 0;
-  w.line("constexpr int WEIGHTS_OFFSET = {};  // floats into shared memory", align4(window));
-  w.line("constexpr int STAGE_OFFSET = {};", align4(window) + align4(weights));
+  w.line("constexpr int WIN0_OFFSET = 0, WIN1_OFFSET = {};  // floats into shared memory{}", window,
+         g.pipelined ? ": the window being computed and the next one" : "");
+  w.line("constexpr int WEIGHTS_OFFSET = {};", windows);
+  w.line("constexpr int STAGE_OFFSET = {};", windows + align4(weights));
+  w.line("constexpr int AO_OFFSET = {};  // the MMA engine's A-offset table", windows + align4(weights) + align4(g.ct * g.cp));
   if (g.engine == ConvEngine::MmaTf32) {
     w.line("constexpr int MPW = {}, WS = {}, KSTEPS = {}, NT = {};  // m-tiles per warp, per row; k-steps; n-tiles",
            g.mpw, g.ws, g.ksteps, g.ntiles_n);
@@ -107,30 +184,74 @@ void emit_conv_tile_code(SourceWriter& w, const ConvGeometry& g) {
 }
 
 void emit_conv_kernel(SourceWriter& w, const ConvGeometry& g, const ConvKernelSpec& spec) {
+  const bool mma = g.engine == ConvEngine::MmaTf32;
   w.line("extern \"C\" __global__ void __launch_bounds__({}, {}) {}({}) {{", g.threads, g.min_blocks_per_sm,
          spec.name, spec.params);
+  if (spec.gated) w.line("  if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute");
   w.raw(R"(  extern __shared__ __align__(16) float fb_smem[];
-  float* const xs = fb_smem;
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;
+  const long long total = fbc::N * fbc::TILES;
 )");
-  if (g.engine == ConvEngine::MmaTf32)
+  if (mma)
     emit_mma_prologue(w, g);
   else
     emit_fma_prologue(w, g);
-  w.raw(R"(  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+  const std::string skip = spec.gated ? " && flags[ITEM / fbc::TILES] == 0" : "";
+  auto skip_for = [&](const std::string& v) {
+    std::string r = skip;
+    for (size_t at; (at = r.find("ITEM")) != std::string::npos;) r.replace(at, 4, v);
+    return r;
+  };
+  if (g.pipelined) {
+    // Double-buffered: the next item's window is in flight while this one computes.
+    w.line("  long long item = blockIdx.x;");
+    if (spec.gated) w.line("  while (item < total{}) item += gridDim.x;  // samples that passed", skip_for("item"));
+    w.raw(R"(  float* cur = fb_smem + fbc::WIN0_OFFSET;
+  float* nxt = fb_smem + fbc::WIN1_OFFSET;
+  if (item < total) fb_issue_window(cur, x, item);
+  fb_cp_commit();
+  while (item < total) {
+    long long next = item + gridDim.x;
+)");
+    if (spec.gated) w.line("    while (next < total{}) next += gridDim.x;", skip_for("next"));
+    w.raw(R"(    const long long n = item / fbc::TILES;
+    const int t = (int)(item % fbc::TILES);
+    const fb_tile T = fb_tile_at(t);
+    fb_cp_wait_all();
+)");
+    if (mma) w.line("    fb_round_window(cur);  // tf32, once per element rather than once per use");
+    w.raw(R"(    __syncthreads();  // window ready; the previous tile's window and staging are free
+    if (next < total) fb_issue_window(nxt, x, next);
+    fb_cp_commit();
+    const float* const xs = cur;
+)");
+  } else {
+    w.raw(R"(  float* const xs = fb_smem + fbc::WIN0_OFFSET;
+  for (long long item = blockIdx.x; item < total; item += gridDim.x) {
     const long long n = item / fbc::TILES;
     const int t = (int)(item % fbc::TILES);
 )");
-  if (spec.gated) w.line("    if (flags[n] == 0) continue;  // guard passed: the fill path's output stands");
-  w.raw(R"(    const fb_tile T = fb_tile_at(t);
-)");
-  if (g.engine == ConvEngine::MmaTf32)
-    emit_mma_tile(w, g);
-  else
-    emit_fma_tile(w, g);
-  w.line("    __syncthreads();  // staging complete");
-  for (const auto& s : spec.epilogue) w.line("    {}", s);
+    if (spec.gated) w.line("    if (flags[n] == 0) continue;  // guard passed: the fill path's output stands");
+    w.line("    const fb_tile T = fb_tile_at(t);");
+  }
+  if (mma && spec.stats_from_registers) {
+    emit_mma_tile(w, g, false);
+    emit_mma_register_stats(w, g);
+  } else {
+    if (mma)
+      emit_mma_tile(w, g, true);
+    else
+      emit_fma_tile(w, g);
+    w.line("    __syncthreads();  // staging complete");
+    for (const auto& s : spec.epilogue) w.line("    {}", s);
+  }
+  if (g.pipelined) {
+    w.line("    float* const done = cur;");
+    w.line("    cur = nxt;");
+    w.line("    nxt = done;");
+    w.line("    item = next;");
+  }
   w.line("  }}");
   w.line("}}");
   w.blank();

@@ -3,13 +3,16 @@
 // Philox call per four elements) and, in the same pass, reads the input once to check the guard
 // per sample: every element finite with |x| <= bound (bound from the parameters, rounded down to
 // a float on the host, so the float compare is the exact real one). A failing sample gets its
-// flag set; the exact fallback kernels then recompute just those samples. Blocks own a slice of
+// flag set (and flags[N], "some sample failed"); the exact fallback kernels then recompute just
+// those samples, and exit at once when flags[N] is clear. Blocks own a slice of
 // one sample's input, so a flag is set by few blocks and no host synchronisation is needed.
 #include "cuda/emit_fill.hpp"
 
 #include "cuda/emit_common.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/error.hpp"
+
+#include <fmt/format.h>
 
 namespace fuseblock::cuda {
 namespace {
@@ -28,12 +31,15 @@ const char* kGuard = R"(  // Guard: this block's slice of its sample's input.
   } else {
     for (long long i = s0 + threadIdx.x; i < s1; i += 256) bad |= !(fabsf(__ldcs(xn + i)) <= bound);
   }
-  if (__syncthreads_or(bad) && threadIdx.x == 0) flags[n] = 1;
+  if (__syncthreads_or(bad) && threadIdx.x == 0) {
+    flags[n] = 1;
+    flags[N_SAMPLES] = 1;  // "some sample failed": the fallback kernels exit at once without it
+  }
 )";
 
 }  // namespace
 
-void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
+void emit_fill_kernel(SourceWriter& w, const Plan& plan, const FillOptions& o) {
   const Pipeline& p = plan.pipeline;
   FB_ASSERT(p.fill_path(), "fill kernel for a pipeline that computes a conv");
   const bool guard = plan.guard.has_value() && !plan.assume_finite;
@@ -44,11 +50,14 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
          guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
-  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,");
+  const std::string bounds = o.min_blocks > 0 ? fmt::format("256, {}", o.min_blocks) : "256";
+  w.line("extern \"C\" __global__ void __launch_bounds__({}) fb_fill(const float* __restrict__ x, float* __restrict__ y,",
+         bounds);
   w.line("    int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,");
   w.line("    long long q_per_block, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);
-  w.line("  constexpr long long IN_SAMPLE = {};", in_sample);
+  w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
+  if (guard && o.guard_first) w.raw(kGuard);
   if (d.active) {
     // The two possible values, computed on the host with the CPU backend's formula.
     w.line("  const float kept = {}, dropped = {};", float_literal(fb_dropout_apply(c, true, d.scale)),
@@ -58,7 +67,7 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   }
   w.line("  const long long q0 = (long long)blockIdx.x * q_per_block;");
   w.line("  const long long q1 = min(q0 + q_per_block, Q_TOTAL);");
-  w.line("#pragma unroll 2");
+  w.line("#pragma unroll {}", o.unroll);
   w.line("  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {{");
   if (d.active) {
     w.line("    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);");
@@ -69,13 +78,16 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
     w.line("    const float4 v = make_float4(kept, kept, kept, kept);");
   }
   w.line("    if (4 * q + 3 < OUT_TOTAL) {{");
-  w.line("      __stcs(reinterpret_cast<float4*>(y) + q, v);");
+  if (o.streaming_stores)
+    w.line("      __stcs(reinterpret_cast<float4*>(y) + q, v);  // streaming: the output is not read back");
+  else
+    w.line("      reinterpret_cast<float4*>(y)[q] = v;");
   w.line("    }} else {{");
   w.line("      const float e[4] = {{v.x, v.y, v.z, v.w}};");
   w.line("      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];");
   w.line("    }}");
   w.line("  }}");
-  if (guard) w.raw(kGuard);
+  if (guard && !o.guard_first) w.raw(kGuard);
   w.line("}}");
   w.blank();
 }

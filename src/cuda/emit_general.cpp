@@ -54,31 +54,36 @@ const char* kFinalizeBody = R"(  const long long n = (long long)blockIdx.x / G;
 void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g, bool gated,
                           GeneralKernelNames* names) {
   emit_conv_tile_code(w, g);
-  if (g.engine == ConvEngine::MmaTf32) emit_mma_helpers(w);
+  if (g.engine == ConvEngine::MmaTf32)
+    emit_mma_helpers(w);
+  else
+    emit_fma_helpers(w);
   const bool norm = p.norm.has_value();
   if (norm) {
-    emit_stats_epilogue_fn(w, g);
+    if (g.engine != ConvEngine::MmaTf32) emit_stats_epilogue_fn(w, g);
     w.blank();
     ConvKernelSpec stats;
     stats.name = "fb_conv_stats";
     stats.params =
         "const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, "
         "float2* __restrict__ partials, const int* __restrict__ flags";
-    stats.epilogue = {"fb_stats_epilogue(st, partials, n, t, T, c0);"};
+    stats.epilogue = {"fb_stats_epilogue(st, bias, partials, n, t, T, c0);"};
     stats.gated = gated;
+    stats.stats_from_registers = g.engine == ConvEngine::MmaTf32;
     emit_conv_kernel(w, g, stats);
 
     const int64_t groups = p.norm->num_groups;
     FB_ASSERT(groups > 0 && g.cout % groups == 0, "group count must divide the channels");
     w.line("// Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.");
-    w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_norm_finalize(const float2* __restrict__ partials,");
+    // (256, 1): with (256) alone ptxas aimed at 8 blocks per SM, capped the kernel at 32 registers and spilled.
+    w.line("extern \"C\" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,");
     w.line("    const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,");
     w.line("    const int* __restrict__ flags) {{");
     w.line("  constexpr int G = {}, CPG = {};", groups, g.cout / groups);
     w.line("  constexpr double EPS = {};", double_literal(p.norm->eps));
     w.line("  constexpr bool AFFINE = {};", p.norm->affine ? "true" : "false");
     std::string body = kFinalizeBody;
-    const std::string gate = gated ? "if (flags[n] == 0) return;  // guard passed" : "";
+    const std::string gate = gated ? "if (flags[fbc::N] == 0 || flags[n] == 0) return;  // guard passed" : "";
     body.replace(body.find("GATE"), 4, gate);
     w.raw(body);
     w.blank();
@@ -91,7 +96,7 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
       "const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, "
       "const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, "
       "float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset";
-  out.epilogue = {"fb_output_epilogue(st, y, nscale, nmean, beta, n, T, c0, seed, offset);"};
+  out.epilogue = {"fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, seed, offset);"};
   out.gated = gated;
   emit_conv_kernel(w, g, out);
   if (names) {

@@ -8,7 +8,7 @@
 
 namespace fuseblock::cuda {
 
-EmittedProgram emit_program(const Plan& plan, bool allow_tf32) {
+EmittedProgram emit_program(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) {
   EmittedProgram out;
   SourceWriter w;
   const Pipeline& p = plan.pipeline;
@@ -29,7 +29,7 @@ EmittedProgram emit_program(const Plan& plan, bool allow_tf32) {
     out.conv_pipeline = p;
   }
   if (out.general) {
-    out.geometry = choose_conv_geometry(out.conv_pipeline, allow_tf32);
+    out.geometry = choose_conv_geometry(out.conv_pipeline, allow_tf32, tuning);
     out.norm = out.conv_pipeline.norm.has_value();
     w.line("// ---- {} ----", out.gated ? "exact fallback for samples that fail the guard" : "general path");
     emit_general_kernels(w, out.conv_pipeline, out.geometry, out.gated, &out.names);

@@ -23,7 +23,7 @@ struct EmittedProgram {
   GeneralKernelNames names;
 };
 
-EmittedProgram emit_program(const Plan& plan, bool allow_tf32);
+EmittedProgram emit_program(const Plan& plan, bool allow_tf32, const ConvTuning& tuning = {});
 
 // NVRTC options every program is compiled with: no FMA contraction (the pointwise formulas
 // round as on the CPU; kernels call fmaf where they mean it) and line info for the sanitizers.

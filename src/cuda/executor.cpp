@@ -67,10 +67,10 @@ float guard_bound_as_float(double bound) {
   return f;
 }
 
-Executor::Executor(const Plan& plan, bool allow_tf32) : plan_(plan) {
+Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) : plan_(plan) {
   const DeviceInfo& dev = use_device();
   const bool tf32 = allow_tf32 && dev.cc_major >= 8;  // mma .tf32 needs sm_80
-  program_ = emit_program(plan, tf32);
+  program_ = emit_program(plan, tf32, tuning);
   check_arch_supported(dev.arch());
   CompileRequest req;
   req.source = program_.source;
@@ -101,7 +101,7 @@ Executor::Executor(const Plan& plan, bool allow_tf32) : plan_(plan) {
     launches_.push_back({"fb_fill", static_cast<unsigned>(blocks), 1, kFillThreads, 0, per_sm});
     if (program_.guard) {
       scratch_.flags = at;
-      at = align_up(at + static_cast<size_t>(n) * 4, kScratchAlign);
+      at = align_up(at + static_cast<size_t>(n + 1) * 4, kScratchAlign);  // per sample, and "any"
     }
   }
   if (program_.general) {
@@ -159,7 +159,7 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
                          params, nullptr));
   };
   if (program_.fill) {
-    if (program_.guard) FB_CU(cuMemsetD32Async(flags, 0, static_cast<size_t>(p.input_shape[0]), stream));
+    if (program_.guard) FB_CU(cuMemsetD32Async(flags, 0, static_cast<size_t>(p.input_shape[0]) + 1, stream));
     float bound = guard_bound_as_float(args.guard_bound);
     long long qpb = fill_q_per_block_, slice = fill_slice_;
     int bps = static_cast<int>(fill_blocks_per_sample_);

@@ -46,7 +46,7 @@ struct KernelLaunch {  // what one launch of a run looks like, for explain/profi
 class Executor {
  public:
   // Emits, compiles (through the cubin cache) and loads the plan's program for the current device.
-  Executor(const Plan& plan, bool allow_tf32);
+  Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning = {});
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;

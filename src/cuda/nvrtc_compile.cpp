@@ -1,10 +1,12 @@
 // NVRTC compilation and the ptxas report parser (nvrtc_compile.hpp).
 #include "cuda/nvrtc_compile.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <regex>
 #include <sstream>
 
+#include "cuda/cubin_info.hpp"
 #include "cuda/driver_api.hpp"
 #include "fuseblock/error.hpp"
 
@@ -50,32 +52,53 @@ std::vector<KernelResources> parse_ptxas_report(const std::string& log) {
   //   ptxas info    : Function properties for name
   //   ptxas         .     16 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
   //   ptxas info    : Used 40 registers, used 1 barriers, 8 bytes smem, 400 bytes cmem[0]
+  // and "Function properties" blocks for non-entry functions (subroutines ptxas did not inline);
+  // their frame lines belong to no kernel's own report. The "Used" line follows its entry.
   static const std::regex entry(R"(Compiling entry function '([^']+)')");
+  static const std::regex props(R"(Function properties for (\S+))");
   static const std::regex frame(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
   static const std::regex used(R"(Used (\d+) registers)");
   static const std::regex barriers(R"(used (\d+) barriers)");
   static const std::regex smem(R"((\d+) bytes smem)");
   std::vector<KernelResources> out;
+  auto find = [&](const std::string& name) -> KernelResources* {
+    for (auto& k : out)
+      if (k.name == name) return &k;
+    return nullptr;
+  };
   std::istringstream in(log);
   std::string line;
   std::smatch m;
+  KernelResources* compiling = nullptr;  // the entry whose "Used" line comes next
+  KernelResources* framed = nullptr;     // the entry whose frame line comes next (null: a subroutine)
   while (std::getline(in, line)) {
     if (std::regex_search(line, m, entry)) {
-      out.push_back({});
-      out.back().name = m[1];
+      if (!find(m[1])) {
+        out.push_back({});
+        out.back().name = m[1];
+      }
+      compiling = find(m[1]);
+      framed = nullptr;
       continue;
     }
-    if (out.empty()) continue;
-    KernelResources& k = out.back();
-    if (std::regex_search(line, m, frame)) {
-      k.stack_bytes = std::stoi(m[1]);
-      k.spill_store_bytes = std::stoi(m[2]);
-      k.spill_load_bytes = std::stoi(m[3]);
+    if (std::regex_search(line, m, props)) {
+      framed = find(m[1]);
+      continue;
     }
-    if (std::regex_search(line, m, used)) {
-      k.registers = std::stoi(m[1]);
-      if (std::regex_search(line, m, barriers)) k.barriers = std::stoi(m[1]);
-      if (std::regex_search(line, m, smem)) k.shared_bytes = std::stoi(m[1]);
+    if (std::regex_search(line, m, frame)) {
+      if (framed) {
+        framed->stack_bytes = std::stoi(m[1]);
+        framed->spill_store_bytes = std::stoi(m[2]);
+        framed->spill_load_bytes = std::stoi(m[3]);
+      }
+      framed = nullptr;
+      continue;
+    }
+    if (compiling && std::regex_search(line, m, used)) {
+      compiling->registers = std::stoi(m[1]);
+      if (std::regex_search(line, m, barriers)) compiling->barriers = std::stoi(m[1]);
+      if (std::regex_search(line, m, smem)) compiling->shared_bytes = std::stoi(m[1]);
+      compiling = nullptr;
     }
   }
   return out;
@@ -102,7 +125,39 @@ std::string program_log(nvrtcProgram p) {
 
 }  // namespace
 
+namespace {
+int count_entries(const std::string& ptx) {
+  int n = 0;
+  for (size_t at = 0; (at = ptx.find(".entry ", at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+CompiledProgram compile_once(const CompileRequest& req);
+}  // namespace
+
 CompiledProgram compile_program(const CompileRequest& req) {
+  CompiledProgram out = compile_once(req);
+  complete_from_cubin(out);
+  return out;
+}
+
+// NVRTC 13.0 on the H100 host (2026-11-24) returned, for some programs and every time, a
+// successful compile with an empty log: the report then comes from the cubin's own attributes
+// (registers and stack frame; spill bytes are only in the log, a frame > 0 shows local memory).
+void complete_from_cubin(CompiledProgram& p) {
+  if (static_cast<int>(p.kernels.size()) >= count_entries(p.ptx)) return;
+  for (const auto& [name, info] : read_cubin_info(p.cubin)) {
+    if (name.empty() || info.registers < 0 || p.find(name)) continue;  // subroutines have no REGCOUNT
+    KernelResources k;
+    k.name = name;
+    k.registers = info.registers;
+    k.stack_bytes = std::max(0, info.frame_bytes);
+    k.from_cubin = true;
+    p.kernels.push_back(k);
+  }
+}
+
+namespace {
+CompiledProgram compile_once(const CompileRequest& req) {
   Program prog;
   FB_NVRTC(nvrtcCreateProgram(&prog.p, req.source.c_str(), req.program_name.c_str(), 0, nullptr, nullptr));
   std::vector<std::string> opts = nvrtc_options(req);
@@ -130,5 +185,7 @@ CompiledProgram compile_program(const CompileRequest& req) {
   out.kernels = parse_ptxas_report(out.log);
   return out;
 }
+
+}  // namespace
 
 }  // namespace fuseblock::cuda

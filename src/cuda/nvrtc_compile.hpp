@@ -16,6 +16,7 @@ struct KernelResources {
   int stack_bytes = 0;
   int shared_bytes = 0;  // static shared memory only; dynamic shared memory is the launcher's
   int barriers = 0;
+  bool from_cubin = false;  // NVRTC's log lacked the report: registers and frame read from the cubin
 };
 
 struct CompileRequest {
@@ -41,6 +42,8 @@ std::vector<std::string> nvrtc_options(const CompileRequest& req);
 CompiledProgram compile_program(const CompileRequest& req);
 // "sm_90" from compute capability 9.0.
 std::string arch_name(int major, int minor);
+// Adds, for kernels the log's report lacks, registers and stack frame from the cubin itself.
+void complete_from_cubin(CompiledProgram& p);
 // Parses ptxas -v output into one entry per kernel.
 std::vector<KernelResources> parse_ptxas_report(const std::string& log);
 // The source with "   12 | " prefixes, for error messages.

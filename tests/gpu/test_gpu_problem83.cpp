@@ -38,17 +38,24 @@ TEST(GpuProblem83, DefaultBlockWithOneNaNSample) {
   EXPECT_EQ(nan, per) << "exactly sample 77 is NaN";
 }
 
-TEST(GpuProblem83, SiluBlockTf32) {
+// TF32 rounds each conv operand to 2^-11 relative; with torch.rand's input (all positive) the
+// conv output's mean is about 3x its spread, and GroupNorm divides by the spread, so the error
+// relative to the output's RMS is about 3 * 2^-11 (PyTorch's TF32 conv has the same). Strict
+// fp32 at the same shape shows the path itself is exact.
+TEST(GpuProblem83, SiluBlockTf32AndStrict) {
   REQUIRE_GPU();
   const Plan plan = lower(parse_spec(kSiluSpec, "silu"));
   ASSERT_FALSE(plan.pipeline.fill_path());
   const Params params = init_params(plan.pipeline, 0);
   const Tensor x = uniform_tensor(plan.pipeline.input_shape, 84);
-  const Tensor gpu = run(plan, params, x, on(Device::Cuda));
   const Tensor cpu = run(plan, params, x, on(Device::Cpu));
-  const Agreement a = agree(plan.pipeline, gpu, cpu, 2e-3);
-  EXPECT_TRUE(a.ok) << a.message;
-  std::printf("problem 83 + SiLU, tf32 vs cpu: worst %.3g of rtol 2e-3\n", a.worst);
+  for (bool tf32 : {true, false}) {
+    const Tensor gpu = run(plan, params, x, on(Device::Cuda, tf32));
+    const double rtol = tf32 ? 5e-3 : 3e-5;
+    const Agreement a = agree(plan.pipeline, gpu, cpu, rtol);
+    EXPECT_TRUE(a.ok) << (tf32 ? "tf32\n" : "fp32\n") << a.message;
+    std::printf("problem 83 + SiLU, %s vs cpu: worst %.3g of rtol %.0e\n", tf32 ? "tf32" : "fp32", a.worst, rtol);
+  }
 }
 
 }  // namespace

@@ -193,15 +193,15 @@ extern "C" __global__ void __launch_bounds__(256) fb_fill(const float* __restric
     int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,
     long long q_per_block, int blocks_per_sample, long long slice) {
   constexpr long long OUT_TOTAL = 110215168, Q_TOTAL = 27553792;
-  constexpr long long IN_SAMPLE = 196608;
+  constexpr long long IN_SAMPLE = 196608, N_SAMPLES = 128;
   const float kept = 0x0p+0f;
   const long long q0 = (long long)blockIdx.x * q_per_block;
   const long long q1 = min(q0 + q_per_block, Q_TOTAL);
-#pragma unroll 2
+#pragma unroll 4
   for (long long q = q0 + threadIdx.x; q < q1; q += 256) {
     const float4 v = make_float4(kept, kept, kept, kept);
     if (4 * q + 3 < OUT_TOTAL) {
-      __stcs(reinterpret_cast<float4*>(y) + q, v);
+      reinterpret_cast<float4*>(y)[q] = v;
     } else {
       const float e[4] = {v.x, v.y, v.z, v.w};
       for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];

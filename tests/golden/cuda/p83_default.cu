@@ -193,20 +193,7 @@ extern "C" __global__ void __launch_bounds__(256) fb_fill(const float* __restric
     int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,
     long long q_per_block, int blocks_per_sample, long long slice) {
   constexpr long long OUT_TOTAL = 110215168, Q_TOTAL = 27553792;
-  constexpr long long IN_SAMPLE = 196608;
-  const float kept = 0x0p+0f;
-  const long long q0 = (long long)blockIdx.x * q_per_block;
-  const long long q1 = min(q0 + q_per_block, Q_TOTAL);
-#pragma unroll 2
-  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {
-    const float4 v = make_float4(kept, kept, kept, kept);
-    if (4 * q + 3 < OUT_TOTAL) {
-      __stcs(reinterpret_cast<float4*>(y) + q, v);
-    } else {
-      const float e[4] = {v.x, v.y, v.z, v.w};
-      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];
-    }
-  }
+  constexpr long long IN_SAMPLE = 196608, N_SAMPLES = 128;
   // Guard: this block's slice of its sample's input.
   const long long n = blockIdx.x / blocks_per_sample;
   const long long s0 = (long long)(blockIdx.x % blocks_per_sample) * slice;
@@ -221,11 +208,27 @@ extern "C" __global__ void __launch_bounds__(256) fb_fill(const float* __restric
   } else {
     for (long long i = s0 + threadIdx.x; i < s1; i += 256) bad |= !(fabsf(__ldcs(xn + i)) <= bound);
   }
-  if (__syncthreads_or(bad) && threadIdx.x == 0) flags[n] = 1;
+  if (__syncthreads_or(bad) && threadIdx.x == 0) {
+    flags[n] = 1;
+    flags[N_SAMPLES] = 1;  // "some sample failed": the fallback kernels exit at once without it
+  }
+  const float kept = 0x0p+0f;
+  const long long q0 = (long long)blockIdx.x * q_per_block;
+  const long long q1 = min(q0 + q_per_block, Q_TOTAL);
+#pragma unroll 4
+  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {
+    const float4 v = make_float4(kept, kept, kept, kept);
+    if (4 * q + 3 < OUT_TOTAL) {
+      reinterpret_cast<float4*>(y)[q] = v;
+    } else {
+      const float e[4] = {v.x, v.y, v.z, v.w};
+      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];
+    }
+  }
 }
 
 // ---- exact fallback for samples that fail the guard ----
-// ---- convolution geometry: mma-tf32 engine, tile 2x4x64 x 16 channels (112 tiles/sample, 1 channel chunks), 256 threads, window 4x6x66 pitches 75/450/1800, staging pitch 500, 52 KB shared, segments at level 1 ----
+// ---- convolution geometry: mma-tf32 engine, tile 2x4x64 x 16 channels (112 tiles/sample, 1 channel chunks), 256 threads, window 4x6x66 pitches 76/456/1824 double-buffered, staging pitch 500, 74 KB shared, segments at level 1 ----
 namespace fbc {
   constexpr long long N = 128;
   constexpr int CIN = 3, COUT = 16;
@@ -236,17 +239,20 @@ namespace fbc {
   constexpr int PD = 0, PH = 0, PW = 0;
   constexpr int DD = 1, DH = 1, DW = 1;
   constexpr int KVOL = 27, KRED = 81;
+  constexpr bool HAS_BIAS = true;
   constexpr long long IN_SAMPLE = 196608;  // input elements per sample
   constexpr long long OUT_CHANNEL = 53816;  // output elements per (sample, channel)
   constexpr int TD = 2, TH = 4, TW = 64;  // output tile
   constexpr int TILES_D = 7, TILES_H = 16, TILES_W = 1, TILES = 112;
   constexpr int CT = 16, CCHUNKS = 1, CIC = 3;  // channels per block, chunks, input channels per window
   constexpr int XD = 4, XH = 6, XW = 66;  // input window
-  constexpr int XWP = 75, XPP = 450, XCP = 1800;  // window pitches (bank-conflict padded)
+  constexpr int XWP = 76, XPP = 456, XCP = 1824;  // window pitches (bank-conflict padded)
   constexpr int RP = 62, PP = 248, CP = 500, SEG_LEVEL = 1;  // staging pitches
   constexpr int THREADS = 256, WARPS = 8;
-  constexpr int WEIGHTS_OFFSET = 5400;  // floats into shared memory
-  constexpr int STAGE_OFFSET = 5400;
+  constexpr int WIN0_OFFSET = 0, WIN1_OFFSET = 5472;  // floats into shared memory: the window being computed and the next one
+  constexpr int WEIGHTS_OFFSET = 10944;
+  constexpr int STAGE_OFFSET = 10944;
+  constexpr int AO_OFFSET = 18944;  // the MMA engine's A-offset table
   constexpr int MPW = 4, WS = 4, KSTEPS = 11, NT = 2;  // m-tiles per warp, per row; k-steps; n-tiles
 }  // namespace fbc
 
@@ -275,6 +281,78 @@ __device__ __forceinline__ fb_tile fb_tile_at(int t) {
 __device__ __forceinline__ int fb_tile_count(int t) {
   const fb_tile r = fb_tile_at(t);
   return r.tdv * r.thv * r.twv;
+}
+
+// Global -> shared copies, asynchronous on sm_80+ (cp.async; a 4-byte one zero-fills when !valid).
+__device__ __forceinline__ void fb_cp_async4(float* dst, const float* src, bool valid) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 4 : 0) : "memory");
+#else
+  *dst = valid ? __ldg(src) : 0.0f;
+#endif
+}
+__device__ __forceinline__ void fb_cp_async16(float* dst, const float* src) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+#else
+  *reinterpret_cast<float4*>(dst) = __ldg(reinterpret_cast<const float4*>(src));
+#endif
+}
+__device__ __forceinline__ void fb_cp_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void fb_cp_wait_all() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// Starts copying work item `item`'s whole window (all CIN channels) into xs, zero outside the
+// input, in 4-float chunks: one 16-byte copy where the chunk lies inside the input row and is
+// 16-byte aligned there (window pitches are multiples of 4), else four 4-byte copies.
+// fb_round_window visits the same chunks in the same order, so each thread rounds only what it
+// copied itself (no barrier in between).
+constexpr int FB_XCH = (fbc::XW + 3) / 4;  // chunks per window row
+__device__ __forceinline__ void fb_issue_window(float* xs, const float* __restrict__ x, long long item) {
+  const long long n = item / fbc::TILES;
+  const fb_tile T = fb_tile_at((int)(item % fbc::TILES));
+  const int id0 = T.od0 * fbc::SD - fbc::PD, ih0 = T.oh0 * fbc::SH - fbc::PH, iw0 = T.ow0 * fbc::SW - fbc::PW;
+  const float* xn = x + n * fbc::IN_SAMPLE;
+  for (int i = threadIdx.x; i < fbc::CIN * fbc::XD * fbc::XH * FB_XCH; i += fbc::THREADS) {
+    const int chunk = i % FB_XCH, row = i / FB_XCH;
+    const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+    const int gd = id0 + xd, gh = ih0 + xh, gw = iw0 + 4 * chunk;
+    const bool row_in = (unsigned)gd < (unsigned)fbc::ID && (unsigned)gh < (unsigned)fbc::IH;
+    const float* src = xn + ((ci * fbc::ID + gd) * fbc::IH + gh) * fbc::IW + gw;
+    float* dst = xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * chunk;
+    if (row_in && gw >= 0 && gw + 3 < fbc::IW && (reinterpret_cast<unsigned long long>(src) & 15) == 0) {
+      fb_cp_async16(dst, src);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const bool in = row_in && (unsigned)(gw + k) < (unsigned)fbc::IW;
+        fb_cp_async4(dst + k, in ? src + k : x, in);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void fb_round_window(float* xs) {
+  for (int i = threadIdx.x; i < fbc::CIN * fbc::XD * fbc::XH * FB_XCH; i += fbc::THREADS) {
+    const int chunk = i % FB_XCH, row = i / FB_XCH;
+    const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+    float4* p = reinterpret_cast<float4*>(xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * chunk);
+    float4 v = *p;
+    v.x = fb_tf32(v.x);
+    v.y = fb_tf32(v.y);
+    v.z = fb_tf32(v.z);
+    v.w = fb_tf32(v.w);
+    *p = v;
+  }
 }
 
 // Loads input channels [ci0, ci0 + CIC) of the tile's window into xs, zero outside the input
@@ -316,37 +394,12 @@ __device__ __forceinline__ constexpr int fb_mt_delta(int j) {
   return (j % fbc::WS) * 16 * fbc::SW + (j / fbc::WS) * fbc::SH * fbc::XWP;
 }
 
-__device__ __forceinline__ void fb_stats_epilogue(const float* st, float2* __restrict__ partials, long long n, int t,
-                                                  const fb_tile& T, int c0) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float count = (float)(T.tdv * T.thv * T.twv);
-  for (int cl = warp; cl < fbc::CT && c0 + cl < fbc::COUT; cl += fbc::WARPS) {
-    const float* sc = st + cl * fbc::CP;
-    float s = 0.0f;
-    for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
-      const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
-      if (od < T.tdv && oh < T.thv && ow < T.twv) s += sc[od * fbc::PP + oh * fbc::RP + ow];
-    }
-    const float mean = fb_warp_sum(s) / count;
-    float m2 = 0.0f;
-    for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
-      const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
-      if (od < T.tdv && oh < T.thv && ow < T.twv) {
-        const float d = sc[od * fbc::PP + oh * fbc::RP + ow] - mean;
-        m2 = fmaf(d, d, m2);
-      }
-    }
-    m2 = fb_warp_sum(m2);
-    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean, m2);
-  }
-}
-
 extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, float2* __restrict__ partials, const int* __restrict__ flags) {
+  if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute
   extern __shared__ __align__(16) float fb_smem[];
-  float* const xs = fb_smem;
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;
-  constexpr bool HAS_BIAS = true;
+  const long long total = fbc::N * fbc::TILES;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
   // B fragments: B[k][n] = weight[c0 + n][k], rounded to tf32; zero past COUT and KRED.
@@ -360,15 +413,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
         const int k = ks * 8 + t4 + 4 * h, c = c0 + nt * 8 + g;
         bf[ks][nt][h] = (k < fbc::KRED && c < fbc::COUT) ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
       }
-  // This lane's two A columns per k-step, as offsets into the window.
-  int ao[fbc::KSTEPS][2];
-#pragma unroll
-  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int k = ks * 8 + t4 + 4 * h;
-      ao[ks][h] = k < fbc::KRED ? fb_k_offset(k) : 0;
-    }
+  // The window offsets of each lane's two A columns per k-step, a table in shared memory
+  // (read as one int2 per k-step; in registers they would push the kernel past 128).
+  int* const ao_s = reinterpret_cast<int*>(fb_smem + fbc::AO_OFFSET);
+  for (int i = threadIdx.x; i < fbc::KSTEPS * 8; i += fbc::THREADS) {
+    const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);  // i = (ks * 4 + t4) * 2 + h
+    ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
+  }
+  const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
   // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
   // there too, but 0 * Inf would be NaN).
   const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
@@ -376,22 +428,24 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
   const int mt0 = warp * fbc::MPW;
   const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
                     ((mt0 % fbc::WS) * 16 + g) * fbc::SW;
-  float bias_r[fbc::NT][2];
-#pragma unroll
-  for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-    for (int odd = 0; odd < 2; ++odd) {
-      const int c = c0 + nt * 8 + 2 * t4 + odd;
-      bias_r[nt][odd] = (HAS_BIAS && c < fbc::COUT) ? __ldg(bias + c) : 0.0f;
-    }
-  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+  long long item = blockIdx.x;
+  while (item < total && flags[item / fbc::TILES] == 0) item += gridDim.x;  // samples that passed
+  float* cur = fb_smem + fbc::WIN0_OFFSET;
+  float* nxt = fb_smem + fbc::WIN1_OFFSET;
+  if (item < total) fb_issue_window(cur, x, item);
+  fb_cp_commit();
+  while (item < total) {
+    long long next = item + gridDim.x;
+    while (next < total && flags[next / fbc::TILES] == 0) next += gridDim.x;
     const long long n = item / fbc::TILES;
     const int t = (int)(item % fbc::TILES);
-    if (flags[n] == 0) continue;  // guard passed: the fill path's output stands
     const fb_tile T = fb_tile_at(t);
-    __syncthreads();  // the previous tile's window and staging are free
-    fb_load_window<true>(xs, x, n, 0, T);
-    __syncthreads();
+    fb_cp_wait_all();
+    fb_round_window(cur);  // tf32, once per element rather than once per use
+    __syncthreads();  // window ready; the previous tile's window and staging are free
+    if (next < total) fb_issue_window(nxt, x, next);
+    fb_cp_commit();
+    const float* const xs = cur;
     float acc[fbc::MPW][fbc::NT][4];
 #pragma unroll
     for (int j = 0; j < fbc::MPW; ++j)
@@ -401,8 +455,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
         for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
 #pragma unroll
     for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
-      const float* p0 = xs + mbase + ao[ks][0];
-      const float* p1 = xs + mbase + ao[ks][1];
+      const int2 o = ao[ks * 4 + t4];
+      const float* p0 = xs + mbase + o.x;
+      const float* p1 = xs + mbase + o.y;
 #pragma unroll
       for (int j = 0; j < fbc::MPW; ++j) {
         const int dj = fb_mt_delta(j);
@@ -416,35 +471,81 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
         for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
       }
     }
-    // C fragments (+ bias) to staging: rows g and g + 8, channels 2 t4 and 2 t4 + 1 per n-tile.
+    {
+      bool valid[fbc::MPW][2];
 #pragma unroll
-    for (int j = 0; j < fbc::MPW; ++j) {
-      const int mt = warp * fbc::MPW + j;
-      const int row = mt / fbc::WS, th = row % fbc::TH, td = row / fbc::TH;
-      if (td < T.tdv && th < T.thv) {
+      for (int j = 0; j < fbc::MPW; ++j) {
+        const int mt = warp * fbc::MPW + j;
+        const int row = mt / fbc::WS, th = row % fbc::TH, td = row / fbc::TH;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int ow = (mt % fbc::WS) * 16 + g + 8 * r;
-          if (ow < T.twv) {
+        for (int r = 0; r < 2; ++r)
+          valid[j][r] = td < T.tdv && th < T.thv && (mt % fbc::WS) * 16 + g + 8 * r < T.twv;
+      }
+      float s[fbc::NT][2];
 #pragma unroll
-            for (int nt = 0; nt < fbc::NT; ++nt)
+      for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-              for (int odd = 0; odd < 2; ++odd) {
-                const int cl = nt * 8 + 2 * t4 + odd;
-                if (c0 + cl < fbc::COUT)
-                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd] + bias_r[nt][odd];
-              }
-          }
+        for (int odd = 0; odd < 2; ++odd) {
+          float v = 0.0f;
+#pragma unroll
+          for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              if (valid[j][r]) v += acc[j][nt][2 * r + odd];
+          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+          s[nt][odd] = v;
         }
+      float* const sums = st;                          // [WARPS][CT]
+      float* const means = st + fbc::WARPS * fbc::CT;  // [CT]
+      float* const sq = means + fbc::CT;               // [WARPS][CT]
+      if (g == 0) {
+#pragma unroll
+        for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+          for (int odd = 0; odd < 2; ++odd) sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
+      }
+      __syncthreads();
+      if (threadIdx.x < fbc::CT) {
+        float v = 0.0f;
+        for (int wi = 0; wi < fbc::WARPS; ++wi) v += sums[wi * fbc::CT + threadIdx.x];
+        means[threadIdx.x] = v / (float)(T.tdv * T.thv * T.twv);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+        for (int odd = 0; odd < 2; ++odd) {
+          const float mu = means[nt * 8 + 2 * t4 + odd];
+          float v = 0.0f;
+#pragma unroll
+          for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              if (valid[j][r]) {
+                const float d = acc[j][nt][2 * r + odd] - mu;
+                v = fmaf(d, d, v);
+              }
+          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+          if (g == 0) sq[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = v;
+        }
+      __syncthreads();
+      if (threadIdx.x < fbc::CT && c0 + (int)threadIdx.x < fbc::COUT) {
+        float m2 = 0.0f;
+        for (int wi = 0; wi < fbc::WARPS; ++wi) m2 += sq[wi * fbc::CT + threadIdx.x];
+        // The accumulators hold the conv without its bias: the bias moves the mean, not M2.
+        const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + threadIdx.x) : 0.0f;
+        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] = make_float2(means[threadIdx.x] + b, m2);
       }
     }
-    __syncthreads();  // staging complete
-    fb_stats_epilogue(st, partials, n, t, T, c0);
+    float* const done = cur;
+    cur = nxt;
+    nxt = done;
+    item = next;
   }
 }
 
 // Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.
-extern "C" __global__ void __launch_bounds__(256) fb_norm_finalize(const float2* __restrict__ partials,
+extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,
     const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,
     const int* __restrict__ flags) {
   constexpr int G = 8, CPG = 2;
@@ -452,7 +553,7 @@ extern "C" __global__ void __launch_bounds__(256) fb_norm_finalize(const float2*
   constexpr bool AFFINE = true;
   const long long n = (long long)blockIdx.x / G;
   const int grp = (int)(blockIdx.x % G);
-  if (flags[n] == 0) return;  // guard passed
+  if (flags[fbc::N] == 0 || flags[n] == 0) return;  // guard passed
   double cnt = 0.0, mean = 0.0, m2 = 0.0;
   for (int i = threadIdx.x; i < CPG * fbc::TILES; i += 256) {
     const int c = grp * CPG + i / fbc::TILES, t = i % fbc::TILES;
@@ -496,55 +597,58 @@ __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
 }
 
 __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,
-    const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta,
+    const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,
+    const float* __restrict__ beta,
     long long n, const fb_tile& T, int c0, unsigned long long seed, unsigned long long offset) {
   constexpr int SEGD = fbc::SEG_LEVEL == 2 ? 1 : fbc::TD;  // segments per channel along d
   constexpr int SEGH = fbc::SEG_LEVEL == 0 ? fbc::TH : 1;  // and along h
-  constexpr int MAXL = fbc::SEG_LEVEL == 0 ? fbc::TW : (fbc::SEG_LEVEL == 1 ? fbc::TH * fbc::OW : fbc::TD * fbc::OH * fbc::OW);
-  constexpr int GMAX = MAXL / 4 + 2;  // 4-element steps a segment can touch
   const int L = fbc::SEG_LEVEL == 0 ? T.twv : (fbc::SEG_LEVEL == 1 ? T.thv * fbc::OW : T.tdv * fbc::OH * fbc::OW);
   const int nsd = fbc::SEG_LEVEL == 2 ? 1 : T.tdv;
   const int nsh = fbc::SEG_LEVEL == 0 ? T.thv : 1;
-  for (int it = threadIdx.x; it < fbc::CT * SEGD * SEGH * GMAX; it += fbc::THREADS) {
-    const int j = it % GMAX;
-    const int sh = (it / GMAX) % SEGH;
-    const int sd = (it / (GMAX * SEGH)) % SEGD;
-    const int cl = it / (GMAX * SEGH * SEGD);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // A warp per segment (its constants loaded once), lanes over its 4-element steps.
+  for (int s = warp; s < fbc::CT * SEGD * SEGH; s += fbc::WARPS) {
+    const int sh = s % SEGH, sd = (s / SEGH) % SEGD, cl = s / (SEGH * SEGD);
     const int c = c0 + cl;
     if (sd >= nsd || sh >= nsh || c >= fbc::COUT) continue;
     const long long F = ((n * fbc::COUT + c) * fbc::OD + T.od0 + sd) * ((long long)fbc::OH * fbc::OW) +
                         (long long)(T.oh0 + sh) * fbc::OW + T.ow0;  // the segment's first flat index
-    const long long q = (F >> 2) + j;
-    if (q > ((F + L - 1) >> 2)) continue;
+    const long long q0 = F >> 2;
+    const int lead = (int)(F & 3);  // elements of the first step that precede the segment
+    const int steps = (lead + L + 3) >> 2;
     const float* seg = st + cl * fbc::CP + sd * fbc::PP + sh * fbc::RP;
     const float a = nscale[n * fbc::COUT + c], m = nmean[n * fbc::COUT + c];
     const float b = __ldg(beta + c);
-    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
-    float o[4];
-    bool in[4];
+    const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;  // staging holds the conv without its bias
+#pragma unroll 1
+    for (int j = lane; j < steps; j += 32) {
+      const long long q = q0 + j;
+      const int e0 = 4 * j - lead;  // the step's first element, as an index into the segment
+      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
+      float o[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const long long e = 4 * q + k;
-      in[k] = e >= F && e < F + L;
-      const float r = fb_finish(in[k] ? seg[e - F] : 0.0f, a, m, b);
-      o[k] = fb_dropout_apply(r, bits.v[k] < 13421773u, 0x1.4p+0f);
-    }
-    if (in[0] && in[3]) {
-      __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
-    } else {
+      for (int k = 0; k < 4; ++k) {
+        const int e = e0 + k;
+        const float r = fb_finish((e >= 0 && e < L ? seg[e] : 0.0f) + cb, a, m, b);
+        o[k] = fb_dropout_apply(r, bits.v[k] < 13421773u, 0x1.4p+0f);
+      }
+      if (e0 >= 0 && e0 + 3 < L) {
+        __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
+      } else {
 #pragma unroll
-      for (int k = 0; k < 4; ++k)
-        if (in[k]) __stcs(y + 4 * q + k, o[k]);
+        for (int k = 0; k < 4; ++k)
+          if (e0 + k >= 0 && e0 + k < L) __stcs(y + 4 * q + k, o[k]);
+      }
     }
   }
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset) {
+  if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute
   extern __shared__ __align__(16) float fb_smem[];
-  float* const xs = fb_smem;
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;
-  constexpr bool HAS_BIAS = true;
+  const long long total = fbc::N * fbc::TILES;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t4 = lane & 3;
   // B fragments: B[k][n] = weight[c0 + n][k], rounded to tf32; zero past COUT and KRED.
@@ -558,15 +662,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
         const int k = ks * 8 + t4 + 4 * h, c = c0 + nt * 8 + g;
         bf[ks][nt][h] = (k < fbc::KRED && c < fbc::COUT) ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
       }
-  // This lane's two A columns per k-step, as offsets into the window.
-  int ao[fbc::KSTEPS][2];
-#pragma unroll
-  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int k = ks * 8 + t4 + 4 * h;
-      ao[ks][h] = k < fbc::KRED ? fb_k_offset(k) : 0;
-    }
+  // The window offsets of each lane's two A columns per k-step, a table in shared memory
+  // (read as one int2 per k-step; in registers they would push the kernel past 128).
+  int* const ao_s = reinterpret_cast<int*>(fb_smem + fbc::AO_OFFSET);
+  for (int i = threadIdx.x; i < fbc::KSTEPS * 8; i += fbc::THREADS) {
+    const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);  // i = (ks * 4 + t4) * 2 + h
+    ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
+  }
+  const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
   // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
   // there too, but 0 * Inf would be NaN).
   const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
@@ -574,22 +677,24 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
   const int mt0 = warp * fbc::MPW;
   const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
                     ((mt0 % fbc::WS) * 16 + g) * fbc::SW;
-  float bias_r[fbc::NT][2];
-#pragma unroll
-  for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-    for (int odd = 0; odd < 2; ++odd) {
-      const int c = c0 + nt * 8 + 2 * t4 + odd;
-      bias_r[nt][odd] = (HAS_BIAS && c < fbc::COUT) ? __ldg(bias + c) : 0.0f;
-    }
-  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+  long long item = blockIdx.x;
+  while (item < total && flags[item / fbc::TILES] == 0) item += gridDim.x;  // samples that passed
+  float* cur = fb_smem + fbc::WIN0_OFFSET;
+  float* nxt = fb_smem + fbc::WIN1_OFFSET;
+  if (item < total) fb_issue_window(cur, x, item);
+  fb_cp_commit();
+  while (item < total) {
+    long long next = item + gridDim.x;
+    while (next < total && flags[next / fbc::TILES] == 0) next += gridDim.x;
     const long long n = item / fbc::TILES;
     const int t = (int)(item % fbc::TILES);
-    if (flags[n] == 0) continue;  // guard passed: the fill path's output stands
     const fb_tile T = fb_tile_at(t);
-    __syncthreads();  // the previous tile's window and staging are free
-    fb_load_window<true>(xs, x, n, 0, T);
-    __syncthreads();
+    fb_cp_wait_all();
+    fb_round_window(cur);  // tf32, once per element rather than once per use
+    __syncthreads();  // window ready; the previous tile's window and staging are free
+    if (next < total) fb_issue_window(nxt, x, next);
+    fb_cp_commit();
+    const float* const xs = cur;
     float acc[fbc::MPW][fbc::NT][4];
 #pragma unroll
     for (int j = 0; j < fbc::MPW; ++j)
@@ -599,8 +704,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
         for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
 #pragma unroll
     for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
-      const float* p0 = xs + mbase + ao[ks][0];
-      const float* p1 = xs + mbase + ao[ks][1];
+      const int2 o = ao[ks * 4 + t4];
+      const float* p0 = xs + mbase + o.x;
+      const float* p1 = xs + mbase + o.y;
 #pragma unroll
       for (int j = 0; j < fbc::MPW; ++j) {
         const int dj = fb_mt_delta(j);
@@ -614,7 +720,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
         for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
       }
     }
-    // C fragments (+ bias) to staging: rows g and g + 8, channels 2 t4 and 2 t4 + 1 per n-tile.
+    // C fragments to staging (the epilogue adds the bias): rows g and g + 8, channels 2 t4 and
+    // 2 t4 + 1 per n-tile.
 #pragma unroll
     for (int j = 0; j < fbc::MPW; ++j) {
       const int mt = warp * fbc::MPW + j;
@@ -630,14 +737,18 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
               for (int odd = 0; odd < 2; ++odd) {
                 const int cl = nt * 8 + 2 * t4 + odd;
                 if (c0 + cl < fbc::COUT)
-                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd] + bias_r[nt][odd];
+                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd];
               }
           }
         }
       }
     }
     __syncthreads();  // staging complete
-    fb_output_epilogue(st, y, nscale, nmean, beta, n, T, c0, seed, offset);
+    fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, seed, offset);
+    float* const done = cur;
+    cur = nxt;
+    nxt = done;
+    item = next;
   }
 }
 

@@ -189,7 +189,7 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
 }
 
 // ---- general path ----
-// ---- convolution geometry: fma-fp32 engine, tile 2x4x64 x 16 channels (112 tiles/sample, 1 channel chunks), 128 threads, window 4x6x66 pitches 66/396/1584, staging pitch 496, 54 KB shared, segments at level 1 ----
+// ---- convolution geometry: fma-fp32 engine, tile 2x4x64 x 16 channels (112 tiles/sample, 1 channel chunks), 128 threads, window 4x6x66 pitches 68/408/1632 double-buffered, staging pitch 496, 74 KB shared, segments at level 1 ----
 namespace fbc {
   constexpr long long N = 128;
   constexpr int CIN = 3, COUT = 16;
@@ -200,17 +200,20 @@ namespace fbc {
   constexpr int PD = 0, PH = 0, PW = 0;
   constexpr int DD = 1, DH = 1, DW = 1;
   constexpr int KVOL = 27, KRED = 81;
+  constexpr bool HAS_BIAS = true;
   constexpr long long IN_SAMPLE = 196608;  // input elements per sample
   constexpr long long OUT_CHANNEL = 53816;  // output elements per (sample, channel)
   constexpr int TD = 2, TH = 4, TW = 64;  // output tile
   constexpr int TILES_D = 7, TILES_H = 16, TILES_W = 1, TILES = 112;
   constexpr int CT = 16, CCHUNKS = 1, CIC = 3;  // channels per block, chunks, input channels per window
   constexpr int XD = 4, XH = 6, XW = 66;  // input window
-  constexpr int XWP = 66, XPP = 396, XCP = 1584;  // window pitches (bank-conflict padded)
+  constexpr int XWP = 68, XPP = 408, XCP = 1632;  // window pitches (bank-conflict padded)
   constexpr int RP = 62, PP = 248, CP = 496, SEG_LEVEL = 1;  // staging pitches
   constexpr int THREADS = 128, WARPS = 4;
-  constexpr int WEIGHTS_OFFSET = 4752;  // floats into shared memory
-  constexpr int STAGE_OFFSET = 6048;
+  constexpr int WIN0_OFFSET = 0, WIN1_OFFSET = 4896;  // floats into shared memory: the window being computed and the next one
+  constexpr int WEIGHTS_OFFSET = 9792;
+  constexpr int STAGE_OFFSET = 11088;
+  constexpr int AO_OFFSET = 19024;  // the MMA engine's A-offset table
   constexpr int CT4 = 16;  // weights chunk channel pitch
 }  // namespace fbc
 
@@ -241,6 +244,78 @@ __device__ __forceinline__ int fb_tile_count(int t) {
   return r.tdv * r.thv * r.twv;
 }
 
+// Global -> shared copies, asynchronous on sm_80+ (cp.async; a 4-byte one zero-fills when !valid).
+__device__ __forceinline__ void fb_cp_async4(float* dst, const float* src, bool valid) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 4 : 0) : "memory");
+#else
+  *dst = valid ? __ldg(src) : 0.0f;
+#endif
+}
+__device__ __forceinline__ void fb_cp_async16(float* dst, const float* src) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+#else
+  *reinterpret_cast<float4*>(dst) = __ldg(reinterpret_cast<const float4*>(src));
+#endif
+}
+__device__ __forceinline__ void fb_cp_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void fb_cp_wait_all() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// Starts copying work item `item`'s whole window (all CIN channels) into xs, zero outside the
+// input, in 4-float chunks: one 16-byte copy where the chunk lies inside the input row and is
+// 16-byte aligned there (window pitches are multiples of 4), else four 4-byte copies.
+// fb_round_window visits the same chunks in the same order, so each thread rounds only what it
+// copied itself (no barrier in between).
+constexpr int FB_XCH = (fbc::XW + 3) / 4;  // chunks per window row
+__device__ __forceinline__ void fb_issue_window(float* xs, const float* __restrict__ x, long long item) {
+  const long long n = item / fbc::TILES;
+  const fb_tile T = fb_tile_at((int)(item % fbc::TILES));
+  const int id0 = T.od0 * fbc::SD - fbc::PD, ih0 = T.oh0 * fbc::SH - fbc::PH, iw0 = T.ow0 * fbc::SW - fbc::PW;
+  const float* xn = x + n * fbc::IN_SAMPLE;
+  for (int i = threadIdx.x; i < fbc::CIN * fbc::XD * fbc::XH * FB_XCH; i += fbc::THREADS) {
+    const int chunk = i % FB_XCH, row = i / FB_XCH;
+    const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+    const int gd = id0 + xd, gh = ih0 + xh, gw = iw0 + 4 * chunk;
+    const bool row_in = (unsigned)gd < (unsigned)fbc::ID && (unsigned)gh < (unsigned)fbc::IH;
+    const float* src = xn + ((ci * fbc::ID + gd) * fbc::IH + gh) * fbc::IW + gw;
+    float* dst = xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * chunk;
+    if (row_in && gw >= 0 && gw + 3 < fbc::IW && (reinterpret_cast<unsigned long long>(src) & 15) == 0) {
+      fb_cp_async16(dst, src);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const bool in = row_in && (unsigned)(gw + k) < (unsigned)fbc::IW;
+        fb_cp_async4(dst + k, in ? src + k : x, in);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void fb_round_window(float* xs) {
+  for (int i = threadIdx.x; i < fbc::CIN * fbc::XD * fbc::XH * FB_XCH; i += fbc::THREADS) {
+    const int chunk = i % FB_XCH, row = i / FB_XCH;
+    const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+    float4* p = reinterpret_cast<float4*>(xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * chunk);
+    float4 v = *p;
+    v.x = fb_tf32(v.x);
+    v.y = fb_tf32(v.y);
+    v.z = fb_tf32(v.z);
+    v.w = fb_tf32(v.w);
+    *p = v;
+  }
+}
+
 // Loads input channels [ci0, ci0 + CIC) of the tile's window into xs, zero outside the input
 // (the conv's padding) and past CIN. Warps take rows, lanes take columns.
 template <bool TF32>
@@ -267,19 +342,56 @@ __device__ __forceinline__ void fb_load_window(float* xs, const float* __restric
 }
 
 
-__device__ __forceinline__ void fb_stats_epilogue(const float* st, float2* __restrict__ partials, long long n, int t,
-                                                  const fb_tile& T, int c0) {
+// acc[c][p] += the conv of input channels [0, cin_here) of the window at this thread's 4 positions.
+__device__ __forceinline__ void fb_fma_accumulate(float (&acc)[fbc::CT4][4], const float* xs, const float* wsm,
+                                                  int cin_here, int qd, int qh, int qw) {
+  constexpr int NIN = 3 * fbc::SW + (fbc::KW - 1) * fbc::DW + 1;  // inputs a thread row needs
+#pragma unroll 1
+  for (int ci = 0; ci < cin_here; ++ci) {
+#pragma unroll
+    for (int kd = 0; kd < fbc::KD; ++kd)
+#pragma unroll
+      for (int kh = 0; kh < fbc::KH; ++kh) {
+        const float* xr = xs + ci * fbc::XCP + (qd * fbc::SD + kd * fbc::DD) * fbc::XPP +
+                          (qh * fbc::SH + kh * fbc::DH) * fbc::XWP + qw * 4 * fbc::SW;
+        float xv[NIN];
+#pragma unroll
+        for (int i = 0; i < NIN; ++i) xv[i] = xr[i];
+        const float4* wr = reinterpret_cast<const float4*>(wsm + ((ci * fbc::KD + kd) * fbc::KH + kh) * fbc::KW * fbc::CT4);
+#pragma unroll
+        for (int kw = 0; kw < fbc::KW; ++kw)
+#pragma unroll
+          for (int c4 = 0; c4 < fbc::CT4 / 4; ++c4) {
+            const float4 wv = wr[kw * (fbc::CT4 / 4) + c4];
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+              const float xin = xv[p * fbc::SW + kw * fbc::DW];
+              acc[4 * c4 + 0][p] = fmaf(xin, wv.x, acc[4 * c4 + 0][p]);
+              acc[4 * c4 + 1][p] = fmaf(xin, wv.y, acc[4 * c4 + 1][p]);
+              acc[4 * c4 + 2][p] = fmaf(xin, wv.z, acc[4 * c4 + 2][p]);
+              acc[4 * c4 + 3][p] = fmaf(xin, wv.w, acc[4 * c4 + 3][p]);
+            }
+          }
+      }
+  }
+}
+
+__device__ __forceinline__ void fb_stats_epilogue(const float* st, const float* __restrict__ bias,
+                                                  float2* __restrict__ partials, long long n, int t, const fb_tile& T,
+                                                  int c0) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float count = (float)(T.tdv * T.thv * T.twv);
   for (int cl = warp; cl < fbc::CT && c0 + cl < fbc::COUT; cl += fbc::WARPS) {
     const float* sc = st + cl * fbc::CP;
     float s = 0.0f;
+#pragma unroll 4
     for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
       const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
       if (od < T.tdv && oh < T.thv && ow < T.twv) s += sc[od * fbc::PP + oh * fbc::RP + ow];
     }
     const float mean = fb_warp_sum(s) / count;
     float m2 = 0.0f;
+#pragma unroll 4
     for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
       const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
       if (od < T.tdv && oh < T.thv && ow < T.twv) {
@@ -288,90 +400,73 @@ __device__ __forceinline__ void fb_stats_epilogue(const float* st, float2* __res
       }
     }
     m2 = fb_warp_sum(m2);
-    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean, m2);
+    // Staging holds the conv without its bias: the bias moves the mean, not M2.
+    const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + cl) : 0.0f;
+    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean + b, m2);
   }
 }
 
 extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_stats(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, float2* __restrict__ partials, const int* __restrict__ flags) {
   extern __shared__ __align__(16) float fb_smem[];
-  float* const xs = fb_smem;
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;
-  constexpr bool HAS_BIAS = true;
-  constexpr int NIN = 6;  // input values per thread row: 4 positions and the kernel's width
+  const long long total = fbc::N * fbc::TILES;
   const int qw = threadIdx.x % (fbc::TW / 4);
   const int qrow = threadIdx.x / (fbc::TW / 4);
   const int qh = qrow % fbc::TH, qd = qrow / fbc::TH;
   float* const wsm = fb_smem + fbc::WEIGHTS_OFFSET;
-  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+  // All of this block's weights, once (the whole window is one chunk).
+  const int ci0 = 0;
+  for (int i = threadIdx.x; i < fbc::CIC * fbc::KVOL * fbc::CT4; i += fbc::THREADS) {
+    const int c = i % fbc::CT4, kk = (i / fbc::CT4) % fbc::KVOL, ci = i / (fbc::CT4 * fbc::KVOL);
+    wsm[i] = (c0 + c < fbc::COUT && c < fbc::CT && ci0 + ci < fbc::CIN)
+                 ? __ldg(w + ((long long)(c0 + c) * fbc::CIN + ci0 + ci) * fbc::KVOL + kk) : 0.0f;
+  }
+  long long item = blockIdx.x;
+  float* cur = fb_smem + fbc::WIN0_OFFSET;
+  float* nxt = fb_smem + fbc::WIN1_OFFSET;
+  if (item < total) fb_issue_window(cur, x, item);
+  fb_cp_commit();
+  while (item < total) {
+    long long next = item + gridDim.x;
     const long long n = item / fbc::TILES;
     const int t = (int)(item % fbc::TILES);
     const fb_tile T = fb_tile_at(t);
+    fb_cp_wait_all();
+    __syncthreads();  // window ready; the previous tile's window and staging are free
+    if (next < total) fb_issue_window(nxt, x, next);
+    fb_cp_commit();
+    const float* const xs = cur;
     float acc[fbc::CT4][4];
 #pragma unroll
     for (int c = 0; c < fbc::CT4; ++c)
 #pragma unroll
       for (int p = 0; p < 4; ++p) acc[c][p] = 0.0f;
-    for (int ci0 = 0; ci0 < fbc::CIN; ci0 += fbc::CIC) {
-      __syncthreads();  // the previous chunk's (or tile's) window, weights and staging are free
-      fb_load_window<false>(xs, x, n, ci0, T);
-      for (int i = threadIdx.x; i < fbc::CIC * fbc::KVOL * fbc::CT4; i += fbc::THREADS) {
-        const int c = i % fbc::CT4, kk = (i / fbc::CT4) % fbc::KVOL, ci = i / (fbc::CT4 * fbc::KVOL);
-        wsm[i] = (c0 + c < fbc::COUT && c < fbc::CT && ci0 + ci < fbc::CIN)
-                     ? __ldg(w + ((long long)(c0 + c) * fbc::CIN + ci0 + ci) * fbc::KVOL + kk) : 0.0f;
-      }
-      __syncthreads();
-      const int cin_here = min(fbc::CIC, fbc::CIN - ci0);
-#pragma unroll 1
-      for (int ci = 0; ci < cin_here; ++ci) {
-#pragma unroll
-        for (int kd = 0; kd < fbc::KD; ++kd)
-#pragma unroll
-          for (int kh = 0; kh < fbc::KH; ++kh) {
-            const float* xr = xs + ci * fbc::XCP + (qd * fbc::SD + kd * fbc::DD) * fbc::XPP +
-                              (qh * fbc::SH + kh * fbc::DH) * fbc::XWP + qw * 4 * fbc::SW;
-            float xv[NIN];
-#pragma unroll
-            for (int i = 0; i < NIN; ++i) xv[i] = xr[i];
-            const float4* wr = reinterpret_cast<const float4*>(wsm + ((ci * fbc::KD + kd) * fbc::KH + kh) * fbc::KW * fbc::CT4);
-#pragma unroll
-            for (int kw = 0; kw < fbc::KW; ++kw)
-#pragma unroll
-              for (int c4 = 0; c4 < fbc::CT4 / 4; ++c4) {
-                const float4 wv = wr[kw * (fbc::CT4 / 4) + c4];
-#pragma unroll
-                for (int p = 0; p < 4; ++p) {
-                  const float xin = xv[p * fbc::SW + kw * fbc::DW];
-                  acc[4 * c4 + 0][p] = fmaf(xin, wv.x, acc[4 * c4 + 0][p]);
-                  acc[4 * c4 + 1][p] = fmaf(xin, wv.y, acc[4 * c4 + 1][p]);
-                  acc[4 * c4 + 2][p] = fmaf(xin, wv.z, acc[4 * c4 + 2][p]);
-                  acc[4 * c4 + 3][p] = fmaf(xin, wv.w, acc[4 * c4 + 3][p]);
-                }
-              }
-          }
-      }
-    }
-    // Results (+ bias) to staging.
+    fb_fma_accumulate(acc, xs, wsm, fbc::CIN, qd, qh, qw);
+    // Results to staging (the epilogue adds the bias).
     if (qd < T.tdv && qh < T.thv) {
 #pragma unroll
       for (int c = 0; c < fbc::CT; ++c) {
         if (c0 + c < fbc::COUT) {
-          const float b = HAS_BIAS ? __ldg(bias + c0 + c) : 0.0f;
 #pragma unroll
           for (int p = 0; p < 4; ++p) {
             const int ow = qw * 4 + p;
-            if (ow < T.twv) st[c * fbc::CP + qd * fbc::PP + qh * fbc::RP + ow] = acc[c][p] + b;
+            if (ow < T.twv) st[c * fbc::CP + qd * fbc::PP + qh * fbc::RP + ow] = acc[c][p];
           }
         }
       }
     }
     __syncthreads();  // staging complete
-    fb_stats_epilogue(st, partials, n, t, T, c0);
+    fb_stats_epilogue(st, bias, partials, n, t, T, c0);
+    float* const done = cur;
+    cur = nxt;
+    nxt = done;
+    item = next;
   }
 }
 
 // Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.
-extern "C" __global__ void __launch_bounds__(256) fb_norm_finalize(const float2* __restrict__ partials,
+extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,
     const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,
     const int* __restrict__ flags) {
   constexpr int G = 8, CPG = 2;
@@ -422,124 +517,108 @@ __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
 }
 
 __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,
-    const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta,
+    const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,
+    const float* __restrict__ beta,
     long long n, const fb_tile& T, int c0, unsigned long long seed, unsigned long long offset) {
   constexpr int SEGD = fbc::SEG_LEVEL == 2 ? 1 : fbc::TD;  // segments per channel along d
   constexpr int SEGH = fbc::SEG_LEVEL == 0 ? fbc::TH : 1;  // and along h
-  constexpr int MAXL = fbc::SEG_LEVEL == 0 ? fbc::TW : (fbc::SEG_LEVEL == 1 ? fbc::TH * fbc::OW : fbc::TD * fbc::OH * fbc::OW);
-  constexpr int GMAX = MAXL / 4 + 2;  // 4-element steps a segment can touch
   const int L = fbc::SEG_LEVEL == 0 ? T.twv : (fbc::SEG_LEVEL == 1 ? T.thv * fbc::OW : T.tdv * fbc::OH * fbc::OW);
   const int nsd = fbc::SEG_LEVEL == 2 ? 1 : T.tdv;
   const int nsh = fbc::SEG_LEVEL == 0 ? T.thv : 1;
-  for (int it = threadIdx.x; it < fbc::CT * SEGD * SEGH * GMAX; it += fbc::THREADS) {
-    const int j = it % GMAX;
-    const int sh = (it / GMAX) % SEGH;
-    const int sd = (it / (GMAX * SEGH)) % SEGD;
-    const int cl = it / (GMAX * SEGH * SEGD);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // A warp per segment (its constants loaded once), lanes over its 4-element steps.
+  for (int s = warp; s < fbc::CT * SEGD * SEGH; s += fbc::WARPS) {
+    const int sh = s % SEGH, sd = (s / SEGH) % SEGD, cl = s / (SEGH * SEGD);
     const int c = c0 + cl;
     if (sd >= nsd || sh >= nsh || c >= fbc::COUT) continue;
     const long long F = ((n * fbc::COUT + c) * fbc::OD + T.od0 + sd) * ((long long)fbc::OH * fbc::OW) +
                         (long long)(T.oh0 + sh) * fbc::OW + T.ow0;  // the segment's first flat index
-    const long long q = (F >> 2) + j;
-    if (q > ((F + L - 1) >> 2)) continue;
+    const long long q0 = F >> 2;
+    const int lead = (int)(F & 3);  // elements of the first step that precede the segment
+    const int steps = (lead + L + 3) >> 2;
     const float* seg = st + cl * fbc::CP + sd * fbc::PP + sh * fbc::RP;
     const float a = nscale[n * fbc::COUT + c], m = nmean[n * fbc::COUT + c];
     const float b = __ldg(beta + c);
-    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
-    float o[4];
-    bool in[4];
+    const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;  // staging holds the conv without its bias
+#pragma unroll 1
+    for (int j = lane; j < steps; j += 32) {
+      const long long q = q0 + j;
+      const int e0 = 4 * j - lead;  // the step's first element, as an index into the segment
+      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
+      float o[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const long long e = 4 * q + k;
-      in[k] = e >= F && e < F + L;
-      const float r = fb_finish(in[k] ? seg[e - F] : 0.0f, a, m, b);
-      o[k] = fb_dropout_apply(r, bits.v[k] < 13421773u, 0x1.4p+0f);
-    }
-    if (in[0] && in[3]) {
-      __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
-    } else {
+      for (int k = 0; k < 4; ++k) {
+        const int e = e0 + k;
+        const float r = fb_finish((e >= 0 && e < L ? seg[e] : 0.0f) + cb, a, m, b);
+        o[k] = fb_dropout_apply(r, bits.v[k] < 13421773u, 0x1.4p+0f);
+      }
+      if (e0 >= 0 && e0 + 3 < L) {
+        __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
+      } else {
 #pragma unroll
-      for (int k = 0; k < 4; ++k)
-        if (in[k]) __stcs(y + 4 * q + k, o[k]);
+        for (int k = 0; k < 4; ++k)
+          if (e0 + k >= 0 && e0 + k < L) __stcs(y + 4 * q + k, o[k]);
+      }
     }
   }
 }
 
 extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset) {
   extern __shared__ __align__(16) float fb_smem[];
-  float* const xs = fb_smem;
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;
-  constexpr bool HAS_BIAS = true;
-  constexpr int NIN = 6;  // input values per thread row: 4 positions and the kernel's width
+  const long long total = fbc::N * fbc::TILES;
   const int qw = threadIdx.x % (fbc::TW / 4);
   const int qrow = threadIdx.x / (fbc::TW / 4);
   const int qh = qrow % fbc::TH, qd = qrow / fbc::TH;
   float* const wsm = fb_smem + fbc::WEIGHTS_OFFSET;
-  for (long long item = blockIdx.x; item < fbc::N * fbc::TILES; item += gridDim.x) {
+  // All of this block's weights, once (the whole window is one chunk).
+  const int ci0 = 0;
+  for (int i = threadIdx.x; i < fbc::CIC * fbc::KVOL * fbc::CT4; i += fbc::THREADS) {
+    const int c = i % fbc::CT4, kk = (i / fbc::CT4) % fbc::KVOL, ci = i / (fbc::CT4 * fbc::KVOL);
+    wsm[i] = (c0 + c < fbc::COUT && c < fbc::CT && ci0 + ci < fbc::CIN)
+                 ? __ldg(w + ((long long)(c0 + c) * fbc::CIN + ci0 + ci) * fbc::KVOL + kk) : 0.0f;
+  }
+  long long item = blockIdx.x;
+  float* cur = fb_smem + fbc::WIN0_OFFSET;
+  float* nxt = fb_smem + fbc::WIN1_OFFSET;
+  if (item < total) fb_issue_window(cur, x, item);
+  fb_cp_commit();
+  while (item < total) {
+    long long next = item + gridDim.x;
     const long long n = item / fbc::TILES;
     const int t = (int)(item % fbc::TILES);
     const fb_tile T = fb_tile_at(t);
+    fb_cp_wait_all();
+    __syncthreads();  // window ready; the previous tile's window and staging are free
+    if (next < total) fb_issue_window(nxt, x, next);
+    fb_cp_commit();
+    const float* const xs = cur;
     float acc[fbc::CT4][4];
 #pragma unroll
     for (int c = 0; c < fbc::CT4; ++c)
 #pragma unroll
       for (int p = 0; p < 4; ++p) acc[c][p] = 0.0f;
-    for (int ci0 = 0; ci0 < fbc::CIN; ci0 += fbc::CIC) {
-      __syncthreads();  // the previous chunk's (or tile's) window, weights and staging are free
-      fb_load_window<false>(xs, x, n, ci0, T);
-      for (int i = threadIdx.x; i < fbc::CIC * fbc::KVOL * fbc::CT4; i += fbc::THREADS) {
-        const int c = i % fbc::CT4, kk = (i / fbc::CT4) % fbc::KVOL, ci = i / (fbc::CT4 * fbc::KVOL);
-        wsm[i] = (c0 + c < fbc::COUT && c < fbc::CT && ci0 + ci < fbc::CIN)
-                     ? __ldg(w + ((long long)(c0 + c) * fbc::CIN + ci0 + ci) * fbc::KVOL + kk) : 0.0f;
-      }
-      __syncthreads();
-      const int cin_here = min(fbc::CIC, fbc::CIN - ci0);
-#pragma unroll 1
-      for (int ci = 0; ci < cin_here; ++ci) {
-#pragma unroll
-        for (int kd = 0; kd < fbc::KD; ++kd)
-#pragma unroll
-          for (int kh = 0; kh < fbc::KH; ++kh) {
-            const float* xr = xs + ci * fbc::XCP + (qd * fbc::SD + kd * fbc::DD) * fbc::XPP +
-                              (qh * fbc::SH + kh * fbc::DH) * fbc::XWP + qw * 4 * fbc::SW;
-            float xv[NIN];
-#pragma unroll
-            for (int i = 0; i < NIN; ++i) xv[i] = xr[i];
-            const float4* wr = reinterpret_cast<const float4*>(wsm + ((ci * fbc::KD + kd) * fbc::KH + kh) * fbc::KW * fbc::CT4);
-#pragma unroll
-            for (int kw = 0; kw < fbc::KW; ++kw)
-#pragma unroll
-              for (int c4 = 0; c4 < fbc::CT4 / 4; ++c4) {
-                const float4 wv = wr[kw * (fbc::CT4 / 4) + c4];
-#pragma unroll
-                for (int p = 0; p < 4; ++p) {
-                  const float xin = xv[p * fbc::SW + kw * fbc::DW];
-                  acc[4 * c4 + 0][p] = fmaf(xin, wv.x, acc[4 * c4 + 0][p]);
-                  acc[4 * c4 + 1][p] = fmaf(xin, wv.y, acc[4 * c4 + 1][p]);
-                  acc[4 * c4 + 2][p] = fmaf(xin, wv.z, acc[4 * c4 + 2][p]);
-                  acc[4 * c4 + 3][p] = fmaf(xin, wv.w, acc[4 * c4 + 3][p]);
-                }
-              }
-          }
-      }
-    }
-    // Results (+ bias) to staging.
+    fb_fma_accumulate(acc, xs, wsm, fbc::CIN, qd, qh, qw);
+    // Results to staging (the epilogue adds the bias).
     if (qd < T.tdv && qh < T.thv) {
 #pragma unroll
       for (int c = 0; c < fbc::CT; ++c) {
         if (c0 + c < fbc::COUT) {
-          const float b = HAS_BIAS ? __ldg(bias + c0 + c) : 0.0f;
 #pragma unroll
           for (int p = 0; p < 4; ++p) {
             const int ow = qw * 4 + p;
-            if (ow < T.twv) st[c * fbc::CP + qd * fbc::PP + qh * fbc::RP + ow] = acc[c][p] + b;
+            if (ow < T.twv) st[c * fbc::CP + qd * fbc::PP + qh * fbc::RP + ow] = acc[c][p];
           }
         }
       }
     }
     __syncthreads();  // staging complete
-    fb_output_epilogue(st, y, nscale, nmean, beta, n, T, c0, seed, offset);
+    fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, seed, offset);
+    float* const done = cur;
+    cur = nxt;
+    nxt = done;
+    item = next;
   }
 }
 
