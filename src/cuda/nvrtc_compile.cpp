@@ -3,7 +3,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <regex>
+#include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include "cuda/cubin_info.hpp"
@@ -54,50 +55,62 @@ std::vector<KernelResources> parse_ptxas_report(const std::string& log) {
   //   ptxas info    : Used 40 registers, used 1 barriers, 8 bytes smem, 400 bytes cmem[0]
   // and "Function properties" blocks for non-entry functions (subroutines ptxas did not inline);
   // their frame lines belong to no kernel's own report. The "Used" line follows its entry.
-  static const std::regex entry(R"(Compiling entry function '([^']+)')");
-  static const std::regex props(R"(Function properties for (\S+))");
-  static const std::regex frame(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
-  static const std::regex used(R"(Used (\d+) registers)");
-  static const std::regex barriers(R"(used (\d+) barriers)");
-  static const std::regex smem(R"((\d+) bytes smem)");
+  // Plain string scanning, not std::regex: inside a Python process next to PyTorch, libstdc++'s
+  // regex instantiations can be taken from another library's copy (seen crashing on the H100).
   std::vector<KernelResources> out;
   auto find = [&](const std::string& name) -> KernelResources* {
     for (auto& k : out)
       if (k.name == name) return &k;
     return nullptr;
   };
+  // The integer that ends right before `suffix` in `line` ("40 registers" -> 40), or -1.
+  auto number_before = [](const std::string& line, const std::string& suffix) -> int {
+    const size_t at = line.find(suffix);
+    if (at == std::string::npos || at == 0) return -1;
+    size_t b = at;
+    while (b > 0 && std::isdigit(static_cast<unsigned char>(line[b - 1]))) --b;
+    return b == at ? -1 : std::stoi(line.substr(b, at - b));
+  };
+  // The text after `prefix` up to `stop` (or the end of the word).
+  auto text_after = [](const std::string& line, const std::string& prefix, char stop) -> std::string {
+    const size_t at = line.find(prefix);
+    if (at == std::string::npos) return {};
+    const size_t b = at + prefix.size();
+    size_t e = b;
+    while (e < line.size() && line[e] != stop && !(stop == ' ' && std::isspace(static_cast<unsigned char>(line[e])))) ++e;
+    return line.substr(b, e - b);
+  };
   std::istringstream in(log);
   std::string line;
-  std::smatch m;
   KernelResources* compiling = nullptr;  // the entry whose "Used" line comes next
   KernelResources* framed = nullptr;     // the entry whose frame line comes next (null: a subroutine)
   while (std::getline(in, line)) {
-    if (std::regex_search(line, m, entry)) {
-      if (!find(m[1])) {
+    if (std::string name = text_after(line, "Compiling entry function '", '\''); !name.empty()) {
+      if (!find(name)) {
         out.push_back({});
-        out.back().name = m[1];
+        out.back().name = name;
       }
-      compiling = find(m[1]);
+      compiling = find(name);
       framed = nullptr;
       continue;
     }
-    if (std::regex_search(line, m, props)) {
-      framed = find(m[1]);
+    if (std::string name = text_after(line, "Function properties for ", ' '); !name.empty()) {
+      framed = find(name);
       continue;
     }
-    if (std::regex_search(line, m, frame)) {
+    if (line.find(" bytes stack frame,") != std::string::npos) {
       if (framed) {
-        framed->stack_bytes = std::stoi(m[1]);
-        framed->spill_store_bytes = std::stoi(m[2]);
-        framed->spill_load_bytes = std::stoi(m[3]);
+        framed->stack_bytes = number_before(line, " bytes stack frame");
+        framed->spill_store_bytes = number_before(line, " bytes spill stores");
+        framed->spill_load_bytes = number_before(line, " bytes spill loads");
       }
       framed = nullptr;
       continue;
     }
-    if (compiling && std::regex_search(line, m, used)) {
-      compiling->registers = std::stoi(m[1]);
-      if (std::regex_search(line, m, barriers)) compiling->barriers = std::stoi(m[1]);
-      if (std::regex_search(line, m, smem)) compiling->shared_bytes = std::stoi(m[1]);
+    if (compiling && line.find("Used ") != std::string::npos && line.find(" registers") != std::string::npos) {
+      compiling->registers = number_before(line, " registers");
+      compiling->barriers = std::max(0, number_before(line, " barriers"));
+      compiling->shared_bytes = std::max(0, number_before(line, " bytes smem"));
       compiling = nullptr;
     }
   }
