@@ -133,23 +133,26 @@ bool CubinCache::store(const std::string& key, const CompiledProgram& prog) cons
   data += payload;
   // A name unique to this process and thread, so concurrent writers never share a temp file.
   static std::atomic<uint64_t> counter{0};
-  std::ostringstream tmp;
-  tmp << entry_path(key) << ".tmp." << getpid() << "." << std::hash<std::thread::id>()(std::this_thread::get_id())
-      << "." << counter++;
+  // std::to_string, not an ostringstream: a stream formats numbers through the global locale,
+  // which a host program (PyTorch's process was seen to) may have set to facets this library
+  // cannot use safely.
+  const std::string tmp_path = entry_path(key) + ".tmp." + std::to_string(getpid()) + "." +
+                               std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id())) + "." +
+                               std::to_string(counter++);
   {
-    std::ofstream f(tmp.str(), std::ios::binary | std::ios::trunc);
+    std::ofstream f(tmp_path, std::ios::binary | std::ios::trunc);
     if (!f) return false;
     f.write(data.data(), static_cast<std::streamsize>(data.size()));
     f.flush();
     if (!f) {
       f.close();
-      fs::remove(tmp.str(), ec);
+      fs::remove(tmp_path, ec);
       return false;
     }
   }
-  fs::rename(tmp.str(), entry_path(key), ec);
+  fs::rename(tmp_path, entry_path(key), ec);
   if (ec) {
-    fs::remove(tmp.str(), ec);
+    fs::remove(tmp_path, ec);
     return false;
   }
   return true;
