@@ -90,6 +90,9 @@ NB_MODULE(_core, m) {
   using namespace fuseblock;
   using namespace fuseblock::python;
   m.doc() = "fuseblock's C++ core (use the `fuseblock` package, not this module)";
+  // fuseblock.torch keeps compiled blocks in an lru_cache for the process's life; at interpreter
+  // exit they are still referenced, which nanobind would report as leaks. They are not.
+  nb::set_leak_warnings(false);
   register_errors(m);
 
   m.def("default_spec", [] { return std::string(kDefaultSpec); });
