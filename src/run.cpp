@@ -18,6 +18,13 @@ Device resolve_device(Device requested, std::string* why) {
   return ok ? Device::Cuda : Device::Cpu;
 }
 
+Device parse_device(const std::string& name) {
+  if (name == "auto") return Device::Auto;
+  if (name == "cpu") return Device::Cpu;
+  if (name == "cuda") return Device::Cuda;
+  throw UserError(fmt::format("unknown device '{}'", name), "use auto, cpu or cuda");
+}
+
 const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : d == Device::Cpu ? "cpu" : "auto"; }
 
 Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts) {

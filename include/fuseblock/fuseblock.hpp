@@ -37,6 +37,8 @@ struct RunOptions {
 // none is usable throws a UserError saying why. `why` (optional) gets the reason CUDA is not used.
 Device resolve_device(Device requested, std::string* why = nullptr);
 const char* device_name(Device d);
+// "auto", "cpu" or "cuda"; anything else is a UserError naming the choices.
+Device parse_device(const std::string& name);
 
 // Runs the plan on `x` (shape plan.pipeline.input_shape); returns the output.
 Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts = {});

@@ -96,11 +96,5 @@ std::string format_summary(const Summary& s) {
                      s.min, s.max, s.mean, s.std, s.nan, s.inf, s.zeros, s.checksum);
 }
 
-Device parse_device(const std::string& s) {
-  if (s == "auto") return Device::Auto;
-  if (s == "cpu") return Device::Cpu;
-  if (s == "cuda") return Device::Cuda;
-  throw UserError(fmt::format("unknown device '{}'", s), "use --device auto, cpu or cuda");
-}
 
 }  // namespace fuseblock::cli

@@ -31,6 +31,5 @@ struct Summary {
 Summary summarize(const Tensor& t);
 std::string format_summary(const Summary& s);
 
-Device parse_device(const std::string& s);
 
 }  // namespace fuseblock::cli

@@ -102,11 +102,4 @@ Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, 
   return fuseblock::run(plan, params, x, ro);
 }
 
-Device parse_device(const std::string& name) {
-  if (name == "auto") return Device::Auto;
-  if (name == "cpu") return Device::Cpu;
-  if (name == "cuda") return Device::Cuda;
-  throw UserError(fmt::format("unknown device '{}'", name), "use device=\"auto\", \"cpu\" or \"cuda\"");
-}
-
 }  // namespace fuseblock::python

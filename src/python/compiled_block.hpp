@@ -77,6 +77,5 @@ class CompiledBlock {
   mutable std::shared_ptr<const cuda::Executor> executors_[2];  // [allow_tf32]
 };
 
-Device parse_device(const std::string& name);
 
 }  // namespace fuseblock::python
