@@ -89,7 +89,7 @@ TEST(Cli, RunWritesOutputAndExplainShowsPasses) {
   EXPECT_EQ(y.shape(), (fuseblock::Shape{2, 4, 4, 4}));
   r = cli("explain");
   EXPECT_EQ(r.code, 0) << r.out;
-  for (const char* step : {"after infer_shapes", "after simplify (under guard)", "after eliminate_unused", "guard_fill_dropout"})
+  for (const char* step : {"after infer_shapes", "after simplify (under guard)", "after eliminate_unused", "  fill_memset ", "  guard "})
     EXPECT_TRUE(contains(r.out, step)) << step << "\n" << r.out;
 }
 

@@ -100,13 +100,20 @@ TEST(Simplify, FillPathPlanHasGuardAndFallbackKernels) {
   ASSERT_TRUE(p.guard.has_value());
   EXPECT_EQ(p.pipeline.output_shape, (Shape{128, 16, 14, 62, 62}));
   EXPECT_EQ(p.simplified.ops.size(), 2u);  // input, fill (dropout of 0 is 0)
-  EXPECT_EQ(p.kernels.front().name, "guard_fill_dropout");
+  // No dropout mask is left, so the output is a constant: a memset, then the read-only guard.
+  ASSERT_GE(p.kernels.size(), 2u);
+  EXPECT_EQ(p.kernels[0].name, "fill_memset");
+  EXPECT_EQ(p.kernels[1].name, "guard");
   EXPECT_EQ(p.fallback.chain.size(), 2u);  // the exact chain: minimum, clamp
   LowerOptions lo;
   lo.assume_finite = true;
   Plan q = lower(parse_spec(kDefaultSpec, "<default>"), lo);
   ASSERT_EQ(q.kernels.size(), 1u);
-  EXPECT_EQ(q.kernels.front().name, "fill_dropout");
+  EXPECT_EQ(q.kernels.front().name, "fill_memset");
+  // With a mask (1 * mask * scale), one kernel writes the fill and checks the guard.
+  Plan m = lower(parse_spec("input f32[2, 3, 6, 6]\nconv2d 4 3\nminimum 1\nclamp min=1 max=2\ndropout 0.3\n"));
+  ASSERT_TRUE(m.pipeline.fill_path());
+  EXPECT_EQ(m.kernels.front().name, "guard_fill_dropout");
 }
 
 TEST(Simplify, NoKernelWritesAnIntermediate) {

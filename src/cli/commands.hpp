@@ -8,6 +8,8 @@ namespace fuseblock::cli {
 void add_run_command(CLI::App& app);
 void add_explain_command(CLI::App& app);
 void add_verify_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
+void add_profile_command(CLI::App& app);
 int dispatch(CLI::App& app);
 
 }  // namespace fuseblock::cli

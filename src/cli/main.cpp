@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
       "  fuseblock run                      run the default block, print its summary and plan\n"
       "  fuseblock explain my.block         show the IR after every pass and the final plan\n"
       "  fuseblock verify                   check the kernels write only outputs (no GPU needed)\n"
+      "  fuseblock tune my.block            measure the tuning rules' configurations, cache the winner (GPU)\n"
+      "  fuseblock profile my.block         time, GB/s, % of floor, occupancy per kernel (GPU)\n"
       "  fuseblock --help-spec              the spec format and every op\n",
       "fuseblock"};
   app.require_subcommand(0, 1);
@@ -26,6 +28,8 @@ int main(int argc, char** argv) {
   fuseblock::cli::add_run_command(app);
   fuseblock::cli::add_explain_command(app);
   fuseblock::cli::add_verify_command(app);
+  fuseblock::cli::add_tune_command(app);
+  fuseblock::cli::add_profile_command(app);
   try {
     app.parse(argc, argv);
     if (help_spec) {

@@ -69,6 +69,7 @@ const DriverState& driver_state() {
       st.why = "the CUDA driver lacks " + missing + " (driver too old)";
       return st;
     }
+    st.api.cuLaunchKernelEx = reinterpret_cast<decltype(st.api.cuLaunchKernelEx)>(dlsym(lib, "cuLaunchKernelEx"));
     CUresult r = st.api.cuInit(0);
     if (r != CUDA_SUCCESS) {
       const char* s = nullptr;

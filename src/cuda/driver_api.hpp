@@ -52,6 +52,9 @@ namespace fuseblock::cuda {
 
 struct DriverApi {
   FB_CUDA_DRIVER_FUNCS(FB_DECLARE_POINTER)
+  // Optional (drivers before CUDA 12.0 lack it; null then): launches with attributes, used for
+  // programmatic dependent launch on sm_90+, with cuLaunchKernel as the fallback.
+  decltype(&::cuLaunchKernelEx) cuLaunchKernelEx = nullptr;
 };
 
 struct NvrtcApi {

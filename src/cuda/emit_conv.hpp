@@ -32,6 +32,10 @@ struct ConvKernelSpec {
   bool stats_from_registers = false;
 };
 void emit_conv_kernel(SourceWriter& w, const ConvGeometry& g, const ConvKernelSpec& spec);
+// The first statement of a gated kernel: the executor launches gated kernels as programmatic
+// dependents of the kernel before them on sm_90+ (their launch overlaps its end), so before any
+// memory access they wait for that kernel's completion and writes. A no-op otherwise.
+void emit_wait_for_previous_grid(SourceWriter& w);
 
 // Engine bodies, called by emit_conv_kernel: prologue (once per block) and tile (window load,
 // compute, staging).

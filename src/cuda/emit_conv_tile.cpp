@@ -183,11 +183,20 @@ void emit_conv_tile_code(SourceWriter& w, const ConvGeometry& g) {
   w.blank();
 }
 
+void emit_wait_for_previous_grid(SourceWriter& w) {
+  w.line("#if __CUDA_ARCH__ >= 900");
+  w.line("  asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");  // until the previous kernel is done and its writes visible");
+  w.line("#endif");
+}
+
 void emit_conv_kernel(SourceWriter& w, const ConvGeometry& g, const ConvKernelSpec& spec) {
   const bool mma = g.engine == ConvEngine::MmaTf32;
   w.line("extern \"C\" __global__ void __launch_bounds__({}, {}) {}({}) {{", g.threads, g.min_blocks_per_sm,
          spec.name, spec.params);
-  if (spec.gated) w.line("  if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute");
+  if (spec.gated) {
+    emit_wait_for_previous_grid(w);
+    w.line("  if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute");
+  }
   w.raw(R"(  extern __shared__ __align__(16) float fb_smem[];
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;

@@ -1,4 +1,5 @@
-// Emission of the fill path's one kernel (emit_fill.cpp).
+// Emission of the fill path's kernels (emit_fill.cpp): fb_fill (constant * dropout mask, with the
+// guard in the same pass), or fb_guard alone when the output is a constant a memset writes.
 #pragma once
 #include "cuda/source_writer.hpp"
 #include "fuseblock/plan.hpp"
@@ -20,5 +21,24 @@ struct FillOptions {
   int unroll = 4;
 };
 void emit_fill_kernel(SourceWriter& w, const Plan& plan, const FillOptions& options = {});
+
+// A fill without a dropout mask is one float32 constant everywhere: the executor writes it with
+// cuMemsetD32Async (3.19 TB/s on an H100, faster than any store kernel measured there), and a
+// guarded plan then checks the input with this read-only kernel:
+// fb_guard(x, flags, bound, blocks_per_sample, slice) sets flags exactly as fb_fill's guard does
+// (same grid decomposition: block b checks slice b % blocks_per_sample of sample
+// b / blocks_per_sample). `unroll` float4 loads per thread are in flight before the first compare.
+// Measured on an H100 (dev/fill_variants.cpp v9-v14): 0.041-0.045 ms for problem 83's 101 MB
+// (flags zeroing included); the order against the memset, the unroll and the grid moved it by
+// less than the run-to-run spread, except one wave (v11) against fb_fill's 1.1 waves (v10).
+struct GuardOptions {
+  int unroll = 4;
+};
+void emit_guard_kernel(SourceWriter& w, const Plan& plan, const GuardOptions& options = {});
+// True when the fill path's output is the constant fold_fill_chain(chain) everywhere (no mask).
+bool fill_is_constant(const Pipeline& p);
+// The guard's blocks per sample: as many blocks as are resident at once (rounded down to whole
+// samples, so the grid is a single wave), each owning at least 1024 input elements.
+int64_t guard_blocks_per_sample(int64_t resident_blocks, int64_t n, int64_t in_sample);
 
 }  // namespace fuseblock::cuda

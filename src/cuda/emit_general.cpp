@@ -79,6 +79,7 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
     w.line("extern \"C\" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,");
     w.line("    const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,");
     w.line("    const int* __restrict__ flags) {{");
+    if (gated) emit_wait_for_previous_grid(w);
     w.line("  constexpr int G = {}, CPG = {};", groups, g.cout / groups);
     w.line("  constexpr double EPS = {};", double_literal(p.norm->eps));
     w.line("  constexpr bool AFFINE = {};", p.norm->affine ? "true" : "false");

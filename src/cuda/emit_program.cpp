@@ -1,6 +1,9 @@
-// Assembles a plan's program (emit_program.hpp): prelude, then the fill kernel and/or the conv
-// kernels of the pipeline (or of the exact fallback, gated by the guard flags).
+// Assembles a plan's program (emit_program.hpp): prelude, then the fill kernel (or, for a constant
+// fill, the guard kernel: the memset is the executor's) and/or the conv kernels of the pipeline
+// (or of the exact fallback, gated by the guard flags).
 #include "cuda/emit_program.hpp"
+
+#include <cstring>
 
 #include "cuda/emit_common.hpp"
 #include "cuda/emit_fill.hpp"
@@ -17,7 +20,16 @@ EmittedProgram emit_program(const Plan& plan, bool allow_tf32, const ConvTuning&
   if (p.fill_path()) {
     out.fill = true;
     out.guard = plan.guard.has_value() && !plan.assume_finite;
-    emit_fill_kernel(w, plan);
+    out.fill_memset = fill_is_constant(p);
+    if (out.fill_memset) {
+      const float c = fold_fill_chain(p.chain);
+      std::memcpy(&out.fill_bits, &c, sizeof c);
+      w.line("// ---- fill path: output = {} everywhere (no dropout mask), written by cuMemsetD32Async(0x{:08x}) ----",
+             float_literal(c), out.fill_bits);
+      if (out.guard) emit_guard_kernel(w, plan);
+    } else {
+      emit_fill_kernel(w, plan);
+    }
     if (out.guard) {
       FB_ASSERT(plan.fallback.computes_conv, "a guarded fill path needs an exact fallback with a conv");
       out.general = true;

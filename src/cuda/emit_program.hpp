@@ -2,6 +2,7 @@
 // one module). The source depends only on the plan and the precision mode, never on the
 // device, so golden tests pin it and the cubin cache shares it across GPUs of one architecture.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,9 @@ namespace fuseblock::cuda {
 
 struct EmittedProgram {
   std::string source;
-  bool fill = false;           // fb_fill: the fill path
+  bool fill = false;           // the fill path
+  bool fill_memset = false;    // its output is one constant (no dropout mask): cuMemsetD32Async of
+  uint32_t fill_bits = 0;      // these bits writes it, and fb_guard (if guarded) replaces fb_fill
   bool guard = false;          // the fill path checks the guard (flags + gated fallback)
   bool general = false;        // conv kernels present: the pipeline itself, or the fallback
   bool gated = false;          // the conv kernels are the fallback (skip samples whose flag is 0)
@@ -21,6 +24,10 @@ struct EmittedProgram {
   Pipeline conv_pipeline;      // the pipeline the conv kernels compute (valid when general)
   ConvGeometry geometry;       // its tiling (valid when general)
   GeneralKernelNames names;
+
+  bool fill_kernel() const { return fill && !fill_memset; }   // fb_fill
+  bool guard_kernel() const { return fill_memset && guard; }  // fb_guard
+  bool has_kernels() const { return fill_kernel() || guard_kernel() || general; }
 };
 
 EmittedProgram emit_program(const Plan& plan, bool allow_tf32, const ConvTuning& tuning = {});

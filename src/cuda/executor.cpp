@@ -13,7 +13,9 @@
 #include "cuda/cubin_cache.hpp"
 #include "cuda/device_context.hpp"
 #include "cuda/driver_api.hpp"
+#include "cuda/emit_fill.hpp"
 #include "fuseblock/error.hpp"
+#include "tune/tuning_key.hpp"
 
 namespace fuseblock::cuda {
 namespace {
@@ -71,40 +73,58 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
   const DeviceInfo& dev = use_device();
   const bool tf32 = allow_tf32 && dev.cc_major >= 8;  // mma .tf32 needs sm_80
   program_ = emit_program(plan, tf32, tuning);
-  check_arch_supported(dev.arch());
-  CompileRequest req;
-  req.source = program_.source;
-  req.arch = dev.arch();
-  req.options = program_compile_options();
-  static const CubinCache cache;
-  CacheStats stats;
-  compiled_ = compile_cached(req, &cache, kGeneratorVersion, &stats);
-  cache_hit_ = stats.hit;
   CUmodule m = nullptr;
-  FB_CU(cuModuleLoadData(&m, compiled_.cubin.data()));
-  module_ = m;
+  if (program_.has_kernels()) {  // an unguarded constant fill is a memset alone: nothing to compile
+    check_arch_supported(dev.arch());
+    CompileRequest req;
+    req.source = program_.source;
+    req.arch = dev.arch();
+    req.options = program_compile_options();
+    static const CubinCache cache;
+    CacheStats stats;
+    compiled_ = compile_cached(req, &cache, kGeneratorVersion, &stats);
+    cache_hit_ = stats.hit;
+    FB_CU(cuModuleLoadData(&m, compiled_.cubin.data()));
+    module_ = m;
+  }
 
   const Pipeline& p = plan.pipeline;
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
   size_t at = 0;
   if (program_.fill) {
-    fill_ = get_function(m, "fb_fill");
-    const int per_sm = prepare(fill_, kFillThreads, 0, dev, "fb_fill");
     const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
-    const int64_t resident = static_cast<int64_t>(per_sm) * dev.sm_count;
-    // Enough blocks to fill the chip once, each owning a slice of one sample's input.
-    fill_blocks_per_sample_ = std::max<int64_t>(1, std::min(ceil_div(resident, std::max<int64_t>(n, 1)),
-                                                            ceil_div(in_sample, 1024)));
-    fill_slice_ = ceil_div(ceil_div(in_sample, fill_blocks_per_sample_), 4) * 4;
-    const int64_t blocks = n * fill_blocks_per_sample_;
-    fill_q_per_block_ = blocks > 0 ? ceil_div(ceil_div(numel(p.output_shape), 4), blocks) : 0;
-    launches_.push_back({"fb_fill", static_cast<unsigned>(blocks), 1, kFillThreads, 0, per_sm});
+    if (program_.fill_memset) {
+      KernelLaunch memset;
+      memset.kernel = "cuMemsetD32Async";
+      memset.driver_memset = true;
+      launches_.push_back(memset);
+    }
+    if (program_.guard_kernel()) {
+      guard_ = get_function(m, "fb_guard");
+      const int per_sm = prepare(guard_, kFillThreads, 0, dev, "fb_guard");
+      fill_blocks_per_sample_ = guard_blocks_per_sample(static_cast<int64_t>(per_sm) * dev.sm_count, n, in_sample);
+      fill_slice_ = ceil_div(ceil_div(in_sample, fill_blocks_per_sample_), 4) * 4;
+      launches_.push_back({"fb_guard", static_cast<unsigned>(n * fill_blocks_per_sample_), 1, kFillThreads, 0, per_sm});
+    }
+    if (program_.fill_kernel()) {
+      fill_ = get_function(m, "fb_fill");
+      const int per_sm = prepare(fill_, kFillThreads, 0, dev, "fb_fill");
+      const int64_t resident = static_cast<int64_t>(per_sm) * dev.sm_count;
+      // Enough blocks to fill the chip once, each owning a slice of one sample's input.
+      fill_blocks_per_sample_ = std::max<int64_t>(1, std::min(ceil_div(resident, std::max<int64_t>(n, 1)),
+                                                              ceil_div(in_sample, 1024)));
+      fill_slice_ = ceil_div(ceil_div(in_sample, fill_blocks_per_sample_), 4) * 4;
+      const int64_t blocks = n * fill_blocks_per_sample_;
+      fill_q_per_block_ = blocks > 0 ? ceil_div(ceil_div(numel(p.output_shape), 4), blocks) : 0;
+      launches_.push_back({"fb_fill", static_cast<unsigned>(blocks), 1, kFillThreads, 0, per_sm});
+    }
     if (program_.guard) {
       scratch_.flags = at;
       at = align_up(at + static_cast<size_t>(n + 1) * 4, kScratchAlign);  // per sample, and "any"
     }
   }
   if (program_.general) {
+    const size_t first_conv_launch = launches_.size();
     const ConvGeometry& g = program_.geometry;
     const size_t smem = g.smem_bytes();
     const unsigned threads = static_cast<unsigned>(g.threads);
@@ -131,6 +151,15 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
     }
     output_ = get_function(m, program_.names.output);
     conv_launch(output_, program_.names.output);
+    // The gated fallback's kernels exit at once when no sample failed, so their cost is mostly
+    // launch latency: on sm_90+ each is launched as a programmatic dependent of the kernel before
+    // it (launch overlapped with that kernel's end; the kernel waits for its writes first). On an
+    // H100 this took the three gated launches from 9.7 to 6.4 us (dev/fill_variants.cpp v17, v19).
+    // Drivers from CUDA 12.3 on also capture such launches into graphs.
+    int driver_version = 0;
+    FB_CU(cuDriverGetVersion(&driver_version));
+    if (program_.gated && dev.cc_major >= 9 && driver().cuLaunchKernelEx && driver_version >= 12030)
+      for (size_t i = first_conv_launch; i < launches_.size(); ++i) launches_[i].programmatic = true;
   }
   scratch_bytes_ = at;
 }
@@ -151,20 +180,53 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
   uint64_t flags = program_.guard ? scratch + scratch_.flags : 0;
   uint64_t partials = scratch + scratch_.partials, nscale = scratch + scratch_.nscale, nmean = scratch + scratch_.nmean;
   size_t li = 0;
-  auto go = [&](CUfunction f, void** params) {
+  auto next_step = [&]() -> const KernelLaunch& {
     if (before_each) before_each(li);
-    const KernelLaunch& l = launches_.at(li++);
+    return launches_.at(li++);
+  };
+  // zero_flags: the guard flags start at zero every run (the caller's scratch holds anything);
+  // that memset is part of the guard's step, so a profiler's time for the step includes it.
+  auto go = [&](CUfunction f, void** params, bool zero_flags = false) {
+    const KernelLaunch& l = next_step();
+    if (zero_flags) FB_CU(cuMemsetD32Async(flags, 0, static_cast<size_t>(p.input_shape[0]) + 1, stream));
     if (l.grid_x == 0) return;
+    if (l.programmatic) {
+      CUlaunchAttribute attr{};
+      attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      attr.value.programmaticStreamSerializationAllowed = 1;
+      CUlaunchConfig c{};
+      c.gridDimX = l.grid_x;
+      c.gridDimY = l.grid_y;
+      c.gridDimZ = c.blockDimY = c.blockDimZ = 1;
+      c.blockDimX = l.threads;
+      c.sharedMemBytes = static_cast<unsigned>(l.dynamic_smem);
+      c.hStream = stream;
+      c.attrs = &attr;
+      c.numAttrs = 1;
+      FB_CU(cuLaunchKernelEx(&c, f, params, nullptr));
+      return;
+    }
     FB_CU(cuLaunchKernel(f, l.grid_x, l.grid_y, 1, l.threads, 1, 1, static_cast<unsigned>(l.dynamic_smem), stream,
                          params, nullptr));
   };
   if (program_.fill) {
-    if (program_.guard) FB_CU(cuMemsetD32Async(flags, 0, static_cast<size_t>(p.input_shape[0]) + 1, stream));
     float bound = guard_bound_as_float(args.guard_bound);
     long long qpb = fill_q_per_block_, slice = fill_slice_;
     int bps = static_cast<int>(fill_blocks_per_sample_);
-    void* params[] = {&x, &y, &flags, &bound, &seed, &offset, &qpb, &bps, &slice};
-    go(fill_, params);
+    if (program_.fill_memset) {
+      // First: the fallback's output kernel overwrites failing samples later, and the guard
+      // kernel then directly precedes the gated kernels, which launch as its dependents.
+      next_step();
+      FB_CU(cuMemsetD32Async(y, program_.fill_bits, static_cast<size_t>(numel(p.output_shape)), stream));
+    }
+    if (program_.guard_kernel()) {
+      void* params[] = {&x, &flags, &bound, &bps, &slice};
+      go(guard_, params, true);
+    }
+    if (program_.fill_kernel()) {
+      void* params[] = {&x, &y, &flags, &bound, &seed, &offset, &qpb, &bps, &slice};
+      go(fill_, params, program_.guard);
+    }
   }
   if (program_.general) {
     if (program_.norm) {
@@ -181,8 +243,8 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
 
 std::shared_ptr<const Executor> executor_for(const Plan& plan, bool allow_tf32) {
   const DeviceInfo& dev = use_device();
-  const std::string key = std::to_string(dev.ordinal) + "|" + (allow_tf32 ? "tf32|" : "fp32|") +
-                          emit_program(plan, allow_tf32 && dev.cc_major >= 8).source;
+  const std::string baseline_source = emit_program(plan, allow_tf32 && dev.cc_major >= 8).source;
+  const std::string key = std::to_string(dev.ordinal) + "|" + (allow_tf32 ? "tf32|" : "fp32|") + baseline_source;
   // One build per program: the first thread to ask builds it (outside the lock, so different
   // programs compile in parallel), later ones wait for that build.
   static std::mutex mu;
@@ -203,7 +265,9 @@ std::shared_ptr<const Executor> executor_for(const Plan& plan, bool allow_tf32) 
   }
   if (builder) {
     try {
-      promise.set_value(std::make_shared<const Executor>(plan, allow_tf32));
+      // `fuseblock tune`'s decision for this program on this device, driver and NVRTC, if any.
+      const ConvTuning tuning = tune::cached_conv_tuning(plan, baseline_source).value_or(ConvTuning{});
+      promise.set_value(std::make_shared<const Executor>(plan, allow_tf32, tuning));
     } catch (...) {
       {
         std::lock_guard<std::mutex> lock(mu);

@@ -41,6 +41,8 @@ struct KernelLaunch {  // what one launch of a run looks like, for explain/profi
   unsigned grid_x = 0, grid_y = 0, threads = 0;
   size_t dynamic_smem = 0;
   int blocks_per_sm = 0;
+  bool driver_memset = false;  // a cuMemsetD32Async of the output (a constant fill), not a kernel
+  bool programmatic = false;   // launched as a programmatic dependent of the kernel before it (sm_90+)
 };
 
 class Executor {
@@ -53,8 +55,9 @@ class Executor {
 
   size_t scratch_bytes() const { return scratch_bytes_; }
   // Enqueues the whole run on `stream` (nullptr: the legacy default stream). `before_each`, when
-  // given, is called with the index into launches() before each kernel is enqueued (and with
-  // launches().size() after the last), so a profiler can record events between kernels.
+  // given, is called with the index into launches() before each step (kernel or memset) is
+  // enqueued (and with launches().size() after the last), so a profiler can record events
+  // between steps.
   void launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& args, CUstream_st* stream,
               const std::function<void(size_t)>& before_each = {}) const;
   // The launches a run makes, in order (the grids the device's properties gave).
@@ -72,7 +75,7 @@ class Executor {
   CompiledProgram compiled_;
   bool cache_hit_ = false;
   CUmod_st* module_ = nullptr;
-  CUfunc_st *fill_ = nullptr, *stats_ = nullptr, *finalize_ = nullptr, *output_ = nullptr;
+  CUfunc_st *fill_ = nullptr, *guard_ = nullptr, *stats_ = nullptr, *finalize_ = nullptr, *output_ = nullptr;
   std::vector<KernelLaunch> launches_;
   Scratch scratch_;
   size_t scratch_bytes_ = 0;
@@ -80,7 +83,8 @@ class Executor {
 };
 
 // The plan's executor for the current device, built once per (program source, device) and kept
-// for the process's life; thread-safe.
+// for the process's life; thread-safe. Its conv kernels take the ConvTuning that `fuseblock tune`
+// stored for this program on this device (src/tune/tuning_key.hpp), else the defaults.
 std::shared_ptr<const Executor> executor_for(const Plan& plan, bool allow_tf32);
 
 // guard_bound as the kernels compare it: the largest float <= bound (so |x| <= it is exactly

@@ -31,16 +31,23 @@ std::vector<KernelDesc> plan_kernels(const Pipeline& p, bool guarded) {
   if (p.conv.bias) conv_reads.push_back("conv.bias");
   std::string tail = p.dropout.is_identity() ? "" : " -> dropout";
   if (p.fill_path()) {
+    // Without a dropout mask the output is one constant: a memset writes it (the fastest write a
+    // GPU has), and the guard is a read-only pass of its own.
+    const bool constant = p.dropout.is_identity();
+    if (constant) k.push_back({"fill_memset", {}, {"output"}, "writes the constant fill with a memset; reads nothing"});
     if (guarded) {
-      k.push_back({"guard_fill_dropout", {"input"}, {"output", "guard_flags"},
-                   "one pass: checks each sample's input against the guard while writing fill" + tail});
+      if (constant)
+        k.push_back({"guard", {"input"}, {"guard_flags"}, "reads each sample's input once and checks it against the guard"});
+      else
+        k.push_back({"guard_fill_dropout", {"input"}, {"output", "guard_flags"},
+                     "one pass: checks each sample's input against the guard while writing fill" + tail});
       std::vector<std::string> r1 = conv_reads;
       r1.push_back("guard_flags");
       k.push_back({"fallback_conv_stats", r1, {"stats"}, "exact path, only samples that failed the guard"});
       std::vector<std::string> r2 = r1;
       r2.insert(r2.end(), {"norm.weight", "norm.bias", "stats"});
       k.push_back({"fallback_conv_norm_chain_dropout", r2, {"output"}, "recomputes the conv; overwrites failed samples"});
-    } else {
+    } else if (!constant) {
       k.push_back({"fill_dropout", {}, {"output"}, "writes fill" + tail + "; reads nothing"});
     }
     return k;

@@ -4,9 +4,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -39,8 +41,21 @@ class FileLock {
   int fd_ = -1;
 };
 
-json config_json(const Config& c) { return {{"warps", c.warps}, {"stages", c.stages}, {"rule", c.rule}}; }
-Config config_from(const json& j) { return {j.at("warps").get<int>(), j.at("stages").get<int>(), j.value("rule", "")}; }
+json config_json(const Config& c) {
+  json j = {{"warps", c.warps}, {"stages", c.stages}, {"rule", c.rule}};
+  if (c.knobs == KnobSet::Conv)
+    j["conv"] = {{"mma_mpw", c.conv.mma_mpw}, {"min_blocks", c.conv.min_blocks}, {"epilogue_unroll", c.conv.epilogue_unroll}};
+  return j;
+}
+Config config_from(const json& j) {
+  Config c{j.at("warps").get<int>(), j.at("stages").get<int>(), j.value("rule", "")};
+  if (j.contains("conv")) {  // entries written before conv knobs existed have none
+    const json& k = j.at("conv");
+    c.knobs = KnobSet::Conv;
+    c.conv = {k.at("mma_mpw").get<int>(), k.at("min_blocks").get<int>(), k.at("epilogue_unroll").get<int>()};
+  }
+  return c;
+}
 
 // The whole file, or an empty document when it is missing. A corrupt file is renamed to
 // "<path>.corrupt" (kept for a look) and reported through `recovered`.
@@ -86,8 +101,10 @@ std::optional<TuningRecord> TuningCache::lookup(const TuningKey& key) const {
     TuningRecord r;
     r.chosen = config_from(it->at("chosen"));
     for (const json& c : it->at("candidates")) r.candidates.push_back(config_from(c));
-    r.times_ms = it->at("times_ms").get<std::vector<double>>();
+    for (const json& t : it->at("times_ms"))  // null: a rejected candidate (JSON has no infinity)
+      r.times_ms.push_back(t.is_null() ? std::numeric_limits<double>::infinity() : t.get<double>());
     r.why = it->value("why", "");
+    if (it->contains("notes")) r.notes = it->at("notes").get<std::vector<std::string>>();
     return r;
   } catch (const std::exception&) {
     return std::nullopt;  // a damaged entry is tuned again and overwritten
@@ -99,9 +116,11 @@ void TuningCache::store(const TuningKey& key, const TuningRecord& rec) {
   fs::create_directories(fs::path(path_).parent_path(), ec);
   FileLock lock(path_);
   json doc = read_document(path_, &recovered_);
+  json times = json::array();
+  for (double t : rec.times_ms) times.push_back(std::isfinite(t) ? json(t) : json(nullptr));
   json cands = json::array();
   for (const Config& c : rec.candidates) cands.push_back(config_json(c));
-  doc["entries"][key.str()] = {{"chosen", config_json(rec.chosen)}, {"candidates", cands}, {"times_ms", rec.times_ms}, {"why", rec.why}};
+  doc["entries"][key.str()] = {{"chosen", config_json(rec.chosen)}, {"candidates", cands}, {"times_ms", times}, {"why", rec.why}, {"notes", rec.notes}};
   const std::string tmp = fmt::format("{}.tmp.{}", path_, ::getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);

@@ -25,6 +25,7 @@ struct TuningRecord {
   std::vector<Config> candidates;
   std::vector<double> times_ms;
   std::string why;
+  std::vector<std::string> notes;  // per candidate: its compiled metrics, as `tune` printed them
 };
 
 class TuningCache {

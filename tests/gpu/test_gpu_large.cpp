@@ -1,6 +1,7 @@
 // Past 2^31 elements: a fill path whose output has 2.2e9 elements (8.9 GB), with a NaN in the
 // last sample, whose exact fallback then writes flat indices past 2^31 (64-bit indexing in the
-// fill kernel and in the conv output epilogue). Checked element by element against the mask.
+// guard kernel and in the conv output epilogue; the constant fill itself is a memset). Checked
+// element by element against the mask.
 #include <atomic>
 #include <cstring>
 #include <thread>

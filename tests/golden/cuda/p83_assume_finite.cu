@@ -188,24 +188,4 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
   n = nn;
 }
 
-// ---- fill path: output = 0x0p+0f * dropout mask (guard skipped: assume_finite) ----
-extern "C" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,
-    int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,
-    long long q_per_block, int blocks_per_sample, long long slice) {
-  constexpr long long OUT_TOTAL = 110215168, Q_TOTAL = 27553792;
-  constexpr long long IN_SAMPLE = 196608, N_SAMPLES = 128;
-  const float kept = 0x0p+0f;
-  const long long q0 = (long long)blockIdx.x * q_per_block;
-  const long long q1 = min(q0 + q_per_block, Q_TOTAL);
-#pragma unroll 4
-  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {
-    const float4 v = make_float4(kept, kept, kept, kept);
-    if (4 * q + 3 < OUT_TOTAL) {
-      reinterpret_cast<float4*>(y)[q] = v;
-    } else {
-      const float e[4] = {v.x, v.y, v.z, v.w};
-      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];
-    }
-  }
-}
-
+// ---- fill path: output = 0x0p+0f everywhere (no dropout mask), written by cuMemsetD32Async(0x00000000) ----

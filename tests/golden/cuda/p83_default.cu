@@ -188,22 +188,28 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
   n = nn;
 }
 
-// ---- fill path: output = 0x0p+0f * dropout mask, guarded per sample ----
-extern "C" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,
-    int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,
-    long long q_per_block, int blocks_per_sample, long long slice) {
-  constexpr long long OUT_TOTAL = 110215168, Q_TOTAL = 27553792;
+// ---- fill path: output = 0x0p+0f everywhere (no dropout mask), written by cuMemsetD32Async(0x00000000) ----
+// ---- fill path guard: per-sample |x| <= bound, input read once; the output is a memset ----
+extern "C" __global__ void __launch_bounds__(256) fb_guard(const float* __restrict__ x, int* __restrict__ flags,
+    float bound, int blocks_per_sample, long long slice) {
   constexpr long long IN_SAMPLE = 196608, N_SAMPLES = 128;
-  // Guard: this block's slice of its sample's input.
+  constexpr int U = 4;
   const long long n = blockIdx.x / blocks_per_sample;
   const long long s0 = (long long)(blockIdx.x % blocks_per_sample) * slice;
   const long long s1 = min(s0 + slice, IN_SAMPLE);
   const float* xn = x + n * IN_SAMPLE;
   bool bad = false;
   if (IN_SAMPLE % 4 == 0) {  // slices are multiples of 4: whole float4s
-    for (long long i = s0 / 4 + threadIdx.x; i < s1 / 4; i += 256) {
-      const float4 v = __ldcs(reinterpret_cast<const float4*>(xn) + i);
-      bad |= !(fabsf(v.x) <= bound) | !(fabsf(v.y) <= bound) | !(fabsf(v.z) <= bound) | !(fabsf(v.w) <= bound);
+    const float4* x4 = reinterpret_cast<const float4*>(xn);
+    const long long e = s1 / 4;
+    for (long long i = s0 / 4 + threadIdx.x; i < e; i += 256 * U) {
+      float4 v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        v[u] = i + u * 256 < e ? __ldcs(x4 + i + u * 256) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        bad |= !(fabsf(v[u].x) <= bound) | !(fabsf(v[u].y) <= bound) | !(fabsf(v[u].z) <= bound) | !(fabsf(v[u].w) <= bound);
     }
   } else {
     for (long long i = s0 + threadIdx.x; i < s1; i += 256) bad |= !(fabsf(__ldcs(xn + i)) <= bound);
@@ -211,19 +217,6 @@ extern "C" __global__ void __launch_bounds__(256) fb_fill(const float* __restric
   if (__syncthreads_or(bad) && threadIdx.x == 0) {
     flags[n] = 1;
     flags[N_SAMPLES] = 1;  // "some sample failed": the fallback kernels exit at once without it
-  }
-  const float kept = 0x0p+0f;
-  const long long q0 = (long long)blockIdx.x * q_per_block;
-  const long long q1 = min(q0 + q_per_block, Q_TOTAL);
-#pragma unroll 4
-  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {
-    const float4 v = make_float4(kept, kept, kept, kept);
-    if (4 * q + 3 < OUT_TOTAL) {
-      reinterpret_cast<float4*>(y)[q] = v;
-    } else {
-      const float e[4] = {v.x, v.y, v.z, v.w};
-      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];
-    }
   }
 }
 
@@ -395,6 +388,9 @@ __device__ __forceinline__ constexpr int fb_mt_delta(int j) {
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, float2* __restrict__ partials, const int* __restrict__ flags) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // until the previous kernel is done and its writes visible
+#endif
   if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute
   extern __shared__ __align__(16) float fb_smem[];
   float* const st = fb_smem + fbc::STAGE_OFFSET;
@@ -548,6 +544,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
 extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,
     const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,
     const int* __restrict__ flags) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // until the previous kernel is done and its writes visible
+#endif
   constexpr int G = 8, CPG = 2;
   constexpr double EPS = 0x1.4f8b588e368f1p-17;
   constexpr bool AFFINE = true;
@@ -644,6 +643,9 @@ __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __res
 }
 
 extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // until the previous kernel is done and its writes visible
+#endif
   if (flags[fbc::N] == 0) return;  // no sample failed the guard: nothing to recompute
   extern __shared__ __align__(16) float fb_smem[];
   float* const st = fb_smem + fbc::STAGE_OFFSET;
