@@ -185,6 +185,8 @@ TEST(TuningRules, RejectedCandidateNeverWins) {
   EXPECT_EQ(pick_config(cs, {1.0, INFINITY, 0.95}, &why), 2u) << why;
   EXPECT_NE(why.find("mpw 4, 2 blocks/SM, epilogue unroll 2 is 5.0% faster"), std::string::npos) << why;
   EXPECT_EQ(pick_config(cs, {1.0, INFINITY, INFINITY}, &why), 0u) << why;
+  EXPECT_EQ(pick_config({cs[0]}, {1.0}, &why), 0u);
+  EXPECT_EQ(why, "only the baseline was measured: kept");
 }
 
 TEST_F(TuningCacheTest, ConvKnobsNotesAndRejectedTimesRoundTrip) {

@@ -119,7 +119,8 @@ size_t pick_config(const std::vector<Config>& configs, const std::vector<double>
     return best;
   }
   if (why)
-    *why = best == 0 ? "the baseline is fastest: kept"
+    *why = configs.size() == 1 ? "only the baseline was measured: kept"
+           : best == 0         ? "the baseline is fastest: kept"
                      : fmt::format("best candidate ({}) gains only {:.1f}% (< 2%): baseline kept",
                                    configs[best].describe(), gain * 100);
   return 0;
