@@ -3,10 +3,16 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all|tests|bench|profile]       (default all)
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,dev,profile,tune,python]   (default all)
+# `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
+# second must answer from the cache) and `fuseblock profile --ncu`.
+# `python` installs the package (pip --no-build-isolation), runs its tests (torch ones included)
+# and the peer benchmark (bench/peers.py). With $OUT set, the logs end up in $OUT/logs.tgz beside
+# peers.json and peers.png (the device tool brings back at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
+has() { [ "$mode" = all ] || [[ ",$mode," == *",$1,"* ]]; }
 out=${OUT:-$PWD/gpu-out}
 mkdir -p "$out"
 build=build-gpu
@@ -32,7 +38,7 @@ step configure build.log 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Re
 step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock_dev_fill fuseblock_dev_general fuseblock 2>&1" || {
   tail -40 "$out/build.log"; exit 1; }
 
-if [ "$mode" = all ] || [ "$mode" = tests ]; then
+if has tests; then
   step gpu-tests gpu-tests.log 420 $build/tests/fuseblock_gpu_tests --gtest_color=no
   grep -E '^\[  (FAILED|SKIPPED) |^\[  PASSED|tests ran|Failure|worst|grid' "$out/gpu-tests.log" | head -40
   step cpu-tests cpu-tests.log 300 ctest --test-dir $build -L cpu -j"$jobs" --timeout 240 --output-on-failure
@@ -48,20 +54,40 @@ if [ "$mode" = all ] || [ "$mode" = tests ]; then
   cat "$out/racecheck.tmp" >>"$out/sanitizers.log" && rm "$out/racecheck.tmp"  # one file back for both
   grep -E 'RACECHECK SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
 fi
-if [ "$mode" = all ] || [ "$mode" = bench ]; then
+if has bench; then
   step bench bench.log 300 $build/bench/fuseblock_bench
+fi
+if has dev; then
   step dev-fill dev.log 120 $build/bench/fuseblock_dev_fill
   step dev-general dev-general.tmp 180 $build/bench/fuseblock_dev_general
   cat "$out/dev-general.tmp" >>"$out/dev.log" && rm "$out/dev-general.tmp"
   cat "$out/dev.log"
 fi
-if [ "$mode" = all ] || [ "$mode" = profile ]; then
+if has profile; then
   # Where the general path's time goes: Nsight Compute on one launch of each conv kernel.
   step ncu ncu.log 240 ncu --clock-control none --kernel-name regex:fb_conv_ --launch-count 2 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
     --section MemoryWorkloadAnalysis --section LaunchStats \
     $build/bench/fuseblock_bench --only "SiLU-dropout, tf32" --reps 1 --warmup 0
   grep -E 'fb_conv_|Duration|Throughput|Issue Slots|Issued Ipc|Achieved Occupancy|Theoretical Occupancy|Stall|Registers|Warp Cycles' "$out/ncu.log" | head -40
+fi
+if has tune; then
+  rm -f "$FUSEBLOCK_CACHE_DIR/tuning.json"  # the first tune must measure
+  spec=tests/specs/problem83_silu.block
+  step profile tune.log 120 $build/fuseblock profile $spec
+  step profile-p83 tune.tmp 120 $build/fuseblock profile && cat "$out/tune.tmp" >>"$out/tune.log"
+  step tune tune.tmp 180 $build/fuseblock tune $spec && cat "$out/tune.tmp" >>"$out/tune.log"
+  step tune-cached tune.tmp 60 $build/fuseblock tune $spec && cat "$out/tune.tmp" >>"$out/tune.log"
+  rm -f "$out/tune.tmp"
+  step profile-ncu ncu-profile.log 240 $build/fuseblock profile --ncu $spec
+  grep -E '^(total|fb_|memset|  )' "$out/tune.log" | head -30
+fi
+if has python; then
+  step pip-install python.log 300 env CMAKE_ARGS="-DFUSEBLOCK_DEPS_DIR=$PWD/.deps" \
+    python3 -m pip install --no-build-isolation --no-deps .
+  step pytest pytest.log 240 python3 -m pytest -q tests/python
+  tail -3 "$out/pytest.log"
+  step peers peers.log 420 env PYTHONUNBUFFERED=1 python3 bench/peers.py --out "$out"
 fi
 echo
 echo "== gpu-suite steps ($(date -u '+%Y-%m-%d %H:%M UTC')) =="
@@ -70,4 +96,11 @@ if [ -f "$out/bench.log" ]; then
   echo
   sed -n '/^== fuseblock CUDA benchmark/,$p' "$out/bench.log"
   grep -E 'FAIL' "$out/bench.log" | head -5
+fi
+if [ -f "$out/peers.log" ]; then
+  echo
+  sed -n '/^case  *peer/,$p' "$out/peers.log"
+fi
+if [ -n "${OUT:-}" ]; then  # one archive of every log, beside the peer results
+  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
 fi
