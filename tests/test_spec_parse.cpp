@@ -111,6 +111,7 @@ TEST(SpecErrors, Table) {
       {std::string(kHead) + "group_norm 0\n", 3, 12, "num_groups must be positive"},
       {std::string(kHead) + "group_norm 2 eps=abc\n", 3, 18, "expects a number"},
       {std::string(kHead) + "group_norm 2 eps=-1\n", 3, 14, "eps must be >= 0"},
+      {std::string(kHead) + "group_norm 2 num_channels=5\n", 3, 14, "num_channels=5 but the conv gives 4"},
       {std::string(kHead) + "dropout p=1.5\n", 3, 9, "between 0 and 1"},
       {std::string(kHead) + "dropout p=-0.1\n", 3, 9, "between 0 and 1"},
       {std::string(kHead) + "dropout p=nan\n", 3, 9, "between 0 and 1"},

@@ -46,6 +46,7 @@ struct GroupNormAttrs {
   int64_t num_groups = 1;
   double eps = 1e-5;
   bool affine = true;
+  int64_t num_channels = 0;  // as spec'd, a check against the conv's channels (0: not given)
 };
 
 // Scalar arguments of a pointwise op. Their meaning per op:

@@ -56,8 +56,9 @@ Block infer_shapes(const Block& b) {
         if (C % G != 0)
           fail_at(r, op, "num_groups", fmt::format("{} channels cannot be split into {} groups (C % G != 0)", C, G),
                   fmt::format("num_groups must divide the conv's out_channels={}", C));
-        if (op.conv.out_channels != 0 && op.conv.out_channels != C)
-          fail_at(r, op, "num_channels", fmt::format("num_channels={} but the conv gives {} channels", op.conv.out_channels, C), "");
+        if (op.norm.num_channels != 0 && op.norm.num_channels != C)
+          fail_at(r, op, "num_channels", fmt::format("num_channels={} but the conv gives {} channels", op.norm.num_channels, C),
+                  fmt::format("set num_channels={} or leave it out", C));
         if (!(op.norm.eps >= 0.0)) fail_at(r, op, "eps", fmt::format("eps must be >= 0, got {}", op.norm.eps), "");
         break;
       }

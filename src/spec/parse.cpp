@@ -256,7 +256,7 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
       op.norm.num_groups = r.i("num_groups", 1);
       op.norm.eps = r.f("eps", 1e-5);
       op.norm.affine = r.b("affine", true);
-      if (r.has("num_channels")) op.arg_locs["num_channels"] = r.loc("num_channels"), op.conv.out_channels = r.i("num_channels", 0);
+      op.norm.num_channels = r.i("num_channels", 0);
       break;
     case OpKind::Minimum: case OpKind::Maximum: case OpKind::Add: case OpKind::Sub: case OpKind::Mul: case OpKind::Div:
       pw.a = r.f("other", 0.0), pw.has_a = true;
@@ -395,7 +395,6 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
         break;
     }
     Op op = parse_op(lp, *spec);
-    // group_norm num_channels=... is only a check; carry it to infer_shapes in conv.out_channels.
     b.ops.push_back(std::move(op));
   }
   if (stage == Stage::Start)
