@@ -75,7 +75,7 @@ int run_command(const RunOpts& o) {
   std::cout << format_summary(summarize(y));
   if (!o.quiet) std::cout << dump(plan);
   std::cout << fmt::format("time    parse+plan+params {:.1f} ms, input {:.1f} ms, run {:.1f} ms{} (host wall clock, "
-                           "copies included; see `bench` for kernel timings)\n",
+                           "copies included; `fuseblock profile` times the kernels)\n",
                            plan_ms, input_ms, best_ms, o.repeat > 1 ? fmt::format(" (best of {})", o.repeat) : "");
   return 0;
 }
