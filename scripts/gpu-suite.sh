@@ -53,6 +53,12 @@ if has tests; then
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
   cat "$out/racecheck.tmp" >>"$out/sanitizers.log" && rm "$out/racecheck.tmp"  # one file back for both
   grep -E 'RACECHECK SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
+  for tool in initcheck synccheck; do
+    step $tool sanitizers.tmp 300 compute-sanitizer --tool $tool --error-exitcode 9 \
+      $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
+    cat "$out/sanitizers.tmp" >>"$out/sanitizers.log" && rm -f "$out/sanitizers.tmp"
+  done
+  grep -E 'ERROR SUMMARY' "$out/sanitizers.log" | tail -4
 fi
 if has bench; then
   step bench bench.log 300 $build/bench/fuseblock_bench

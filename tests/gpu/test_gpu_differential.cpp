@@ -121,5 +121,40 @@ TEST(GpuDifferential, LargeOffsetStatistics) {
   EXPECT_TRUE(cmp.ok) << cmp.message;
 }
 
+// Channel counts past what the random blocks draw: 24 input channels (a reduction of 24 * 27 = 648,
+// too long for the TF32 engine, so the FMA engine loads input channels in chunks) and 40 output
+// channels (split across several block columns), in 3-D and 2-D, strict and TF32.
+TEST(GpuDifferential, WideChannelsChunkedAndSplit) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  for (int dims : {3, 2}) {
+    fbtest::ConvSpec c;
+    c.dims = dims;
+    c.batch = 2;
+    c.c_in = 24;
+    c.c_out = 40;
+    c.in_spatial = dims == 3 ? std::vector<int64_t>{5, 9, 11} : std::vector<int64_t>{13, 17};
+    c.kernel = dims == 3 ? std::vector<int64_t>{3, 3, 3} : std::vector<int64_t>{3, 3};
+    c.stride = std::vector<int64_t>(static_cast<size_t>(dims), 1);
+    c.padding = std::vector<int64_t>(static_cast<size_t>(dims), 1);
+    c.dilation = std::vector<int64_t>(static_cast<size_t>(dims), 1);
+    const Pipeline p = fbtest::make_pipeline(c, fbtest::group_norm(8), {fbtest::pointwise(OpKind::Silu)},
+                                             fbtest::dropout(0.25, true, 3, 1));
+    const Params params = fbtest::random_params(p, rng);
+    const Tensor x = fbtest::uniform_input(p.input_shape, rng, -1.0f, 1.0f);
+    for (bool tf32 : {false, true}) {
+      int64_t unwritten = -1;
+      const Tensor gpu = run_gpu(plan_of(p), params, x, tf32, &unwritten);
+      EXPECT_EQ(unwritten, 0) << dims << "-D " << (tf32 ? "tf32" : "fp32");
+      OracleStats stats;
+      const std::vector<double> ref = oracle_forward(p, params, x, &stats);
+      const Comparison cmp = compare_with_oracle(gpu, ref, stats, tf32 ? 2e-3 : 1e-5);
+      EXPECT_TRUE(cmp.ok) << dims << "-D " << (tf32 ? "tf32" : "fp32") << ": " << cmp.message;
+      const Agreement a = agree(p, gpu, run_cpu(plan_of(p), params, x), tf32 ? 4e-3 : 3e-5);
+      EXPECT_TRUE(a.ok) << dims << "-D " << (tf32 ? "tf32" : "fp32") << " vs cpu:\n" << a.message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fbgpu
