@@ -40,7 +40,9 @@ namespace fuseblock::cuda {
   X(cuMemsetD8Async) X(cuMemsetD32Async)                                                   \
   X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)                              \
   X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize)                \
-  X(cuEventElapsedTime)
+  X(cuEventElapsedTime)                                                                    \
+  X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiateWithFlags)            \
+  X(cuGraphLaunch) X(cuGraphExecDestroy) X(cuGraphDestroy)
 
 #define FB_NVRTC_FUNCS(X)                                                                  \
   X(nvrtcVersion) X(nvrtcGetErrorString) X(nvrtcCreateProgram) X(nvrtcDestroyProgram)      \
