@@ -61,6 +61,26 @@ void check_arch_supported(const std::string& arch) {
 
 }  // namespace
 
+ScratchLayout scratch_layout(const EmittedProgram& program, int64_t samples) {
+  ScratchLayout l;
+  size_t at = 0;
+  if (program.guard) {
+    l.flags = at;
+    at = align_up(at + static_cast<size_t>(samples + 1) * 4, kScratchAlign);  // per sample, and "any"
+  }
+  if (program.general && program.norm) {
+    const ConvGeometry& g = program.geometry;
+    l.partials = at;
+    at = align_up(at + static_cast<size_t>(g.n * g.cout * g.tiles) * 8, kScratchAlign);
+    l.nscale = at;
+    at = align_up(at + static_cast<size_t>(g.n * g.cout) * 4, kScratchAlign);
+    l.nmean = at;
+    at = align_up(at + static_cast<size_t>(g.n * g.cout) * 4, kScratchAlign);
+  }
+  l.bytes = at;
+  return l;
+}
+
 float guard_bound_as_float(double bound) {
   if (std::isnan(bound)) return NAN;
   if (bound >= static_cast<double>(FLT_MAX)) return FLT_MAX;
@@ -90,7 +110,6 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
 
   const Pipeline& p = plan.pipeline;
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
-  size_t at = 0;
   if (program_.fill) {
     const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
     if (program_.fill_memset) {
@@ -118,10 +137,6 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       fill_q_per_block_ = blocks > 0 ? ceil_div(ceil_div(numel(p.output_shape), 4), blocks) : 0;
       launches_.push_back({"fb_fill", static_cast<unsigned>(blocks), 1, kFillThreads, 0, per_sm});
     }
-    if (program_.guard) {
-      scratch_.flags = at;
-      at = align_up(at + static_cast<size_t>(n + 1) * 4, kScratchAlign);  // per sample, and "any"
-    }
   }
   if (program_.general) {
     const size_t first_conv_launch = launches_.size();
@@ -142,12 +157,6 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       const int64_t groups = program_.conv_pipeline.norm->num_groups;
       launches_.push_back({program_.names.finalize, static_cast<unsigned>(g.n * groups), 1, kFinalizeThreads, 0,
                            per_sm});
-      scratch_.partials = at;
-      at = align_up(at + static_cast<size_t>(g.n * g.cout * g.tiles) * 8, kScratchAlign);
-      scratch_.nscale = at;
-      at = align_up(at + static_cast<size_t>(g.n * g.cout) * 4, kScratchAlign);
-      scratch_.nmean = at;
-      at = align_up(at + static_cast<size_t>(g.n * g.cout) * 4, kScratchAlign);
     }
     output_ = get_function(m, program_.names.output);
     conv_launch(output_, program_.names.output);
@@ -161,7 +170,8 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
     if (program_.gated && dev.cc_major >= 9 && driver().cuLaunchKernelEx && driver_version >= 12030)
       for (size_t i = first_conv_launch; i < launches_.size(); ++i) launches_[i].programmatic = true;
   }
-  scratch_bytes_ = at;
+  scratch_ = scratch_layout(program_, n);
+  scratch_bytes_ = scratch_.bytes;
 }
 
 Executor::~Executor() {

@@ -45,6 +45,15 @@ struct KernelLaunch {  // what one launch of a run looks like, for explain/profi
   bool programmatic = false;   // launched as a programmatic dependent of the kernel before it (sm_90+)
 };
 
+// Where each scratch array lies in the caller's scratch buffer (byte offsets, 256-byte aligned):
+// guard flags (N + 1 ints), partial statistics (N * C * tiles float2), per-(n, c) scale and mean.
+// It depends on the program alone, not the device, so `verify` checks the layout the executor uses.
+struct ScratchLayout {
+  size_t flags = 0, partials = 0, nscale = 0, nmean = 0;
+  size_t bytes = 0;  // the whole buffer
+};
+ScratchLayout scratch_layout(const EmittedProgram& program, int64_t samples);
+
 class Executor {
  public:
   // Emits, compiles (through the cubin cache) and loads the plan's program for the current device.
@@ -67,9 +76,6 @@ class Executor {
   bool cache_hit() const { return cache_hit_; }
 
  private:
-  struct Scratch {
-    size_t flags = 0, partials = 0, nscale = 0, nmean = 0;
-  };
   Plan plan_;
   EmittedProgram program_;
   CompiledProgram compiled_;
@@ -77,7 +83,7 @@ class Executor {
   CUmod_st* module_ = nullptr;
   CUfunc_st *fill_ = nullptr, *guard_ = nullptr, *stats_ = nullptr, *finalize_ = nullptr, *output_ = nullptr;
   std::vector<KernelLaunch> launches_;
-  Scratch scratch_;
+  ScratchLayout scratch_;
   size_t scratch_bytes_ = 0;
   int64_t fill_blocks_per_sample_ = 0, fill_slice_ = 0, fill_q_per_block_ = 0;
 };

@@ -27,14 +27,8 @@ void plan_checks(const Plan& plan, const cuda::EmittedProgram& prog, VerifyRepor
     for (const std::string& w : k.writes)
       r.checks.push_back({"plan", fmt::format("{} writes {}", k.name, w), w == "output" || w == "stats" || w == "guard_flags",
                           w == "output" || w == "stats" || w == "guard_flags" ? "" : "not an output or declared scratch"});
-  // Scratch: per-sample flags, per-(sample, channel, tile) partial sums, per-(sample, channel)
-  // scale and mean. Full-size would be the output's size.
-  const int64_t n = plan.pipeline.output_shape.at(0);
-  int64_t scratch = prog.guard ? n * 4 : 0;
-  if (prog.norm) {
-    const cuda::ConvGeometry& g = prog.geometry;
-    scratch += g.n * g.cout * g.tiles * 8 + 2 * g.n * g.cout * 4;
-  }
+  // The executor's own scratch layout; full-size would be the output's size.
+  const int64_t scratch = static_cast<int64_t>(cuda::scratch_layout(prog, plan.pipeline.output_shape.at(0)).bytes);
   const int64_t out_bytes = numel(plan.pipeline.output_shape) * 4;
   const bool small = out_bytes == 0 || scratch * 8 <= out_bytes;
   r.checks.push_back({"plan", "scratch is far below a full-size intermediate", small,
