@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,dev,profile,tune,python]   (default all)
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,dev,lean,profile,tune,python]   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
 # `python` installs the package (pip --no-build-isolation), runs its tests (torch ones included)
@@ -35,7 +35,7 @@ step() {  # step NAME LOG TIMEOUT_S command...
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | tee "$out/device.log"
 step configure build.log 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEBLOCK_DEPS_DIR="$PWD/.deps" || {
   tail -30 "$out/build.log"; exit 1; }
-step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock_dev_fill fuseblock_dev_general fuseblock 2>&1" || {
+step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock_dev_fill fuseblock_dev_general fuseblock_dev_general_lean fuseblock 2>&1" || {
   tail -40 "$out/build.log"; exit 1; }
 
 if has tests; then
@@ -68,6 +68,10 @@ if has dev; then
   step dev-general dev-general.tmp 180 $build/bench/fuseblock_dev_general
   cat "$out/dev-general.tmp" >>"$out/dev.log" && rm "$out/dev-general.tmp"
   cat "$out/dev.log"
+fi
+if has lean; then  # the general path's designs side by side: dev/general_lean.cpp (v1, v7*, v8)
+  step dev-lean lean.log 240 $build/bench/fuseblock_dev_general_lean
+  cat "$out/lean.log"
 fi
 if has profile; then
   # Where the general path's time goes: Nsight Compute on one launch of each conv kernel.
