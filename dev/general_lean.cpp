@@ -183,6 +183,7 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const int reps = argc > 1 ? std::atoi(argv[1]) : 30;
     std::string why;
     if (!cuda::available(&why)) {
@@ -221,6 +222,7 @@ int main(int argc, char** argv) {
       args.seed = p.dropout.seed;
       args.offset = p.dropout.offset;
       const cuda::DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
+      std::printf("running v1\n");
       std::vector<Step> steps = {{"executor (3 kernels)", [&] { ex.launch(t, scratch.ptr(), args, nullptr); }}};
       const Timing tm = time_steps(steps, reps, flush, dy);
       dy.download(v1.data(), v1.size() * 4);
@@ -230,6 +232,7 @@ int main(int argc, char** argv) {
     }
 
     for (const LeanVariant& lv : kLean) {
+    std::printf("compiling %s\n", lv.name);
     const cuda::CompiledProgram cp = compile(plan, dev.arch(), lv.defines);
     CUmodule m = nullptr;
     FB_CU(cuModuleLoadData(&m, cp.cubin.data()));
@@ -290,7 +293,7 @@ int main(int argc, char** argv) {
       std::printf("v8: %d blocks/SM, grid %u, %d samples per wave, up to %lld tiles per block (slots %d)\n", per_sm, grid,
                   kWaveSamples, static_cast<long long>(per_block), kSlots);
       if (per_block > kSlots) throw std::runtime_error("v8: a wave does not fit the grid's slots");
-      cuda::DeviceBuffer partials(static_cast<size_t>(N * C * tiles) * 8), bar(4);
+      cuda::DeviceBuffer partials(static_cast<size_t>(N * C * tiles) * 8), bar(8);
       uint64_t pp = partials.ptr(), barp = bar.ptr();
       void* pr[] = {&xp, &wp, &bp, &gp, &betap, &yp, &pp, &barp, &seed, &offset};
       std::vector<Step> steps = {{"f8_resident", [&] {
@@ -307,7 +310,10 @@ int main(int argc, char** argv) {
                                     c.numAttrs = 1;
                                     FB_CU(cuLaunchKernelEx(&c, f8, pr, nullptr));
                                   }}};
-      const Timing tm = time_steps(steps, reps, flush, dy, [&] { FB_CU(cuMemsetD32Async(barp, 0, 1, nullptr)); });
+      const Timing tm = time_steps(steps, reps, flush, dy, [&] { FB_CU(cuMemsetD32Async(barp, 0, 2, nullptr)); });
+      unsigned bar_state[2] = {0, 0};
+      bar.download(bar_state, 8);
+      if (bar_state[1]) std::printf("v8: the grid barrier timed out (count %u)\n", bar_state[0]);
       dy.download(out.data(), out.size() * 4);
       char extra[120];
       std::snprintf(extra, sizeof extra, " regs %d", regs_of("f8_resident"));

@@ -416,9 +416,11 @@ __device__ __forceinline__ void f8_grid_barrier(unsigned* bar, unsigned target) 
     __threadfence();
     atomicAdd(bar, 1u);
     unsigned v;
+    long long spins = 0;  // a dev kernel must not hang the machine: give up after ~seconds
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
-    } while (v < target);
+    } while (v < target && ++spins < (1LL << 26));
+    if (v < target) atomicOr(bar + 1, 1u);  // reported by the host
   }
   __syncthreads();
 }

@@ -70,7 +70,7 @@ if has dev; then
   cat "$out/dev.log"
 fi
 if has lean; then  # the general path's designs side by side: dev/general_lean.cpp (v1, v7*, v8)
-  step dev-lean lean.log 240 $build/bench/fuseblock_dev_general_lean
+  step dev-lean lean.log 280 $build/bench/fuseblock_dev_general_lean ${LEAN_REPS:-30}
   cat "$out/lean.log"
 fi
 if has profile; then
