@@ -11,12 +11,16 @@
 //   fuseblock_dev_general_lean [reps]          run on the GPU
 //   fuseblock_dev_general_lean --compile [sm]  NVRTC only (no GPU): registers and spills
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "cpu/cpu_backend.hpp"
@@ -80,6 +84,27 @@ cuda::CompiledProgram compile(const Plan& plan, const std::string& arch, const s
   return cuda::compile_program(req);
 }
 
+// A dev kernel that hangs must not eat the device session: every step first runs once under a
+// watchdog that ends the process (and with it the context) after 20 s, saying which step it was.
+std::atomic<const char*> g_step{nullptr};
+std::atomic<long long> g_deadline{0};
+long long now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+void start_watchdog() {
+  std::thread([] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      const long long d = g_deadline.load();
+      if (d && now_s() > d) {
+        std::printf("watchdog: step %s did not finish in 20 s\n", g_step.load());
+        std::fflush(stdout);
+        _exit(3);
+      }
+    }
+  }).detach();
+}
+
 float median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -97,6 +122,18 @@ struct Timing {
 };
 Timing time_steps(const std::vector<Step>& steps, int reps, cuda::DeviceBuffer& flush, cuda::DeviceBuffer& y,
                   const std::function<void()>& before = {}) {
+  for (const Step& st : steps) {  // once each, watched, timed on the host
+    if (before) before();
+    FB_CU(cuCtxSynchronize());
+    g_step = st.name.c_str();
+    const auto t0 = std::chrono::steady_clock::now();
+    g_deadline = now_s() + 20;
+    st.launch();
+    FB_CU(cuCtxSynchronize());
+    g_deadline = 0;
+    std::printf("  smoke %s: %.3f ms (host clock)\n", st.name.c_str(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
   std::vector<CUevent> ev(steps.size() + 1);
   for (auto& e : ev) FB_CU(cuEventCreate(&e, 0));
   std::vector<std::vector<float>> per(steps.size());
@@ -184,6 +221,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    start_watchdog();
     const int reps = argc > 1 ? std::atoi(argv[1]) : 30;
     std::string why;
     if (!cuda::available(&why)) {
