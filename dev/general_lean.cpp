@@ -271,7 +271,9 @@ int main(int argc, char** argv) {
 
     for (const LeanVariant& lv : kLean) {
     std::printf("compiling %s\n", lv.name);
+    const auto c0 = std::chrono::steady_clock::now();
     const cuda::CompiledProgram cp = compile(plan, dev.arch(), lv.defines);
+    std::printf("  compiled in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count());
     CUmodule m = nullptr;
     FB_CU(cuModuleLoadData(&m, cp.cubin.data()));
     auto fn = [&](const char* name) {
