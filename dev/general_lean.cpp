@@ -209,6 +209,10 @@ int main(int argc, char** argv) {
                                      "group_norm num_groups=8 eps=1e-5\nsilu\ndropout p=0.2\n", "silu"));
   const Pipeline& p = plan.pipeline;
   try {
+    if (argc > 1 && std::strcmp(argv[1], "--source") == 0) {  // the v7 program's text
+      std::fputs(lean_source(plan, "").c_str(), stdout);
+      return 0;
+    }
     if (argc > 1 && std::strcmp(argv[1], "--compile") == 0) {
       for (const LeanVariant& v : kLean) {
         std::printf("%s:\n", v.name);

@@ -115,7 +115,7 @@ struct f7_engine {
 #endif
   const int2* ao;
   int mbase;
-  bool kv0, kv1;
+  unsigned m0, m1;  // all ones where the last k-step's column is inside KRED, else 0
 };
 // ao_s: KSTEPS * 8 ints, then (F7_BSMEM) the B table, 8-byte aligned.
 __device__ __forceinline__ void f7_engine_init(f7_engine& e, const float* __restrict__ w, int* ao_s) {
@@ -145,8 +145,8 @@ __device__ __forceinline__ void f7_engine_init(f7_engine& e, const float* __rest
     ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
   }
   e.ao = reinterpret_cast<const int2*>(ao_s);
-  e.kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED;
-  e.kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
+  e.m0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED ? ~0u : 0u;
+  e.m1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED ? ~0u : 0u;
   // Warp = one output row (td, th) of the tile; lane row g.
   e.mbase = (warp / fbc::TH) * fbc::XPP + (warp % fbc::TH) * fbc::XWP + g;
 }
@@ -173,9 +173,11 @@ __device__ __forceinline__ void f7_mma(const f7_engine& e, const float* xs, floa
     for (int j = 0; j < fbc::MPW; ++j) {
       unsigned a0 = __float_as_uint(p0[16 * j]), a1 = __float_as_uint(p0[16 * j + 8]);
       unsigned a2 = __float_as_uint(p1[16 * j]), a3 = __float_as_uint(p1[16 * j + 8]);
-      if (ks == fbc::KSTEPS - 1) {
-        if (!e.kv0) a0 = a1 = 0u;
-        if (!e.kv1) a2 = a3 = 0u;
+      if (ks == fbc::KSTEPS - 1) {  // masks, not branches: a branch on t4 made ptxas split the
+        a0 &= e.m0;                  // warp around mma.sync (which needs the whole warp), and
+        a1 &= e.m0;                  // the kernel hung on the H100
+        a2 &= e.m1;
+        a3 &= e.m1;
       }
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
