@@ -73,7 +73,8 @@ struct LeanVariant {
 const LeanVariant kLean[] = {
     {"v7 lean recompute", "", false},
     {"v7b v7, B in smem", "#define F7_BSMEM 1\n", true},
-    {"v7c v7b, stats 3/SM", "#define F7_BSMEM 1\n#define F7_MINB_STATS 3\n", true},
+    {"v7d v7b, epilogue unroll 2", "#define F7_BSMEM 1\n#define F7_UNROLL 2\n", true},
+    {"v7e v7b, fast SiLU (not exact)", "#define F7_BSMEM 1\n#define F7_FAST_SILU 1\n", true},
 };
 
 cuda::CompiledProgram compile(const Plan& plan, const std::string& arch, const std::string& defines) {
@@ -328,7 +329,8 @@ int main(int argc, char** argv) {
     // v8 (once, with v7b's engine: B in shared memory, no spills).
     if (&lv == &kLean[1]) {
       CUfunction f8 = fn("f8_resident");
-      const size_t smem = (2 * 5472 + kSlots * 8000 + 64 + 88 + 2 * 8 * 16 + 16 + 16 + 2 * 16 * 2) * 4;
+      const size_t smem = (2 * 5472 + kSlots * 8000 + 64 + 88 + 2 * 8 * 16 + 16 + 16 + 2 * 16 * 2) * 4 +
+                          (lv.b_smem ? 11 * 2 * 32 * 8 : 0);
       set_smem(f8, smem);
       int per_sm = 0;
       FB_CU(cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, f8, 256, smem));

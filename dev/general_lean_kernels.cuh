@@ -215,20 +215,45 @@ __device__ __forceinline__ void f7_stage(float* st, float* junk, const float (&a
     }
 }
 
+#ifndef F7_UNROLL
+#define F7_UNROLL 1  // 4-element steps per lane in flight in the epilogue (1 or 2)
+#endif
+#ifndef F7_FAST_SILU
+#define F7_FAST_SILU 0  // 1: __expf and __fdividef (a measurement of what the exact math costs; not exact)
+#endif
+__device__ __forceinline__ float f7_value(float v, float a, float b, fb_u32 bits) {
+#if F7_FAST_SILU
+  const float r0 = fmaf(v, a, b);
+  const float r = __fdividef(r0, 1.0f + __expf(-r0));
+#else
+  const float r = fb_finish(v, a, 0.0f, b);
+#endif
+  return fb_dropout_apply(r, bits < F7_KEEP, F7_SCALE);
+}
+__device__ __forceinline__ float4 f7_step(const float* seg, long long q, int j, float a, float b,
+                                          unsigned long long seed, unsigned long long offset) {
+  const float4 v = *reinterpret_cast<const float4*>(seg + 4 * j);
+  const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
+  return make_float4(f7_value(v.x, a, b, bits.v[0]), f7_value(v.y, a, b, bits.v[1]), f7_value(v.z, a, b, bits.v[2]),
+                     f7_value(v.w, a, b, bits.v[3]));
+}
 // The output of one (channel, td) segment of a staged tile: L = thv * OW consecutive outputs.
 // a, b: y = a * conv + b before the chain (b holds the conv bias, the mean and beta).
 __device__ __forceinline__ void f7_segment(const float* seg, float* __restrict__ y, long long q0, int steps, float a,
                                            float b, unsigned long long seed, unsigned long long offset) {
-  for (int j = threadIdx.x & 31; j < steps; j += 32) {
-    const float4 v = *reinterpret_cast<const float4*>(seg + 4 * j);
-    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)(q0 + j));
-    float4 o;
-    o.x = fb_dropout_apply(fb_finish(v.x, a, 0.0f, b), bits.v[0] < F7_KEEP, F7_SCALE);
-    o.y = fb_dropout_apply(fb_finish(v.y, a, 0.0f, b), bits.v[1] < F7_KEEP, F7_SCALE);
-    o.z = fb_dropout_apply(fb_finish(v.z, a, 0.0f, b), bits.v[2] < F7_KEEP, F7_SCALE);
-    o.w = fb_dropout_apply(fb_finish(v.w, a, 0.0f, b), bits.v[3] < F7_KEEP, F7_SCALE);
-    __stcs(reinterpret_cast<float4*>(y) + q0 + j, o);
+#if F7_UNROLL == 2
+  for (int j = threadIdx.x & 31; j < steps; j += 64) {
+    const bool two = j + 32 < steps;
+    const int j2 = two ? j + 32 : j;
+    const float4 o1 = f7_step(seg, q0 + j, j, a, b, seed, offset);
+    const float4 o2 = f7_step(seg, q0 + j2, j2, a, b, seed, offset);
+    __stcs(reinterpret_cast<float4*>(y) + q0 + j, o1);
+    if (two) __stcs(reinterpret_cast<float4*>(y) + q0 + j2, o2);
   }
+#else
+  for (int j = threadIdx.x & 31; j < steps; j += 32)
+    __stcs(reinterpret_cast<float4*>(y) + q0 + j, f7_step(seg, q0 + j, j, a, b, seed, offset));
+#endif
 }
 
 // Every segment of a staged tile; warp w takes segments w, w + WARPS, ... (segment s = channel

@@ -72,6 +72,13 @@ fi
 if has lean; then  # the general path's designs side by side: dev/general_lean.cpp (v1, v7*, v8)
   step dev-lean lean.log 280 $build/bench/fuseblock_dev_general_lean ${LEAN_REPS:-30}
   cat "$out/lean.log"
+  # Nsight Compute on v7b's two conv kernels (with 2 reps each variant launches each kernel 11
+  # times: v7's 22 launches are skipped).
+  step ncu-lean ncu-lean.log 240 ncu --clock-control none --kernel-name regex:'f7_conv_(stats|output)' \
+    --launch-skip 22 --launch-count 2 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+    --section SchedulerStats --section LaunchStats --section InstructionStats \
+    $build/bench/fuseblock_dev_general_lean 2
+  grep -E 'f7_conv|Duration|Issue Slots|Issued Ipc|Achieved Occupancy|Stall|Warp Cycles Per Issued|Executed Instructions  |No Eligible|Eligible Warps' "$out/ncu-lean.log" | head -40
 fi
 if has profile; then
   # Where the general path's time goes: Nsight Compute on one launch of each conv kernel.
