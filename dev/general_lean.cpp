@@ -1,7 +1,9 @@
 // dev: the general path (problem 83 shape, conv -> GroupNorm -> SiLU -> dropout, TF32), three
 // designs side by side in one process:
-//   v1  what src/ runs (cuda::Executor): statistics pass, finalize, output pass;
-//   v7  lean recompute (dev/general_lean_kernels.cuh): the same two passes, overheads cut;
+//   v1  the earlier src/ kernels (cuda::Executor with ConvTuning::lean = false): statistics pass,
+//       finalize, output pass;
+//   v7  lean recompute (src/cuda/lean_kernels.cuh, as the emitter pastes it, with the variants'
+//       macros set before it): the same two passes, overheads cut; v7b is what src/ runs now;
 //   v8  sample-resident persistent kernel: conv computed once, waves of S samples held in shared
 //       memory, a grid barrier per wave (cooperative launch).
 // Each is timed like the benchmark (L2 flushed, output poisoned, 3 warm-up runs, median; events
@@ -29,6 +31,7 @@
 #include "cuda/device_memory.hpp"
 #include "cuda/driver_api.hpp"
 #include "cuda/emit_common.hpp"
+#include "cuda/emit_lean.hpp"
 #include "cuda/emit_program.hpp"
 #include "cuda/executor.hpp"
 #include "cuda/nvrtc_compile.hpp"
@@ -51,17 +54,16 @@ std::string read_text(const std::string& path) {
   return s.str();
 }
 
+// The emitted (lean) program with a variant's macros set before lean_kernels.cuh, then v8.
 std::string lean_source(const Plan& plan, const std::string& extra_defines) {
-  const Pipeline& p = plan.pipeline;
-  const cuda::DropoutConsts d = cuda::dropout_consts(p.dropout);
   std::string src = cuda::emit_program(plan, true).source;
-  char defs[512];
-  std::snprintf(defs, sizeof defs,
-                "\n#define F7_KEEP %uu\n#define F7_SCALE %s\n#define F7_GROUPS %d\n#define F7_EPS %.17g\n"
-                "#define F8_S %d\n#define F8_R %d\n",
-                d.active ? d.threshold : 16777216u, cuda::float_literal(d.active ? d.scale : 1.0f).c_str(),
-                static_cast<int>(p.norm->num_groups), p.norm->eps, kWaveSamples, kSlots);
-  return src + defs + extra_defines + read_text(std::string(FB_DEV_DIR) + "/general_lean_kernels.cuh");
+  const std::string marker = "// ---- lean_kernels.cuh ----";
+  const size_t at = src.find(marker);
+  if (at == std::string::npos) throw std::runtime_error("the program is not on the lean path");
+  src.insert(at, extra_defines);
+  char defs[128];
+  std::snprintf(defs, sizeof defs, "\n#define F8_S %d\n#define F8_R %d\n", kWaveSamples, kSlots);
+  return src + defs + read_text(std::string(FB_DEV_DIR) + "/general_lean_kernels.cuh");
 }
 
 // v7's variants: where the B fragments live, and __launch_bounds__' blocks per SM.
@@ -71,10 +73,10 @@ struct LeanVariant {
   bool b_smem;
 };
 const LeanVariant kLean[] = {
-    {"v7 lean recompute", "", false},
-    {"v7b v7, B in smem", "#define F7_BSMEM 1\n", true},
-    {"v7d v7b, epilogue unroll 2", "#define F7_BSMEM 1\n#define F7_UNROLL 2\n", true},
-    {"v7e v7b, fast SiLU (not exact)", "#define F7_BSMEM 1\n#define F7_FAST_SILU 1\n", true},
+    {"v7 lean recompute", "#define FBL_BSMEM 0\n", false},
+    {"v7b v7, B in smem (src/ now)", "", true},
+    {"v7d v7b, epilogue unroll 2", "#define FBL_BSMEM 1\n#define FBL_UNROLL 2\n", true},
+    {"v7e v7b, fast SiLU (not exact)", "#define FBL_BSMEM 1\n#define FBL_FAST_SILU 1\n", true},
 };
 
 cuda::CompiledProgram compile(const Plan& plan, const std::string& arch, const std::string& defines) {
@@ -219,7 +221,7 @@ int main(int argc, char** argv) {
         std::printf("%s:\n", v.name);
         const cuda::CompiledProgram cp = compile(plan, argc > 2 ? argv[2] : "sm_90", v.defines);
         for (const auto& k : cp.kernels)
-          if (k.name.rfind("f", 0) == 0 && k.name[1] != 'b')
+          if (k.name.rfind("fbl_", 0) == 0 || k.name.rfind("f8_", 0) == 0)
             std::printf("  %-18s %3d registers, spill %d/%d B, %d B stack\n", k.name.c_str(), k.registers,
                         k.spill_store_bytes, k.spill_load_bytes, k.stack_bytes);
       }
@@ -259,7 +261,7 @@ int main(int argc, char** argv) {
 
     // v1: the executor.
     {
-      cuda::Executor ex(plan, true);
+      cuda::Executor ex(plan, true, cuda::ConvTuning{4, 2, 1, false});
       cuda::DeviceBuffer scratch(ex.scratch_bytes());
       cuda::RunArgs args;
       args.seed = p.dropout.seed;
@@ -299,9 +301,10 @@ int main(int argc, char** argv) {
 
     // v7.
     {
-      CUfunction fs = fn("f7_conv_stats"), ff = fn("f7_finalize"), fo = fn("f7_conv_output");
-      const size_t bs = lv.b_smem ? 11 * 2 * 32 * 8 : 0;
-      const size_t win = 2 * 5472 * 4, smem_s = win + 88 * 4 + bs, smem_o = win + (8000 + 64 + 88) * 4 + bs;
+      CUfunction fs = fn("fbl_conv_stats"), ff = fn("fbl_finalize"), fo = fn("fbl_conv_output");
+      const size_t no_bs = lv.b_smem ? 0 : 11 * 2 * 32 * 8;  // the B table's bytes, when in registers
+      const cuda::ConvGeometry& geo = cuda::emit_program(plan, true).geometry;
+      const size_t smem_s = cuda::lean_stats_smem_bytes(geo) - no_bs, smem_o = cuda::lean_output_smem_bytes(geo) - no_bs;
       set_smem(fs, smem_s);
       set_smem(fo, smem_o);
       int per_sm = 0;
@@ -315,14 +318,14 @@ int main(int argc, char** argv) {
       void* po[] = {&xp, &wp, &abp, &yp, &bpsv, &seed, &offset};
       const unsigned grid = static_cast<unsigned>(N * bps), gridf = static_cast<unsigned>((N * 8 + 7) / 8);
       std::vector<Step> steps = {
-          {"f7_conv_stats", [&] { FB_CU(cuLaunchKernel(fs, grid, 1, 1, 256, 1, 1, unsigned(smem_s), nullptr, ps, nullptr)); }},
-          {"f7_finalize", [&] { FB_CU(cuLaunchKernel(ff, gridf, 1, 1, 256, 1, 1, 0, nullptr, pf, nullptr)); }},
-          {"f7_conv_output", [&] { FB_CU(cuLaunchKernel(fo, grid, 1, 1, 256, 1, 1, unsigned(smem_o), nullptr, po, nullptr)); }}};
+          {"fbl_conv_stats", [&] { FB_CU(cuLaunchKernel(fs, grid, 1, 1, 256, 1, 1, unsigned(smem_s), nullptr, ps, nullptr)); }},
+          {"fbl_finalize", [&] { FB_CU(cuLaunchKernel(ff, gridf, 1, 1, 256, 1, 1, 0, nullptr, pf, nullptr)); }},
+          {"fbl_conv_output", [&] { FB_CU(cuLaunchKernel(fo, grid, 1, 1, 256, 1, 1, unsigned(smem_o), nullptr, po, nullptr)); }}};
       const Timing tm = time_steps(steps, reps, flush, dy);
       dy.download(out.data(), out.size() * 4);
       char extra[200];
-      std::snprintf(extra, sizeof extra, " %d blocks/sample, %d/SM, regs %d/%d/%d", bps, per_sm, regs_of("f7_conv_stats"),
-                    regs_of("f7_finalize"), regs_of("f7_conv_output"));
+      std::snprintf(extra, sizeof extra, " %d blocks/sample, %d/SM, regs %d/%d/%d", bps, per_sm, regs_of("fbl_conv_stats"),
+                    regs_of("fbl_finalize"), regs_of("fbl_conv_output"));
       report(lv.name, tm, steps, check(out, v1, ref, rms, p), extra);
     }
 

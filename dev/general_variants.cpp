@@ -1,7 +1,8 @@
 // dev: versions of the general path's conv kernels (problem 83 shape, conv -> GroupNorm -> SiLU ->
 // dropout, TF32), each checked (sample 0 against the CPU backend) and timed per kernel like the
 // benchmark (events, warm-up, median of 30, L2 flushed, output poisoned). The knobs are
-// ConvTuning's (src/cuda/conv_geometry.hpp); v1 is what runs.
+// ConvTuning's (src/cuda/conv_geometry.hpp) on the earlier (non-lean) kernels; v1 was what ran
+// until the lean kernels (dev/general_lean.cpp, v7b) replaced them.
 // v6 is not a tuning: it stores the conv output once (conv + statistics + store, finalize, an
 // elementwise normalise + chain + dropout pass), the design the seed's rule forbids; it is
 // checked against v1's output (same dropout mask, values within TF32 tolerance).
@@ -37,11 +38,11 @@ struct Version {
 };
 
 const Version kVersions[] = {
-    {"v1 mpw 4, 2 blocks/SM, epilogue unroll 1", {4, 2, 1}},
-    {"v2 mpw 4, 2 blocks/SM, epilogue unroll 2", {4, 2, 2}},
-    {"v3 mpw 2, 2 blocks/SM, unroll 1", {2, 2, 1}},
-    {"v4 mpw 2, 3 blocks/SM, unroll 1", {2, 3, 1}},
-    {"v5 mpw 2, 3 blocks/SM, unroll 2", {2, 3, 2}},
+    {"v1 mpw 4, 2 blocks/SM, epilogue unroll 1", {4, 2, 1, false}},
+    {"v2 mpw 4, 2 blocks/SM, epilogue unroll 2", {4, 2, 2, false}},
+    {"v3 mpw 2, 2 blocks/SM, unroll 1", {2, 2, 1, false}},
+    {"v4 mpw 2, 3 blocks/SM, unroll 1", {2, 3, 1, false}},
+    {"v5 mpw 2, 3 blocks/SM, unroll 2", {2, 3, 2, false}},
 };
 
 // v6: the conv output stored once. Kernel A is the emitted conv kernel on the staging path with
@@ -119,7 +120,7 @@ std::string v6_source(const cuda::EmittedProgram& prog, const Pipeline& p) {
 
 cuda::CompiledProgram v6_compile(const Plan& plan, const std::string& arch) {
   cuda::CompileRequest req;
-  req.source = v6_source(cuda::emit_program(plan, true, {4, 2, 1}), plan.pipeline);
+  req.source = v6_source(cuda::emit_program(plan, true, {4, 2, 1, false}), plan.pipeline);
   req.arch = arch;
   req.options = cuda::program_compile_options();
   return cuda::compile_program(req);
@@ -127,7 +128,7 @@ cuda::CompiledProgram v6_compile(const Plan& plan, const std::string& arch) {
 
 void run_v6(const Plan& plan, const cuda::DeviceInfo& dev, int reps, cuda::DeviceBuffer& flush,
             const cuda::DeviceTensors& tensors, const std::vector<float>& fused, const Tensor& ref, double rms) {
-  const cuda::EmittedProgram prog = cuda::emit_program(plan, true, {4, 2, 1});
+  const cuda::EmittedProgram prog = cuda::emit_program(plan, true, {4, 2, 1, false});
   const cuda::ConvGeometry& g = prog.geometry;
   const Pipeline& p = plan.pipeline;
   const int64_t total = numel(p.output_shape);

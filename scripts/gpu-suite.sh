@@ -45,7 +45,7 @@ if has tests; then
   tail -4 "$out/cpu-tests.log"
   # The sanitizers slow kernels 10-100x: the small-shape tests cover every kernel (fill, gated
   # fallback, stats, finalize, output; both engines).
-  filter='GpuFillPath.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuExecutor.MisalignedBuffersAreRefused'
+  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuExecutor.MisalignedBuffersAreRefused'
   step memcheck sanitizers.log 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
@@ -74,19 +74,19 @@ if has lean; then  # the general path's designs side by side: dev/general_lean.c
   cat "$out/lean.log"
   # Nsight Compute on v7b's two conv kernels (with 2 reps each variant launches each kernel 11
   # times: v7's 22 launches are skipped).
-  step ncu-lean ncu-lean.log 240 ncu --clock-control none --kernel-name regex:'f7_conv_(stats|output)' \
+  step ncu-lean ncu-lean.log 240 ncu --clock-control none --kernel-name regex:'fbl_conv_(stats|output)' \
     --launch-skip 22 --launch-count 2 --section SpeedOfLight --section Occupancy --section WarpStateStats \
     --section SchedulerStats --section LaunchStats --section InstructionStats \
     $build/bench/fuseblock_dev_general_lean 2
-  grep -E 'f7_conv|Duration|Issue Slots|Issued Ipc|Achieved Occupancy|Stall|Warp Cycles Per Issued|Executed Instructions  |No Eligible|Eligible Warps' "$out/ncu-lean.log" | head -40
+  grep -E 'fbl_conv|Duration|Issue Slots|Issued Ipc|Achieved Occupancy|Stall|Warp Cycles Per Issued|Executed Instructions  |No Eligible|Eligible Warps' "$out/ncu-lean.log" | head -40
 fi
 if has profile; then
   # Where the general path's time goes: Nsight Compute on one launch of each conv kernel.
-  step ncu ncu.log 240 ncu --clock-control none --kernel-name regex:fb_conv_ --launch-count 2 \
+  step ncu ncu.log 240 ncu --clock-control none --kernel-name regex:'fbl?_conv_' --launch-count 2 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
     --section MemoryWorkloadAnalysis --section LaunchStats \
     $build/bench/fuseblock_bench --only "SiLU-dropout, tf32" --reps 1 --warmup 0
-  grep -E 'fb_conv_|Duration|Throughput|Issue Slots|Issued Ipc|Achieved Occupancy|Theoretical Occupancy|Stall|Registers|Warp Cycles' "$out/ncu.log" | head -40
+  grep -E 'fbl?_conv_|Duration|Throughput|Issue Slots|Issued Ipc|Achieved Occupancy|Theoretical Occupancy|Stall|Registers|Warp Cycles' "$out/ncu.log" | head -40
 fi
 if has tune; then
   rm -f "$FUSEBLOCK_CACHE_DIR/tuning.json"  # the first tune must measure

@@ -159,7 +159,7 @@ TEST(ProfileReportText, NamesEveryColumnAndWhatWasCounted) {
   }
   r.total_ms = 0.953, r.floor_bytes = profile::block_floor_bytes(plan, prog), r.floor_ms = r.floor_bytes / 2940e6;
   const std::string t = r.text();
-  for (const char* part : {"fb_conv_stats", "fb_conv_output", "total", "16/64 25%", "registers", "floor%", "GFLOP/s",
+  for (const char* part : {"fbl_conv_stats", "fbl_conv_output", "total", "16/64 25%", "registers", "floor%", "GFLOP/s",
                            "541.5 MB (output written once, input read once)", "every element written", "17.85 GFLOP",
                            "read+write 2940 GB/s"})
     EXPECT_NE(t.find(part), std::string::npos) << part << "\n" << t;

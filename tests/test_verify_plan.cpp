@@ -77,10 +77,10 @@ TEST_F(Verify, StrictFp32AndAssumeFiniteVariantsPass) {
 TEST_F(Verify, StoreIntoTheInputFails) {
   Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/problem83_silu.block");
   cuda::EmittedProgram prog = cuda::emit_program(p, true);
-  std::string bad = plant(prog.source, "fb_conv_output", "if (threadIdx.x == 7) ((float*)x)[blockIdx.x] = 0.0f;");
+  std::string bad = plant(prog.source, "fbl_conv_output", "if (threadIdx.x == 7) ((float*)x)[blockIdx.x] = 0.0f;");
   verify::VerifyReport r = verify::verify_source(p, prog, bad, "sm_90");
   EXPECT_FALSE(r.ok()) << r.text();
-  EXPECT_NE(r.text().find("FAIL  fb_conv_output"), std::string::npos) << r.text();
+  EXPECT_NE(r.text().find("FAIL  fbl_conv_output"), std::string::npos) << r.text();
   // The same program unplanted passes.
   EXPECT_TRUE(verify::verify_source(p, prog, prog.source, "sm_90").ok());
 }

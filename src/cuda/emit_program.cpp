@@ -7,6 +7,7 @@
 
 #include "cuda/emit_common.hpp"
 #include "cuda/emit_fill.hpp"
+#include "cuda/emit_lean.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {
@@ -44,7 +45,11 @@ EmittedProgram emit_program(const Plan& plan, bool allow_tf32, const ConvTuning&
     out.geometry = choose_conv_geometry(out.conv_pipeline, allow_tf32, tuning);
     out.norm = out.conv_pipeline.norm.has_value();
     w.line("// ---- {} ----", out.gated ? "exact fallback for samples that fail the guard" : "general path");
-    emit_general_kernels(w, out.conv_pipeline, out.geometry, out.gated, &out.names);
+    out.lean = tuning.lean && lean_path_applies(out.geometry, out.conv_pipeline, out.gated);
+    if (out.lean)
+      emit_lean_kernels(w, out.conv_pipeline, out.geometry, &out.names);
+    else
+      emit_general_kernels(w, out.conv_pipeline, out.geometry, out.gated, &out.names);
   }
   out.source = w.str();
   return out;

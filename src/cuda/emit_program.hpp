@@ -21,6 +21,7 @@ struct EmittedProgram {
   bool general = false;        // conv kernels present: the pipeline itself, or the fallback
   bool gated = false;          // the conv kernels are the fallback (skip samples whose flag is 0)
   bool norm = false;           // stats + finalize kernels present
+  bool lean = false;           // the general kernels are lean_kernels.cuh's (emit_lean.hpp)
   Pipeline conv_pipeline;      // the pipeline the conv kernels compute (valid when general)
   ConvGeometry geometry;       // its tiling (valid when general)
   GeneralKernelNames names;

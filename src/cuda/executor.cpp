@@ -12,6 +12,7 @@
 
 #include "cuda/cubin_cache.hpp"
 #include "cuda/device_context.hpp"
+#include "cuda/emit_lean.hpp"
 #include "cuda/driver_api.hpp"
 #include "cuda/emit_fill.hpp"
 #include "fuseblock/error.hpp"
@@ -68,7 +69,13 @@ ScratchLayout scratch_layout(const EmittedProgram& program, int64_t samples) {
     l.flags = at;
     at = align_up(at + static_cast<size_t>(samples + 1) * 4, kScratchAlign);  // per sample, and "any"
   }
-  if (program.general && program.norm) {
+  if (program.general && program.norm && program.lean) {  // partials, then a and b per (n, c)
+    const ConvGeometry& g = program.geometry;
+    l.partials = at;
+    at = align_up(at + lean_partials_bytes(g), kScratchAlign);
+    l.nscale = l.nmean = at;
+    at = align_up(at + static_cast<size_t>(g.n * g.cout) * 8, kScratchAlign);
+  } else if (program.general && program.norm) {
     const ConvGeometry& g = program.geometry;
     l.partials = at;
     at = align_up(at + static_cast<size_t>(g.n * g.cout * g.tiles) * 8, kScratchAlign);
@@ -149,6 +156,26 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       const int64_t gx = std::max<int64_t>(1, std::min(g.n * g.tiles, capacity));
       launches_.push_back({name, static_cast<unsigned>(gx), static_cast<unsigned>(g.cchunks), threads, smem, per_sm});
     };
+    if (program_.lean) {
+      // A block per (sample, run of tiles): as many runs per sample as fill the device once
+      // (the output kernel's residency), at most kLeanMaxBlocksPerSample.
+      stats_ = get_function(m, program_.names.stats);
+      finalize_ = get_function(m, program_.names.finalize);
+      output_ = get_function(m, program_.names.output);
+      const size_t smem_s = lean_stats_smem_bytes(g), smem_o = lean_output_smem_bytes(g);
+      const int per_sm_s = prepare(stats_, threads, smem_s, dev, program_.names.stats);
+      const int per_sm_f = prepare(finalize_, kFinalizeThreads, 0, dev, program_.names.finalize);
+      const int per_sm_o = prepare(output_, threads, smem_o, dev, program_.names.output);
+      lean_blocks_per_sample_ = static_cast<int>(std::clamp<int64_t>(
+          static_cast<int64_t>(per_sm_o) * dev.sm_count / std::max<int64_t>(g.n, 1), 1,
+          std::min<int64_t>(kLeanMaxBlocksPerSample, g.tiles)));
+      const unsigned grid = static_cast<unsigned>(g.n * lean_blocks_per_sample_);
+      const int64_t pairs = g.n * program_.conv_pipeline.norm->num_groups;  // a warp each
+      launches_.push_back({program_.names.stats, grid, 1, threads, smem_s, per_sm_s});
+      launches_.push_back({program_.names.finalize, static_cast<unsigned>(ceil_div(pairs, kFinalizeThreads / 32)), 1,
+                           kFinalizeThreads, 0, per_sm_f});
+      launches_.push_back({program_.names.output, grid, 1, threads, smem_o, per_sm_o});
+    } else {
     if (program_.norm) {
       stats_ = get_function(m, program_.names.stats);
       finalize_ = get_function(m, program_.names.finalize);
@@ -160,6 +187,7 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
     }
     output_ = get_function(m, program_.names.output);
     conv_launch(output_, program_.names.output);
+    }
     // The gated fallback's kernels exit at once when no sample failed, so their cost is mostly
     // launch latency: on sm_90+ each is launched as a programmatic dependent of the kernel before
     // it (launch overlapped with that kernel's end; the kernel waits for its writes first). On an
@@ -238,7 +266,16 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
       go(fill_, params, program_.guard);
     }
   }
-  if (program_.general) {
+  if (program_.general && program_.lean) {
+    int bps = lean_blocks_per_sample_;
+    uint64_t ab = nscale;
+    void* sp[] = {&x, &w, &partials, &bps};
+    go(stats_, sp);
+    void* fp[] = {&partials, &bias, &gamma, &beta, &ab, &bps};
+    go(finalize_, fp);
+    void* op[] = {&x, &w, &ab, &y, &bps, &seed, &offset};
+    go(output_, op);
+  } else if (program_.general) {
     if (program_.norm) {
       void* sp[] = {&x, &w, &bias, &partials, &flags};
       go(stats_, sp);

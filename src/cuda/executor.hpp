@@ -86,6 +86,7 @@ class Executor {
   ScratchLayout scratch_;
   size_t scratch_bytes_ = 0;
   int64_t fill_blocks_per_sample_ = 0, fill_slice_ = 0, fill_q_per_block_ = 0;
+  int lean_blocks_per_sample_ = 0;  // the lean general path's blocks per sample (emit_lean.hpp)
 };
 
 // The plan's executor for the current device, built once per (program source, device) and kept

@@ -16,7 +16,8 @@ namespace {
 // Writable kernel parameters and the plan tensor each one is.
 const std::map<std::string, std::string>& writable_roles() {
   static const std::map<std::string, std::string> roles = {
-      {"y", "output"}, {"flags", "guard_flags"}, {"partials", "stats"}, {"nscale", "stats"}, {"nmean", "stats"}};
+      {"y", "output"}, {"flags", "guard_flags"}, {"partials", "stats"}, {"nscale", "stats"}, {"nmean", "stats"},
+      {"ab", "stats"}};
   return roles;
 }
 

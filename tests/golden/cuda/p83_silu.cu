@@ -355,354 +355,448 @@ __device__ __forceinline__ constexpr int fb_mt_delta(int j) {
   return (j % fbc::WS) * 16 * fbc::SW + (j / fbc::WS) * fbc::SH * fbc::XWP;
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, float2* __restrict__ partials, const int* __restrict__ flags) {
-  extern __shared__ __align__(16) float fb_smem[];
-  float* const st = fb_smem + fbc::STAGE_OFFSET;
-  const int c0 = blockIdx.y * fbc::CT;
-  const long long total = fbc::N * fbc::TILES;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t4 = lane & 3;
-  // B fragments: B[k][n] = weight[c0 + n][k], rounded to tf32; zero past COUT and KRED.
-  unsigned bf[fbc::KSTEPS][fbc::NT][2];
-#pragma unroll
-  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
-#pragma unroll
-    for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int k = ks * 8 + t4 + 4 * h, c = c0 + nt * 8 + g;
-        bf[ks][nt][h] = (k < fbc::KRED && c < fbc::COUT) ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
-      }
-  // The window offsets of each lane's two A columns per k-step, a table in shared memory
-  // (read as one int2 per k-step; in registers they would push the kernel past 128).
-  int* const ao_s = reinterpret_cast<int*>(fb_smem + fbc::AO_OFFSET);
-  for (int i = threadIdx.x; i < fbc::KSTEPS * 8; i += fbc::THREADS) {
-    const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);  // i = (ks * 4 + t4) * 2 + h
-    ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
-  }
-  const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
-  // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
-  // there too, but 0 * Inf would be NaN).
-  const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
-  // Window offset of row g of this warp's first m-tile; the others sit at fb_mt_delta(j).
-  const int mt0 = warp * fbc::MPW;
-  const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
-                    ((mt0 % fbc::WS) * 16 + g) * fbc::SW;
-  long long item = blockIdx.x;
-  float* cur = fb_smem + fbc::WIN0_OFFSET;
-  float* nxt = fb_smem + fbc::WIN1_OFFSET;
-  if (item < total) fb_issue_window(cur, x, item);
-  fb_cp_commit();
-  while (item < total) {
-    long long next = item + gridDim.x;
-    const long long n = item / fbc::TILES;
-    const int t = (int)(item % fbc::TILES);
-    const fb_tile T = fb_tile_at(t);
-    fb_cp_wait_all();
-    fb_round_window(cur);  // tf32, once per element rather than once per use
-    __syncthreads();  // window ready; the previous tile's window and staging are free
-    if (next < total) fb_issue_window(nxt, x, next);
-    fb_cp_commit();
-    const float* const xs = cur;
-    float acc[fbc::MPW][fbc::NT][4];
-#pragma unroll
-    for (int j = 0; j < fbc::MPW; ++j)
-#pragma unroll
-      for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
-      const int2 o = ao[ks * 4 + t4];
-      const float* p0 = xs + mbase + o.x;
-      const float* p1 = xs + mbase + o.y;
-#pragma unroll
-      for (int j = 0; j < fbc::MPW; ++j) {
-        const int dj = fb_mt_delta(j);
-        unsigned a0 = __float_as_uint(p0[dj]), a1 = __float_as_uint(p0[dj + 8 * fbc::SW]);
-        unsigned a2 = __float_as_uint(p1[dj]), a3 = __float_as_uint(p1[dj + 8 * fbc::SW]);
-        if (ks == fbc::KSTEPS - 1) {
-          if (!kv0) a0 = a1 = 0u;
-          if (!kv1) a2 = a3 = 0u;
-        }
-#pragma unroll
-        for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
-      }
-    }
-    {
-      bool valid[fbc::MPW][2];
-#pragma unroll
-      for (int j = 0; j < fbc::MPW; ++j) {
-        const int mt = warp * fbc::MPW + j;
-        const int row = mt / fbc::WS, th = row % fbc::TH, td = row / fbc::TH;
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-          valid[j][r] = td < T.tdv && th < T.thv && (mt % fbc::WS) * 16 + g + 8 * r < T.twv;
-      }
-      float s[fbc::NT][2];
-#pragma unroll
-      for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-        for (int odd = 0; odd < 2; ++odd) {
-          float v = 0.0f;
-#pragma unroll
-          for (int j = 0; j < fbc::MPW; ++j)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-              if (valid[j][r]) v += acc[j][nt][2 * r + odd];
-          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-          s[nt][odd] = v;
-        }
-      float* const sums = st;                          // [WARPS][CT]
-      float* const means = st + fbc::WARPS * fbc::CT;  // [CT]
-      float* const sq = means + fbc::CT;               // [WARPS][CT]
-      if (g == 0) {
-#pragma unroll
-        for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-          for (int odd = 0; odd < 2; ++odd) sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
-      }
-      __syncthreads();
-      if (threadIdx.x < fbc::CT) {
-        float v = 0.0f;
-        for (int wi = 0; wi < fbc::WARPS; ++wi) v += sums[wi * fbc::CT + threadIdx.x];
-        means[threadIdx.x] = v / (float)(T.tdv * T.thv * T.twv);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-        for (int odd = 0; odd < 2; ++odd) {
-          const float mu = means[nt * 8 + 2 * t4 + odd];
-          float v = 0.0f;
-#pragma unroll
-          for (int j = 0; j < fbc::MPW; ++j)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-              if (valid[j][r]) {
-                const float d = acc[j][nt][2 * r + odd] - mu;
-                v = fmaf(d, d, v);
-              }
-          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-          if (g == 0) sq[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = v;
-        }
-      __syncthreads();
-      if (threadIdx.x < fbc::CT && c0 + (int)threadIdx.x < fbc::COUT) {
-        float m2 = 0.0f;
-        for (int wi = 0; wi < fbc::WARPS; ++wi) m2 += sq[wi * fbc::CT + threadIdx.x];
-        // The accumulators hold the conv without its bias: the bias moves the mean, not M2.
-        const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + threadIdx.x) : 0.0f;
-        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] = make_float2(means[threadIdx.x] + b, m2);
-      }
-    }
-    float* const done = cur;
-    cur = nxt;
-    nxt = done;
-    item = next;
-  }
-}
-
-// Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.
-extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,
-    const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,
-    const int* __restrict__ flags) {
-  constexpr int G = 8, CPG = 2;
-  constexpr double EPS = 0x1.4f8b588e368f1p-17;
-  constexpr bool AFFINE = true;
-  const long long n = (long long)blockIdx.x / G;
-  const int grp = (int)(blockIdx.x % G);
-  
-  double cnt = 0.0, mean = 0.0, m2 = 0.0;
-  for (int i = threadIdx.x; i < CPG * fbc::TILES; i += 256) {
-    const int c = grp * CPG + i / fbc::TILES, t = i % fbc::TILES;
-    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];
-    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y);
-  }
-  // Tree merge in a fixed order: the statistics do not depend on timing.
-  __shared__ double s_n[256], s_mean[256], s_m2[256];
-  s_n[threadIdx.x] = cnt;
-  s_mean[threadIdx.x] = mean;
-  s_m2[threadIdx.x] = m2;
-  __syncthreads();
-  for (int s = 128; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
-      double a = s_n[threadIdx.x], b = s_mean[threadIdx.x], c = s_m2[threadIdx.x];
-      fb_chan_merge(a, b, c, s_n[threadIdx.x + s], s_mean[threadIdx.x + s], s_m2[threadIdx.x + s]);
-      s_n[threadIdx.x] = a;
-      s_mean[threadIdx.x] = b;
-      s_m2[threadIdx.x] = c;
-    }
-    __syncthreads();
-  }
-  const double mu = s_mean[0];
-  // Biased variance, as GroupNorm; rstd in float, as PyTorch computes it.
-  const float rstd = 1.0f / sqrtf((float)(s_m2[0] * __drcp_rn(s_n[0]) + EPS));
-  for (int c = threadIdx.x; c < CPG; c += 256) {
-    const int ch = grp * CPG + c;
-    const double gm = AFFINE ? (double)__ldg(gamma + ch) : 1.0;
-    nscale[n * fbc::COUT + ch] = (float)(gm * (double)rstd);
-    nmean[n * fbc::COUT + ch] = (float)mu;
-  }
-}
-
-
-// The value of one element from its conv output v: normalisation (a (v - mean) + beta), then the chain.
+// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.
 __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
   float r = fmaf(v - m, a, b);
   r = fb_silu(r);  // silu
   return r;
 }
+#define FBL_KEEP 13421773u  // fb_keep_threshold(p)
+#define FBL_SCALE 0x1.4p+0f
+#define FBL_GROUPS 8
+#define FBL_EPS 0x1.4f8b588e368f1p-17
+#define FBL_AFFINE true
+#define FBL_SCP 500
+// ---- lean_kernels.cuh ----
+// The general path's lean kernels (emit_lean.cpp pastes this text after the emitted geometry
+// constants, fb_finish and the helpers, when lean_path_applies(): the MMA engine, one 16-channel
+// block, stride 1, no padding, a tile spanning an output row). Three kernels:
+//   fbl_conv_stats   conv (tf32 MMA), statistics from the accumulators, no conv output stored;
+//   fbl_finalize     per (sample, group): merge the partials in double, write y = a conv + b's a, b;
+//   fbl_conv_output  conv again, a conv + b, the chain, dropout, one float4 store per 4 outputs.
+// A block owns one sample's contiguous run of tiles (grid = samples x BPS, one wave on the device),
+// so its statistics stay in registers across tiles: per warp and channel, sums of (v - K) and
+// (v - K)^2 with K the warp's first row mean; one partial per (block, warp, channel). Each thread
+// copies the same window chunks for every tile (16-byte cp.async, zero-filled outside the input);
+// staging is written without branches; the epilogue reads staging as float4 and calls Philox once
+// per 4 outputs. Measured against src/'s earlier kernels and the sample-resident design in
+// dev/general_lean.cpp (docs/benchmarks.md). Emitted before this text: FBL_KEEP, FBL_SCALE,
+// FBL_GROUPS, FBL_EPS, FBL_AFFINE, FBL_SCP (staging channel pitch).
+namespace fbl {
+constexpr int IHW = fbc::IH * fbc::IW;
+constexpr int CH_STRIDE = fbc::ID * IHW;
+constexpr int ROWS = fbc::CIN * fbc::XD * fbc::XH;  // window rows
+constexpr int CPR = fbc::IW / 4;                    // 16-byte chunks per window row
+constexpr int CHUNKS = ROWS * CPR;
+constexpr int RPI = fbc::THREADS / CPR;             // rows per pass of the block
+constexpr int CPT = (CHUNKS + fbc::THREADS - 1) / fbc::THREADS;  // chunks per thread
+constexpr int WIN = fbc::CIN * fbc::XCP;            // floats per window buffer
+constexpr int SRP = fbc::OW, SPP = fbc::TH * fbc::OW, SCP = FBL_SCP;  // staging pitches (compact rows)
+constexpr int STAGE_FLOATS = fbc::COUT * SCP;
+constexpr int STAGE = 2 * WIN;                      // first staging slot
+constexpr int JUNK_FLOATS = 64;
+constexpr long long OHW = (long long)fbc::OH * fbc::OW;
 
-__device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,
-    const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,
-    const float* __restrict__ beta,
-    long long n, const fb_tile& T, int c0, unsigned long long seed, unsigned long long offset) {
-  constexpr int SEGD = fbc::SEG_LEVEL == 2 ? 1 : fbc::TD;  // segments per channel along d
-  constexpr int SEGH = fbc::SEG_LEVEL == 0 ? fbc::TH : 1;  // and along h
-  const int L = fbc::SEG_LEVEL == 0 ? T.twv : (fbc::SEG_LEVEL == 1 ? T.thv * fbc::OW : T.tdv * fbc::OH * fbc::OW);
-  const int nsd = fbc::SEG_LEVEL == 2 ? 1 : T.tdv;
-  const int nsh = fbc::SEG_LEVEL == 0 ? T.thv : 1;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  // A warp per segment (its constants loaded once), lanes over its 4-element steps.
-  for (int s = warp; s < fbc::CT * SEGD * SEGH; s += fbc::WARPS) {
-    const int sh = s % SEGH, sd = (s / SEGH) % SEGD, cl = s / (SEGH * SEGD);
-    const int c = c0 + cl;
-    if (sd >= nsd || sh >= nsh || c >= fbc::COUT) continue;
-    const long long F = ((n * fbc::COUT + c) * fbc::OD + T.od0 + sd) * ((long long)fbc::OH * fbc::OW) +
-                        (long long)(T.oh0 + sh) * fbc::OW + T.ow0;  // the segment's first flat index
-    const long long q0 = F >> 2;
-    const int lead = (int)(F & 3);  // elements of the first step that precede the segment
-    const int steps = (lead + L + 3) >> 2;
-    const float* seg = st + cl * fbc::CP + sd * fbc::PP + sh * fbc::RP;
-    const float a = nscale[n * fbc::COUT + c], m = nmean[n * fbc::COUT + c];
-    const float b = __ldg(beta + c);
-    const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;  // staging holds the conv without its bias
-#pragma unroll 1
-    for (int j = lane; j < steps; j += 32) {
-      const long long q = q0 + j;
-      const int e0 = 4 * j - lead;  // the step's first element, as an index into the segment
-      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
-      float o[4];
+static_assert(fbc::SD == 1 && fbc::SH == 1 && fbc::SW == 1, "stride 1");
+static_assert(fbc::PD == 0 && fbc::PH == 0 && fbc::PW == 0, "no padding");
+static_assert(fbc::DD == 1 && fbc::DH == 1 && fbc::DW == 1, "no dilation");
+static_assert(fbc::TILES_W == 1 && fbc::TW >= fbc::OW && fbc::XW >= fbc::IW, "one tile spans a row");
+static_assert(fbc::IW % 4 == 0 && fbc::THREADS % CPR == 0, "window rows in 16-byte chunks");
+static_assert(fbc::TD * fbc::TILES_D == fbc::OD, "no partial tile along d");
+static_assert(fbc::MPW == fbc::WS && fbc::WARPS == fbc::TD * fbc::TH, "a warp computes one output row");
+static_assert(fbc::CT == fbc::COUT && fbc::COUT == 16 && fbc::NT == 2, "16 channels, one block");
+static_assert(OHW % 4 == 0 && (fbc::TH * fbc::OW) % 4 == 0, "segments start on a 4-element boundary");
+static_assert(fbc::TD * SPP <= SCP && SCP % 4 == 0 && (SCP * 2) % 32 == 8, "staging pitch");
+static_assert(fbc::XWP % 4 == 0 && fbc::XPP % 4 == 0 && fbc::XCP % 4 == 0 && WIN % 4 == 0, "16-byte rows");
+}  // namespace fbl
+
+__device__ __forceinline__ void fbl_cp16(float* dst, const float* src, bool valid) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+
+// Starts the copy of tile t's window of sample xn: this thread's chunks (the same ones for every
+// tile), rows outside the input zero-filled. Columns IW.. of every row are zeroed once (fbl_zero_pads).
+__device__ __forceinline__ void fbl_issue(float* xs, const float* __restrict__ xn, int t) {
+  const int oh0 = (t % fbc::TILES_H) * fbc::TH, od0 = (t / fbc::TILES_H) * fbc::TD;
+  const float* base = xn + od0 * fbl::IHW + oh0 * fbc::IW + 4 * (threadIdx.x % fbl::CPR);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int e = e0 + k;
-        const float r = fb_finish((e >= 0 && e < L ? seg[e] : 0.0f) + cb, a, m, b);
-        o[k] = fb_dropout_apply(r, bits.v[k] < 13421773u, 0x1.4p+0f);
-      }
-      if (e0 >= 0 && e0 + 3 < L) {
-        __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k)
-          if (e0 + k >= 0 && e0 + k < L) __stcs(y + 4 * q + k, o[k]);
-      }
+  for (int k = 0; k < fbl::CPT; ++k) {
+    const int row = threadIdx.x / fbl::CPR + k * fbl::RPI;
+    if (fbl::CHUNKS % fbc::THREADS == 0 || row < fbl::ROWS) {
+      const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+      const bool in = oh0 + xh < fbc::IH;
+      const float* src = base + ci * fbl::CH_STRIDE + xd * fbl::IHW + xh * fbc::IW;
+      fbl_cp16(xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * (threadIdx.x % fbl::CPR), in ? src : xn, in);
     }
   }
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset) {
-  extern __shared__ __align__(16) float fb_smem[];
-  float* const st = fb_smem + fbc::STAGE_OFFSET;
-  const int c0 = blockIdx.y * fbc::CT;
-  const long long total = fbc::N * fbc::TILES;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, t4 = lane & 3;
-  // B fragments: B[k][n] = weight[c0 + n][k], rounded to tf32; zero past COUT and KRED.
+// After the copies landed: rounds this thread's own chunks to tf32 (no barrier needed before).
+__device__ __forceinline__ void fbl_round(float* xs) {
+#pragma unroll
+  for (int k = 0; k < fbl::CPT; ++k) {
+    const int row = threadIdx.x / fbl::CPR + k * fbl::RPI;
+    if (fbl::CHUNKS % fbc::THREADS == 0 || row < fbl::ROWS) {
+      const int xh = row % fbc::XH, xd = (row / fbc::XH) % fbc::XD, ci = row / (fbc::XH * fbc::XD);
+      float4* p = reinterpret_cast<float4*>(xs + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + 4 * (threadIdx.x % fbl::CPR));
+      float4 v = *p;
+      v.x = fb_tf32(v.x);
+      v.y = fb_tf32(v.y);
+      v.z = fb_tf32(v.z);
+      v.w = fb_tf32(v.w);
+      *p = v;
+    }
+  }
+}
+
+// Window columns past the input row (read by the last positions of a row) are zero in both buffers.
+__device__ __forceinline__ void fbl_zero_pads(float* smem) {
+  constexpr int PADC = fbc::XW - fbc::IW;
+  for (int i = threadIdx.x; i < 2 * fbl::ROWS * PADC; i += fbc::THREADS) {
+    const int b = i / (fbl::ROWS * PADC), r = (i / PADC) % fbl::ROWS, c = fbc::IW + i % PADC;
+    const int xh = r % fbc::XH, xd = (r / fbc::XH) % fbc::XD, ci = r / (fbc::XH * fbc::XD);
+    smem[b * fbl::WIN + ci * fbc::XCP + xd * fbc::XPP + xh * fbc::XWP + c] = 0.0f;
+  }
+}
+
+// The B fragments (weights, tf32) and the A-offset table, as the emitted prologue.
+#ifndef FBL_BSMEM
+#define FBL_BSMEM 1  // 1: the B fragments in shared memory (v7b, 3% faster on an H100), 0: in registers
+#endif
+#ifndef FBL_MINB_STATS
+#define FBL_MINB_STATS 2
+#endif
+#ifndef FBL_MINB_OUT
+#define FBL_MINB_OUT 2
+#endif
+constexpr int FBL_BS_FLOATS = FBL_BSMEM ? fbc::KSTEPS * fbc::NT * 32 * 2 : 0;
+struct fbl_engine {
+#if FBL_BSMEM
+  const uint2* bs;  // [KSTEPS][NT][32 lanes]
+#else
   unsigned bf[fbc::KSTEPS][fbc::NT][2];
+#endif
+  const int2* ao;
+  int mbase;
+  unsigned m0, m1;  // all ones where the last k-step's column is inside KRED, else 0
+};
+// ao_s: KSTEPS * 8 ints, then (FBL_BSMEM) the B table, 8-byte aligned.
+__device__ __forceinline__ void fbl_engine_init(fbl_engine& e, const float* __restrict__ w, int* ao_s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+#if FBL_BSMEM
+  uint2* const bs = reinterpret_cast<uint2*>(ao_s + fbc::KSTEPS * 8);
+  for (int i = threadIdx.x; i < fbc::KSTEPS * fbc::NT * 32; i += fbc::THREADS) {
+    const int l = i % 32, nt = (i / 32) % fbc::NT, ks = i / (32 * fbc::NT);
+    const int c = nt * 8 + (l >> 2), k0 = ks * 8 + (l & 3), k1 = k0 + 4;
+    bs[i] = make_uint2(k0 < fbc::KRED ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k0))) : 0u,
+                       k1 < fbc::KRED ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k1))) : 0u);
+  }
+  e.bs = bs;
+#else
 #pragma unroll
   for (int ks = 0; ks < fbc::KSTEPS; ++ks)
 #pragma unroll
     for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int k = ks * 8 + t4 + 4 * h, c = c0 + nt * 8 + g;
-        bf[ks][nt][h] = (k < fbc::KRED && c < fbc::COUT) ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
+        const int k = ks * 8 + t4 + 4 * h, c = nt * 8 + g;
+        e.bf[ks][nt][h] = k < fbc::KRED ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
       }
-  // The window offsets of each lane's two A columns per k-step, a table in shared memory
-  // (read as one int2 per k-step; in registers they would push the kernel past 128).
-  int* const ao_s = reinterpret_cast<int*>(fb_smem + fbc::AO_OFFSET);
+#endif
   for (int i = threadIdx.x; i < fbc::KSTEPS * 8; i += fbc::THREADS) {
-    const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);  // i = (ks * 4 + t4) * 2 + h
+    const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);
     ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
   }
-  const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
-  // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
-  // there too, but 0 * Inf would be NaN).
-  const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
-  // Window offset of row g of this warp's first m-tile; the others sit at fb_mt_delta(j).
-  const int mt0 = warp * fbc::MPW;
-  const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
-                    ((mt0 % fbc::WS) * 16 + g) * fbc::SW;
-  long long item = blockIdx.x;
-  float* cur = fb_smem + fbc::WIN0_OFFSET;
-  float* nxt = fb_smem + fbc::WIN1_OFFSET;
-  if (item < total) fb_issue_window(cur, x, item);
-  fb_cp_commit();
-  while (item < total) {
-    long long next = item + gridDim.x;
-    const long long n = item / fbc::TILES;
-    const int t = (int)(item % fbc::TILES);
-    const fb_tile T = fb_tile_at(t);
-    fb_cp_wait_all();
-    fb_round_window(cur);  // tf32, once per element rather than once per use
-    __syncthreads();  // window ready; the previous tile's window and staging are free
-    if (next < total) fb_issue_window(nxt, x, next);
-    fb_cp_commit();
-    const float* const xs = cur;
-    float acc[fbc::MPW][fbc::NT][4];
+  e.ao = reinterpret_cast<const int2*>(ao_s);
+  e.m0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED ? ~0u : 0u;
+  e.m1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED ? ~0u : 0u;
+  // Warp = one output row (td, th) of the tile; lane row g.
+  e.mbase = (warp / fbc::TH) * fbc::XPP + (warp % fbc::TH) * fbc::XWP + g;
+}
+
+__device__ __forceinline__ void fbl_mma(const fbl_engine& e, const float* xs, float (&acc)[fbc::MPW][fbc::NT][4]) {
+  const int t4 = threadIdx.x & 3;
 #pragma unroll
-    for (int j = 0; j < fbc::MPW; ++j)
+  for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+    for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
+#pragma unroll
+  for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
+    const int2 o = e.ao[ks * 4 + t4];
+    const float* p0 = xs + e.mbase + o.x;
+    const float* p1 = xs + e.mbase + o.y;
+#if FBL_BSMEM
+    uint2 b[fbc::NT];
+#pragma unroll
+    for (int nt = 0; nt < fbc::NT; ++nt) b[nt] = e.bs[(ks * fbc::NT + nt) * 32 + (threadIdx.x & 31)];
+#endif
+#pragma unroll
+    for (int j = 0; j < fbc::MPW; ++j) {
+      unsigned a0 = __float_as_uint(p0[16 * j]), a1 = __float_as_uint(p0[16 * j + 8]);
+      unsigned a2 = __float_as_uint(p1[16 * j]), a3 = __float_as_uint(p1[16 * j + 8]);
+      if (ks == fbc::KSTEPS - 1) {  // masks, not branches: a branch on t4 made ptxas split the
+        a0 &= e.m0;                  // warp around mma.sync (which needs the whole warp), and
+        a1 &= e.m0;                  // the kernel hung on the H100
+        a2 &= e.m1;
+        a3 &= e.m1;
+      }
+#pragma unroll
+      for (int nt = 0; nt < fbc::NT; ++nt)
+#if FBL_BSMEM
+        fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, b[nt].x, b[nt].y);
+#else
+        fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, e.bf[ks][nt][0], e.bf[ks][nt][1]);
+#endif
+    }
+  }
+}
+
+// Is accumulator row (m-tile j, half r) of this lane inside the output row?
+__device__ __forceinline__ bool fbl_col_ok(int j, int r) {
+  const int g = (threadIdx.x & 31) >> 2;
+  return (16 * j + 8 * r + 15 < fbc::OW) || (16 * j + 8 * r + g < fbc::OW);
+}
+
+// Accumulators to a staging slot: (channel, td, th, ow) at c*SCP + td*SPP + th*SRP + ow; lanes
+// whose position is past the row write to a junk area instead (no branch). Rows past the
+// output (the last h-tile) land inside the plane and are never read.
+__device__ __forceinline__ void fbl_stage(float* st, float* junk, const float (&acc)[fbc::MPW][fbc::NT][4]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  float* const row = st + (warp / fbc::TH) * fbl::SPP + (warp % fbc::TH) * fbl::SRP + g + 2 * t4 * fbl::SCP;
+#pragma unroll
+  for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float* const p = fbl_col_ok(j, r) ? row + 16 * j + 8 * r : junk + lane;
+      const int pitch = fbl_col_ok(j, r) ? fbl::SCP : 0;
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[j][nt][i] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < fbc::KSTEPS; ++ks) {
-      const int2 o = ao[ks * 4 + t4];
-      const float* p0 = xs + mbase + o.x;
-      const float* p1 = xs + mbase + o.y;
-#pragma unroll
-      for (int j = 0; j < fbc::MPW; ++j) {
-        const int dj = fb_mt_delta(j);
-        unsigned a0 = __float_as_uint(p0[dj]), a1 = __float_as_uint(p0[dj + 8 * fbc::SW]);
-        unsigned a2 = __float_as_uint(p1[dj]), a3 = __float_as_uint(p1[dj + 8 * fbc::SW]);
-        if (ks == fbc::KSTEPS - 1) {
-          if (!kv0) a0 = a1 = 0u;
-          if (!kv1) a2 = a3 = 0u;
-        }
-#pragma unroll
-        for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
-      }
+        for (int odd = 0; odd < 2; ++odd) p[(nt * 8 + odd) * pitch] = acc[j][nt][2 * r + odd];
     }
-    // C fragments to staging (the epilogue adds the bias): rows g and g + 8, channels 2 t4 and
-    // 2 t4 + 1 per n-tile.
+}
+
+#ifndef FBL_UNROLL
+#define FBL_UNROLL 1  // 4-element steps per lane in flight in the epilogue (1 or 2; 2 was no faster, v7d)
+#endif
+#ifndef FBL_FAST_SILU
+#define FBL_FAST_SILU 0  // dev measurement only (v7e: what the exact math costs); never emitted: not exact
+#endif
+__device__ __forceinline__ float fbl_value(float v, float a, float b, fb_u32 bits) {
+#if FBL_FAST_SILU
+  const float r0 = fmaf(v, a, b);
+  const float r = __fdividef(r0, 1.0f + __expf(-r0));
+#else
+  const float r = fb_finish(v, a, 0.0f, b);
+#endif
+  return fb_dropout_apply(r, bits < FBL_KEEP, FBL_SCALE);
+}
+__device__ __forceinline__ float4 fbl_step(const float* seg, long long q, int j, float a, float b,
+                                          unsigned long long seed, unsigned long long offset) {
+  const float4 v = *reinterpret_cast<const float4*>(seg + 4 * j);
+  const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
+  return make_float4(fbl_value(v.x, a, b, bits.v[0]), fbl_value(v.y, a, b, bits.v[1]), fbl_value(v.z, a, b, bits.v[2]),
+                     fbl_value(v.w, a, b, bits.v[3]));
+}
+// The output of one (channel, td) segment of a staged tile: L = thv * OW consecutive outputs.
+// a, b: y = a * conv + b before the chain (b holds the conv bias, the mean and beta).
+__device__ __forceinline__ void fbl_segment(const float* seg, float* __restrict__ y, long long q0, int steps, float a,
+                                           float b, unsigned long long seed, unsigned long long offset) {
+#if FBL_UNROLL == 2
+  for (int j = threadIdx.x & 31; j < steps; j += 64) {
+    const bool two = j + 32 < steps;
+    const int j2 = two ? j + 32 : j;
+    const float4 o1 = fbl_step(seg, q0 + j, j, a, b, seed, offset);
+    const float4 o2 = fbl_step(seg, q0 + j2, j2, a, b, seed, offset);
+    __stcs(reinterpret_cast<float4*>(y) + q0 + j, o1);
+    if (two) __stcs(reinterpret_cast<float4*>(y) + q0 + j2, o2);
+  }
+#else
+  for (int j = threadIdx.x & 31; j < steps; j += 32)
+    __stcs(reinterpret_cast<float4*>(y) + q0 + j, fbl_step(seg, q0 + j, j, a, b, seed, offset));
+#endif
+}
+
+// Every segment of a staged tile; warp w takes segments w, w + WARPS, ... (segment s = channel
+// s / TD, plane s % TD), whose (a, b) it holds in ab[].
+__device__ __forceinline__ void fbl_tile_out(const float* st, float* __restrict__ y, long long n, int t,
+                                            const float2 (&ab)[fbc::COUT * fbc::TD / fbc::WARPS],
+                                            unsigned long long seed, unsigned long long offset) {
+  const int warp = threadIdx.x >> 5;
+  const int oh0 = (t % fbc::TILES_H) * fbc::TH, od0 = (t / fbc::TILES_H) * fbc::TD;
+  const int thv = min(fbc::TH, fbc::OH - oh0);
+  const int steps = thv * fbc::OW / 4;
 #pragma unroll
-    for (int j = 0; j < fbc::MPW; ++j) {
-      const int mt = warp * fbc::MPW + j;
-      const int row = mt / fbc::WS, th = row % fbc::TH, td = row / fbc::TH;
-      if (td < T.tdv && th < T.thv) {
+  for (int i = 0; i < fbc::COUT * fbc::TD / fbc::WARPS; ++i) {
+    const int s = warp + i * fbc::WARPS, c = s / fbc::TD, sd = s % fbc::TD;
+    const long long F = ((n * fbc::COUT + c) * fbc::OD + od0 + sd) * fbl::OHW + (long long)oh0 * fbc::OW;
+    fbl_segment(st + c * fbl::SCP + sd * fbl::SPP, y, F >> 2, steps, ab[i].x, ab[i].y, seed, offset);
+  }
+}
+
+// ---------------------------------------------------------------- v7
+// Partial statistics: per (sample, part, warp, channel) float4 (K, sum(v - K), sum((v - K)^2), count).
+extern "C" __global__ void __launch_bounds__(256, FBL_MINB_STATS) fbl_conv_stats(const float* __restrict__ x,
+    const float* __restrict__ w, float4* __restrict__ partials, int bps) {
+  extern __shared__ __align__(16) float smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
+  const long long n = blockIdx.x / bps;
+  const int part = blockIdx.x % bps;
+  const int t0 = part * fbc::TILES / bps, t1 = (part + 1) * fbc::TILES / bps;
+  const float* xn = x + n * fbc::IN_SAMPLE;
+  fbl_engine e;
+  fbl_engine_init(e, w, reinterpret_cast<int*>(smem + fbl::STAGE));
+  fbl_zero_pads(smem);
+  float* cur = smem;
+  float* nxt = smem + fbl::WIN;
+  fbl_issue(cur, xn, t0);
+  fb_cp_commit();
+  float K[fbc::NT][2], s[fbc::NT][2], q[fbc::NT][2];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int ow = (mt % fbc::WS) * 16 + g + 8 * r;
-          if (ow < T.twv) {
+  for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-            for (int nt = 0; nt < fbc::NT; ++nt)
+    for (int odd = 0; odd < 2; ++odd) K[nt][odd] = s[nt][odd] = q[nt][odd] = 0.0f;
+  bool have_k = false;
+  float cnt = 0.0f;
+  float lane_cnt = 0.0f;
 #pragma unroll
-              for (int odd = 0; odd < 2; ++odd) {
-                const int cl = nt * 8 + 2 * t4 + odd;
-                if (c0 + cl < fbc::COUT)
-                  st[cl * fbc::CP + td * fbc::PP + th * fbc::RP + ow] = acc[j][nt][2 * r + odd];
-              }
+  for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) lane_cnt += fbl_col_ok(j, r) ? 1.0f : 0.0f;
+  for (int t = t0; t < t1; ++t) {
+    fb_cp_wait_all();
+    fbl_round(cur);
+    __syncthreads();
+    if (t + 1 < t1) fbl_issue(nxt, xn, t + 1);
+    fb_cp_commit();
+    float acc[fbc::MPW][fbc::NT][4];
+    fbl_mma(e, cur, acc);
+    const int oh0 = (t % fbc::TILES_H) * fbc::TH;
+    if (oh0 + warp % fbc::TH < fbc::OH) {  // this warp's row is an output row (warp-uniform)
+      if (!have_k) {  // the shift: the row's mean, from the first valid row
+        have_k = true;
+#pragma unroll
+        for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+          for (int odd = 0; odd < 2; ++odd) {
+            float v = 0.0f;
+#pragma unroll
+            for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+              for (int r = 0; r < 2; ++r) v += fbl_col_ok(j, r) ? acc[j][nt][2 * r + odd] : 0.0f;
+            for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            K[nt][odd] = v * (1.0f / fbc::OW);
           }
-        }
       }
+#pragma unroll
+      for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+        for (int odd = 0; odd < 2; ++odd)
+#pragma unroll
+          for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const float d = fbl_col_ok(j, r) ? acc[j][nt][2 * r + odd] - K[nt][odd] : 0.0f;
+              s[nt][odd] += d;
+              q[nt][odd] = fmaf(d, d, q[nt][odd]);
+            }
+      cnt += lane_cnt;
     }
-    __syncthreads();  // staging complete
-    fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, seed, offset);
     float* const done = cur;
     cur = nxt;
     nxt = done;
-    item = next;
+  }
+  for (int o = 4; o < 32; o <<= 1) cnt += __shfl_xor_sync(0xffffffffu, cnt, o);
+#pragma unroll
+  for (int nt = 0; nt < fbc::NT; ++nt)
+#pragma unroll
+    for (int odd = 0; odd < 2; ++odd) {
+      float a = s[nt][odd], b = q[nt][odd];
+      for (int o = 4; o < 32; o <<= 1) {
+        a += __shfl_xor_sync(0xffffffffu, a, o);
+        b += __shfl_xor_sync(0xffffffffu, b, o);
+      }
+      const int c = nt * 8 + 2 * (lane & 3) + odd;
+      if (g == 0)
+        partials[((n * bps + part) * fbc::WARPS + warp) * fbc::COUT + c] = make_float4(K[nt][odd], a, b, cnt);
+    }
+}
+
+// One warp per (sample, group): merges the group's partials in double (lane i takes partials
+// i, i + 32, ...; then a butterfly in a fixed order) and writes per (n, c): a = gamma * rstd and
+// b = beta + a * (bias - mean), so that the output kernel computes a * conv + b.
+extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __restrict__ partials,
+    const float* __restrict__ bias, const float* __restrict__ gamma, const float* __restrict__ beta,
+    float2* __restrict__ ab, int bps) {
+  const int lane = threadIdx.x & 31;
+  const long long pair = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  if (pair >= fbc::N * FBL_GROUPS) return;
+  const long long n = pair / FBL_GROUPS;
+  const int grp = (int)(pair % FBL_GROUPS);
+  constexpr int CPG = fbc::COUT / FBL_GROUPS;
+  const int P = bps * fbc::WARPS * CPG;
+  double cn = 0.0, mean = 0.0, m2 = 0.0;
+  for (int i = lane; i < P; i += 32) {
+    const int c = grp * CPG + i % CPG, wp = i / CPG;  // wp = part * WARPS + warp
+    const float4 p = partials[(n * bps * fbc::WARPS + wp) * fbc::COUT + c];
+    if (p.w == 0.0f) continue;
+    const double pn = p.w, ps = p.y;
+    const double pm = (double)p.x + ps / pn + (fbc::HAS_BIAS ? (double)__ldg(bias + c) : 0.0);
+    const double pm2 = (double)p.z - ps * ps / pn;
+    fb_chan_merge(cn, mean, m2, pn, pm, pm2 < 0.0 ? 0.0 : pm2);  // rounding below 0; NaN stays NaN
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const double on = __shfl_xor_sync(0xffffffffu, cn, o), om = __shfl_xor_sync(0xffffffffu, mean, o),
+                 om2 = __shfl_xor_sync(0xffffffffu, m2, o);
+    fb_chan_merge(cn, mean, m2, on, om, om2);
+  }
+  const float rstd = 1.0f / sqrtf((float)(m2 / cn + FBL_EPS));
+  if (lane < CPG) {
+    const int c = grp * CPG + lane;
+    const float a = (FBL_AFFINE ? __ldg(gamma + c) : 1.0f) * rstd;
+    const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;
+    ab[n * fbc::COUT + c] = make_float2(a, fmaf(a, cb - (float)mean, FBL_AFFINE ? __ldg(beta + c) : 0.0f));
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(256, FBL_MINB_OUT) fbl_conv_output(const float* __restrict__ x,
+    const float* __restrict__ w, const float2* __restrict__ abg, float* __restrict__ y, int bps,
+    unsigned long long seed, unsigned long long offset) {
+  extern __shared__ __align__(16) float smem[];
+  const int warp = threadIdx.x >> 5;
+  const long long n = blockIdx.x / bps;
+  const int part = blockIdx.x % bps;
+  const int t0 = part * fbc::TILES / bps, t1 = (part + 1) * fbc::TILES / bps;
+  const float* xn = x + n * fbc::IN_SAMPLE;
+  float* const st = smem + fbl::STAGE;
+  float* const junk = st + fbl::STAGE_FLOATS;
+  fbl_engine e;
+  fbl_engine_init(e, w, reinterpret_cast<int*>(junk + fbl::JUNK_FLOATS));
+  fbl_zero_pads(smem);
+  float2 ab[fbc::COUT * fbc::TD / fbc::WARPS];
+#pragma unroll
+  for (int i = 0; i < fbc::COUT * fbc::TD / fbc::WARPS; ++i) ab[i] = abg[n * fbc::COUT + (warp + i * fbc::WARPS) / fbc::TD];
+  float* cur = smem;
+  float* nxt = smem + fbl::WIN;
+  fbl_issue(cur, xn, t0);
+  fb_cp_commit();
+  for (int t = t0; t < t1; ++t) {
+    fb_cp_wait_all();
+    fbl_round(cur);
+    __syncthreads();  // window ready; the previous tile's staging has been read
+    if (t + 1 < t1) fbl_issue(nxt, xn, t + 1);
+    fb_cp_commit();
+    float acc[fbc::MPW][fbc::NT][4];
+    fbl_mma(e, cur, acc);
+    fbl_stage(st, junk, acc);
+    __syncthreads();
+    fbl_tile_out(st, y, n, t, ab, seed, offset);
+    float* const done = cur;
+    cur = nxt;
+    nxt = done;
   }
 }
 

@@ -1,0 +1,81 @@
+// Emits the lean general path: the geometry constants and window helpers (emit_conv_tile.cpp),
+// fb_k_offset (emit_conv_mma.cpp), fb_finish (normalisation + the chain), the constants the
+// kernels' text expects, then src/cuda/lean_kernels.cuh as embedded at build time.
+#include "cuda/emit_lean.hpp"
+
+#include "cuda/emit_common.hpp"
+#include "cuda/emit_conv.hpp"
+#include "device_common/embedded.hpp"
+#include "fuseblock/error.hpp"
+
+namespace fuseblock::cuda {
+namespace {
+
+constexpr int64_t kJunkFloats = 64;  // lean_kernels.cuh's JUNK_FLOATS
+int64_t b_table_floats(const ConvGeometry& g) { return g.ksteps * g.ntiles_n * 32 * 2; }  // FBL_BSMEM
+int64_t window_floats(const ConvGeometry& g) { return 2 * g.cin * g.xcp; }
+int64_t ao_floats(const ConvGeometry& g) { return g.ksteps * 8; }
+
+}  // namespace
+
+bool lean_path_applies(const ConvGeometry& g, const Pipeline& p, bool gated) {
+  if (gated || !p.norm || g.engine != ConvEngine::MmaTf32 || !g.pipelined) return false;
+  for (int i = 0; i < 3; ++i)
+    if (g.s[i] != 1 || g.pad[i] != 0 || g.dil[i] != 1) return false;
+  const int64_t ow = g.out[2], iw = g.in[2];
+  return g.tiles_w == 1 && g.tw >= ow && g.xw >= iw && iw % 4 == 0 && g.threads % (iw / 4) == 0 &&
+         g.td * g.tiles_d == g.out[0] && g.mpw == g.ws && g.warps == g.td * g.th && g.ct == g.cout &&
+         g.cout == 16 && g.ntiles_n == 2 && (g.out[1] * ow) % 4 == 0 && (g.th * ow) % 4 == 0 && g.xwp % 4 == 0 &&
+         g.xpp % 4 == 0 && g.xcp % 4 == 0 && p.norm->num_groups <= 32;
+}
+
+int64_t lean_staging_pitch(const ConvGeometry& g) {
+  int64_t s = (g.td * g.th * g.out[2] + 3) / 4 * 4;
+  while ((2 * s) % 32 != 8) s += 4;
+  return s;
+}
+
+size_t lean_stats_smem_bytes(const ConvGeometry& g) {
+  return static_cast<size_t>(window_floats(g) + ao_floats(g) + b_table_floats(g)) * 4;
+}
+
+size_t lean_output_smem_bytes(const ConvGeometry& g) {
+  return static_cast<size_t>(window_floats(g) + g.cout * lean_staging_pitch(g) + kJunkFloats + ao_floats(g) +
+                             b_table_floats(g)) * 4;
+}
+
+size_t lean_partials_bytes(const ConvGeometry& g) {
+  return static_cast<size_t>(g.n * kLeanMaxBlocksPerSample * g.warps * g.cout) * 16;
+}
+
+void emit_lean_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g, GeneralKernelNames* names) {
+  FB_ASSERT(lean_path_applies(g, p, false), "the lean kernels do not apply to this geometry");
+  emit_conv_tile_code(w, g);
+  emit_mma_helpers(w);
+  w.blank();
+  w.line("// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.");
+  w.open("__device__ __forceinline__ float fb_finish(float v, float a, float m, float b)");
+  w.line("float r = fmaf(v - m, a, b);");
+  emit_chain(w, p.chain, "r");
+  w.line("return r;");
+  w.close();
+  const DropoutConsts d = dropout_consts(p.dropout);
+  w.line("#define FBL_KEEP {}u  // {}", d.active ? d.threshold : 16777216u,
+         d.active ? "fb_keep_threshold(p)" : "no dropout: every element kept");
+  w.line("#define FBL_SCALE {}", float_literal(d.active ? d.scale : 1.0f));
+  w.line("#define FBL_GROUPS {}", p.norm->num_groups);
+  w.line("#define FBL_EPS {}", double_literal(p.norm->eps));
+  w.line("#define FBL_AFFINE {}", p.norm->affine ? "true" : "false");
+  w.line("#define FBL_SCP {}", lean_staging_pitch(g));
+  const char* text = embedded_source("lean_kernels.cuh");
+  FB_ASSERT(text != nullptr, "embedded source missing: lean_kernels.cuh");
+  w.line("// ---- lean_kernels.cuh ----");
+  w.raw(text);
+  if (names) {
+    names->stats = "fbl_conv_stats";
+    names->finalize = "fbl_finalize";
+    names->output = "fbl_conv_output";
+  }
+}
+
+}  // namespace fuseblock::cuda

@@ -1,0 +1,64 @@
+// Where the lean general path applies (emit_lean.hpp) and the sizes it is launched with: checked
+// without a GPU, on the specs of the tests and the GPU suite's lean cases.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "cuda/emit_lean.hpp"
+#include "cuda/emit_program.hpp"
+#include "cuda/executor.hpp"
+#include "fuseblock/fuseblock.hpp"
+
+namespace fuseblock {
+namespace {
+
+Plan plan_from_file(const std::string& name) {
+  std::ifstream f(std::string(FB_SOURCE_DIR) + "/tests/specs/" + name);
+  return lower(parse_spec(std::string(std::istreambuf_iterator<char>(f), {}), name));
+}
+
+TEST(EmitLean, AppliesToProblem83WithAChainThatDoesNotFold) {
+  for (const char* name : {"problem83_silu.block", "problem83_gelu.block", "problem83_min05.block"}) {
+    const cuda::EmittedProgram prog = cuda::emit_program(plan_from_file(name), true);
+    EXPECT_TRUE(prog.lean) << name;
+    EXPECT_EQ(prog.names.stats, "fbl_conv_stats") << name;
+    EXPECT_NE(prog.source.find("// ---- lean_kernels.cuh ----"), std::string::npos) << name;
+  }
+  // The shape of tests/gpu/test_gpu_lean.cpp's cases, with one sample and without bias or affine.
+  for (const char* s : {"input f32[1, 3, 8, 16, 64]\nconv3d out_channels=16 kernel_size=3\ngroup_norm num_groups=8\nsilu\n",
+                        "input f32[2, 3, 8, 16, 64]\nconv3d out_channels=16 kernel_size=3 bias=false\n"
+                        "group_norm num_groups=4 affine=false\ngelu\ndropout p=0.2 training=false\n"})
+    EXPECT_TRUE(cuda::emit_program(lower(parse_spec(s, "lean")), true).lean) << s;
+}
+
+TEST(EmitLean, DoesNotApplyOutsideItsGeometry) {
+  const Plan silu = plan_from_file("problem83_silu.block");
+  EXPECT_FALSE(cuda::emit_program(silu, false).lean) << "strict fp32 runs the FMA engine";
+  cuda::ConvTuning off;
+  off.lean = false;
+  EXPECT_FALSE(cuda::emit_program(silu, true, off).lean) << "the earlier kernels on request (dev/)";
+  EXPECT_FALSE(cuda::emit_program(plan_from_file("problem83.block"), true).lean) << "the gated fallback";
+  for (const char* name : {"conv2d_strided.block", "conv1d_dilated.block", "conv3d_no_norm.block"})
+    EXPECT_FALSE(cuda::emit_program(plan_from_file(name), true).lean) << name;
+}
+
+TEST(EmitLean, SizesOfProblem83) {
+  const cuda::EmittedProgram prog = cuda::emit_program(plan_from_file("problem83_silu.block"), true);
+  const cuda::ConvGeometry& g = prog.geometry;
+  const int64_t pitch = cuda::lean_staging_pitch(g);
+  EXPECT_EQ(pitch, 500) << "2 x 4 x 62 = 496 rounded up to the first pitch with 2 * pitch = 8 (mod 32)";
+  EXPECT_EQ((2 * pitch) % 32, 8);
+  // Two windows of 3 x 1824 floats, 16 x 500 staging, 64 junk, 88 offsets, the 1408-float B table.
+  EXPECT_EQ(cuda::lean_output_smem_bytes(g), size_t(2 * 3 * 1824 + 16 * 500 + 64 + 88 + 1408) * 4);
+  EXPECT_EQ(cuda::lean_stats_smem_bytes(g), size_t(2 * 3 * 1824 + 88 + 1408) * 4);
+  // Scratch: partials for up to 8 blocks per sample, then a and b per (n, c); far below the output.
+  const cuda::ScratchLayout l = cuda::scratch_layout(prog, 128);
+  EXPECT_GE(l.nscale - l.partials, cuda::lean_partials_bytes(g));
+  EXPECT_EQ(cuda::lean_partials_bytes(g), size_t(128 * 8 * 8 * 16 * 16));
+  EXPECT_GE(l.bytes - l.nscale, size_t(128 * 16 * 8));
+  EXPECT_LT(l.bytes * 100, size_t(128) * 16 * 14 * 62 * 62 * 4) << "under 1% of the output";
+}
+
+}  // namespace
+}  // namespace fuseblock
