@@ -332,7 +332,7 @@ int main(int argc, char** argv) {
     // v8 (once, with v7b's engine: B in shared memory, no spills).
     if (&lv == &kLean[1]) {
       CUfunction f8 = fn("f8_resident");
-      const size_t smem = (2 * 5472 + kSlots * 8000 + 64 + 88 + 2 * 8 * 16 + 16 + 16 + 2 * 16 * 2) * 4 +
+      const size_t smem = (2 * 5472 + kSlots * 8000 + 256 + 88 + 2 * 8 * 16 + 16 + 16 + 2 * 16 * 2) * 4 +
                           (lv.b_smem ? 11 * 2 * 32 * 8 : 0);
       set_smem(f8, smem);
       int per_sm = 0;

@@ -24,7 +24,7 @@ constexpr int WIN = fbc::CIN * fbc::XCP;            // floats per window buffer
 constexpr int SRP = fbc::OW, SPP = fbc::TH * fbc::OW, SCP = FBL_SCP;  // staging pitches (compact rows)
 constexpr int STAGE_FLOATS = fbc::COUT * SCP;
 constexpr int STAGE = 2 * WIN;                      // first staging slot
-constexpr int JUNK_FLOATS = 64;
+constexpr int JUNK_FLOATS = 32 * fbc::WARPS;  // a junk slot per thread (no two threads share one)
 constexpr long long OHW = (long long)fbc::OH * fbc::OW;
 
 static_assert(fbc::SD == 1 && fbc::SH == 1 && fbc::SW == 1, "stride 1");
@@ -200,7 +200,7 @@ __device__ __forceinline__ void fbl_stage(float* st, float* junk, const float (&
   for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float* const p = fbl_col_ok(j, r) ? row + 16 * j + 8 * r : junk + lane;
+      float* const p = fbl_col_ok(j, r) ? row + 16 * j + 8 * r : junk + threadIdx.x;
       const int pitch = fbl_col_ok(j, r) ? fbl::SCP : 0;
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)

@@ -10,6 +10,7 @@
 #include "cuda/emit_program.hpp"
 #include "fuseblock/random.hpp"
 #include "gpu_support.hpp"
+#include "random_blocks.hpp"
 
 namespace fbgpu {
 namespace {
@@ -41,7 +42,11 @@ TEST(GpuLean, AgreesWithTheCpuBackend) {
     const Params params = init_params(plan.pipeline, 3);
     const int64_t batch = plan.pipeline.input_shape[0];
     for (float bad : {0.0f, std::numeric_limits<float>::quiet_NaN(), INFINITY, -INFINITY}) {
-      Tensor x = uniform_tensor(plan.pipeline.input_shape, 41);
+      // Centred input, as the other differential tests: with torch.rand's [0, 1) the conv's mean
+      // is several standard deviations, and TF32's relative error, scaled by mean / std after the
+      // normalisation, passes 4e-3 (both kernel generations compute the same accumulators).
+      std::mt19937_64 rng(41);
+      Tensor x = fbtest::uniform_input(plan.pipeline.input_shape, rng, -1.0f, 1.0f);
       const int64_t per = x.numel() / batch;
       const int64_t hit = batch - 1;  // the last sample
       if (bad != 0.0f) x.data()[hit * per + per / 3] = bad;
