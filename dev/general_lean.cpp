@@ -55,8 +55,10 @@ std::string read_text(const std::string& path) {
 }
 
 // The emitted (lean) program with a variant's macros set before lean_kernels.cuh, then v8.
-std::string lean_source(const Plan& plan, const std::string& extra_defines) {
+std::string lean_source(const Plan& plan, const std::string& extra_defines, bool exact_silu) {
   std::string src = cuda::emit_program(plan, true).source;
+  for (size_t at; exact_silu && (at = src.find("r = fbl_silu_tf32(")) != std::string::npos;)
+    src.replace(at, 18, "r = fb_silu(");
   const std::string marker = "// ---- lean_kernels.cuh ----";
   const size_t at = src.find(marker);
   if (at == std::string::npos) throw std::runtime_error("the program is not on the lean path");
@@ -71,17 +73,19 @@ struct LeanVariant {
   const char* name;
   const char* defines;
   bool b_smem;
+  bool exact_silu = false;  // fb_silu (expf, IEEE division) instead of src/'s TF32 fbl_silu_tf32
 };
 const LeanVariant kLean[] = {
-    {"v7 lean recompute", "#define FBL_BSMEM 0\n", false},
-    {"v7b v7, B in smem (src/ now)", "", true},
-    {"v7d v7b, epilogue unroll 2", "#define FBL_BSMEM 1\n#define FBL_UNROLL 2\n", true},
-    {"v7e v7b, fast SiLU (not exact)", "#define FBL_BSMEM 1\n#define FBL_FAST_SILU 1\n", true},
+    {"v7 lean recompute", "#define FBL_BSMEM 0\n", false, true},
+    {"v7b v7, B in smem", "", true, true},
+    {"v7c v7b, stats 3/SM", "#define FBL_MINB_STATS 3\n", true, true},
+    {"v7d v7b, epilogue unroll 2", "#define FBL_UNROLL 2\n", true, true},
+    {"v7e v7b, TF32 SiLU (src/ now)", "", true, false},
 };
 
-cuda::CompiledProgram compile(const Plan& plan, const std::string& arch, const std::string& defines) {
+cuda::CompiledProgram compile(const Plan& plan, const std::string& arch, const LeanVariant& v) {
   cuda::CompileRequest req;
-  req.source = lean_source(plan, defines);
+  req.source = lean_source(plan, v.defines, v.exact_silu);
   req.arch = arch;
   req.options = cuda::program_compile_options();
   return cuda::compile_program(req);
@@ -213,13 +217,13 @@ int main(int argc, char** argv) {
   const Pipeline& p = plan.pipeline;
   try {
     if (argc > 1 && std::strcmp(argv[1], "--source") == 0) {  // the v7 program's text
-      std::fputs(lean_source(plan, "").c_str(), stdout);
+      std::fputs(lean_source(plan, "", false).c_str(), stdout);
       return 0;
     }
     if (argc > 1 && std::strcmp(argv[1], "--compile") == 0) {
       for (const LeanVariant& v : kLean) {
         std::printf("%s:\n", v.name);
-        const cuda::CompiledProgram cp = compile(plan, argc > 2 ? argv[2] : "sm_90", v.defines);
+        const cuda::CompiledProgram cp = compile(plan, argc > 2 ? argv[2] : "sm_90", v);
         for (const auto& k : cp.kernels)
           if (k.name.rfind("fbl_", 0) == 0 || k.name.rfind("f8_", 0) == 0)
             std::printf("  %-18s %3d registers, spill %d/%d B, %d B stack\n", k.name.c_str(), k.registers,
@@ -279,7 +283,7 @@ int main(int argc, char** argv) {
     for (const LeanVariant& lv : kLean) {
     std::printf("compiling %s\n", lv.name);
     const auto c0 = std::chrono::steady_clock::now();
-    const cuda::CompiledProgram cp = compile(plan, dev.arch(), lv.defines);
+    const cuda::CompiledProgram cp = compile(plan, dev.arch(), lv);
     std::printf("  compiled in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count());
     CUmodule m = nullptr;
     FB_CU(cuModuleLoadData(&m, cp.cubin.data()));

@@ -212,16 +212,8 @@ __device__ __forceinline__ void fbl_stage(float* st, float* junk, const float (&
 #ifndef FBL_UNROLL
 #define FBL_UNROLL 1  // 4-element steps per lane in flight in the epilogue (1 or 2; 2 was no faster, v7d)
 #endif
-#ifndef FBL_FAST_SILU
-#define FBL_FAST_SILU 0  // dev measurement only (v7e: what the exact math costs); never emitted: not exact
-#endif
 __device__ __forceinline__ float fbl_value(float v, float a, float b, fb_u32 bits) {
-#if FBL_FAST_SILU
-  const float r0 = fmaf(v, a, b);
-  const float r = __fdividef(r0, 1.0f + __expf(-r0));
-#else
   const float r = fb_finish(v, a, 0.0f, b);
-#endif
   return fb_dropout_apply(r, bits < FBL_KEEP, FBL_SCALE);
 }
 __device__ __forceinline__ float4 fbl_step(const float* seg, long long q, int j, float a, float b,

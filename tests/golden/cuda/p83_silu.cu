@@ -24,16 +24,16 @@ typedef unsigned long long fb_u64;
 
 struct fb_u32x4 { fb_u32 v[4]; };
 
-FB_HD fb_u32 fb_mulhi32(fb_u32 a, fb_u32 b) {
-  return (fb_u32)(((fb_u64)a * (fb_u64)b) >> 32);
-}
 
 FB_HD fb_u32x4 fb_philox4x32_10(fb_u32 c0, fb_u32 c1, fb_u32 c2, fb_u32 c3, fb_u32 k0, fb_u32 k1) {
   const fb_u32 M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;  // round multipliers
   const fb_u32 W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;  // key schedule (golden ratio, sqrt(3) - 1)
   for (int r = 0; r < 10; ++r) {
-    fb_u32 h0 = fb_mulhi32(M0, c0), l0 = M0 * c0;
-    fb_u32 h1 = fb_mulhi32(M1, c2), l1 = M1 * c2;
+    // One 32 x 32 -> 64-bit product per multiplier, both halves used: on the GPU one IMAD.WIDE
+    // each, where a separate high and low multiply cost two.
+    const fb_u64 p0 = (fb_u64)M0 * (fb_u64)c0, p1 = (fb_u64)M1 * (fb_u64)c2;
+    fb_u32 h0 = (fb_u32)(p0 >> 32), l0 = (fb_u32)p0;
+    fb_u32 h1 = (fb_u32)(p1 >> 32), l1 = (fb_u32)p1;
     fb_u32 n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
     c0 = n0; c1 = l1; c2 = n2; c3 = l0;
     k0 += W0; k1 += W1;
@@ -355,10 +355,13 @@ __device__ __forceinline__ constexpr int fb_mt_delta(int j) {
   return (j % fbc::WS) * 16 * fbc::SW + (j / fbc::WS) * fbc::SH * fbc::XWP;
 }
 
+// SiLU and sigmoid on the TF32 path: __expf and __fdividef (NaN, +-Inf as x / (1 + exp(-x))).
+__device__ __forceinline__ float fbl_silu_tf32(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+__device__ __forceinline__ float fbl_sigmoid_tf32(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 // The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.
 __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
   float r = fmaf(v - m, a, b);
-  r = fb_silu(r);  // silu
+  r = fbl_silu_tf32(r);  // silu
   return r;
 }
 #define FBL_KEEP 13421773u  // fb_keep_threshold(p)
@@ -582,16 +585,8 @@ __device__ __forceinline__ void fbl_stage(float* st, float* junk, const float (&
 #ifndef FBL_UNROLL
 #define FBL_UNROLL 1  // 4-element steps per lane in flight in the epilogue (1 or 2; 2 was no faster, v7d)
 #endif
-#ifndef FBL_FAST_SILU
-#define FBL_FAST_SILU 0  // dev measurement only (v7e: what the exact math costs); never emitted: not exact
-#endif
 __device__ __forceinline__ float fbl_value(float v, float a, float b, fb_u32 bits) {
-#if FBL_FAST_SILU
-  const float r0 = fmaf(v, a, b);
-  const float r = __fdividef(r0, 1.0f + __expf(-r0));
-#else
   const float r = fb_finish(v, a, 0.0f, b);
-#endif
   return fb_dropout_apply(r, bits < FBL_KEEP, FBL_SCALE);
 }
 __device__ __forceinline__ float4 fbl_step(const float* seg, long long q, int j, float a, float b,
