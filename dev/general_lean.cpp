@@ -74,6 +74,7 @@ struct LeanVariant {
   const char* defines;
   bool b_smem;
   bool exact_silu = false;  // fb_silu (expf, IEEE division) instead of src/'s TF32 fbl_silu_tf32
+  int out_windows = 2;      // FBL_OUT_WINDOWS
 };
 const LeanVariant kLean[] = {
     {"v7 lean recompute", "#define FBL_BSMEM 0\n", false, true},
@@ -81,6 +82,8 @@ const LeanVariant kLean[] = {
     {"v7c v7b, stats 3/SM", "#define FBL_MINB_STATS 3\n", true, true},
     {"v7d v7b, epilogue unroll 2", "#define FBL_UNROLL 2\n", true, true},
     {"v7e v7b, TF32 SiLU (src/ now)", "", true, false},
+    {"v7f v7e, output: one window, 3 blocks/SM", "#define FBL_OUT_WINDOWS 1\n#define FBL_MINB_OUT 3\n", true, false, 1},
+    {"v7g v7f, output 2 blocks/SM", "#define FBL_OUT_WINDOWS 1\n", true, false, 1},
 };
 
 cuda::CompiledProgram compile(const Plan& plan, const std::string& arch, const LeanVariant& v) {
@@ -308,27 +311,35 @@ int main(int argc, char** argv) {
       CUfunction fs = fn("fbl_conv_stats"), ff = fn("fbl_finalize"), fo = fn("fbl_conv_output");
       const size_t no_bs = lv.b_smem ? 0 : 11 * 2 * 32 * 8;  // the B table's bytes, when in registers
       const cuda::ConvGeometry& geo = cuda::emit_program(plan, true).geometry;
-      const size_t smem_s = cuda::lean_stats_smem_bytes(geo) - no_bs, smem_o = cuda::lean_output_smem_bytes(geo) - no_bs;
+      const size_t one_window = size_t(geo.cin * geo.xcp) * 4;  // what FBL_OUT_WINDOWS 1 saves
+      const size_t smem_s = cuda::lean_stats_smem_bytes(geo) - no_bs,
+                   smem_o = cuda::lean_output_smem_bytes(geo) - no_bs - (lv.out_windows == 1 ? one_window : 0);
       set_smem(fs, smem_s);
       set_smem(fo, smem_o);
-      int per_sm = 0;
+      // Blocks per sample for each conv kernel from its own residency (one wave each); the
+      // partials' layout follows the statistics kernel's.
+      int per_sm = 0, per_sm_s = 0;
       FB_CU(cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fo, 256, smem_o));
-      const int bps = static_cast<int>(std::clamp<int64_t>(int64_t(per_sm) * dev.sm_count / N, 1, tiles));
+      FB_CU(cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm_s, fs, 256, smem_s));
+      const int bps = static_cast<int>(std::clamp<int64_t>(int64_t(per_sm_s) * dev.sm_count / N, 1, tiles));
+      const int bps_o = static_cast<int>(std::clamp<int64_t>(int64_t(per_sm) * dev.sm_count / N, 1, tiles));
       cuda::DeviceBuffer partials(static_cast<size_t>(N * bps * 8 * C) * 16), ab(static_cast<size_t>(N * C) * 8);
       uint64_t pp = partials.ptr(), abp = ab.ptr();
-      int bpsv = bps;
+      int bpsv = bps, bpsv_o = bps_o;
       void* ps[] = {&xp, &wp, &pp, &bpsv};
       void* pf[] = {&pp, &bp, &gp, &betap, &abp, &bpsv};
-      void* po[] = {&xp, &wp, &abp, &yp, &bpsv, &seed, &offset};
-      const unsigned grid = static_cast<unsigned>(N * bps), gridf = static_cast<unsigned>((N * 8 + 7) / 8);
+      void* po[] = {&xp, &wp, &abp, &yp, &bpsv_o, &seed, &offset};
+      const unsigned grid = static_cast<unsigned>(N * bps), grid_o = static_cast<unsigned>(N * bps_o),
+                     gridf = static_cast<unsigned>((N * 8 + 7) / 8);
       std::vector<Step> steps = {
           {"fbl_conv_stats", [&] { FB_CU(cuLaunchKernel(fs, grid, 1, 1, 256, 1, 1, unsigned(smem_s), nullptr, ps, nullptr)); }},
           {"fbl_finalize", [&] { FB_CU(cuLaunchKernel(ff, gridf, 1, 1, 256, 1, 1, 0, nullptr, pf, nullptr)); }},
-          {"fbl_conv_output", [&] { FB_CU(cuLaunchKernel(fo, grid, 1, 1, 256, 1, 1, unsigned(smem_o), nullptr, po, nullptr)); }}};
+          {"fbl_conv_output", [&] { FB_CU(cuLaunchKernel(fo, grid_o, 1, 1, 256, 1, 1, unsigned(smem_o), nullptr, po, nullptr)); }}};
       const Timing tm = time_steps(steps, reps, flush, dy);
       dy.download(out.data(), out.size() * 4);
       char extra[200];
-      std::snprintf(extra, sizeof extra, " %d blocks/sample, %d/SM, regs %d/%d/%d", bps, per_sm, regs_of("fbl_conv_stats"),
+      std::snprintf(extra, sizeof extra, " blocks/sample %d/%d, per SM %d/%d, regs %d/%d/%d", bps, bps_o, per_sm_s, per_sm,
+                    regs_of("fbl_conv_stats"),
                     regs_of("fbl_finalize"), regs_of("fbl_conv_output"));
       report(lv.name, tm, steps, check(out, v1, ref, rms, p), extra);
     }
