@@ -49,8 +49,9 @@ TEST(EmitLean, SizesOfProblem83) {
   const int64_t pitch = cuda::lean_staging_pitch(g);
   EXPECT_EQ(pitch, 500) << "2 x 4 x 62 = 496 rounded up to the first pitch with 2 * pitch = 8 (mod 32)";
   EXPECT_EQ((2 * pitch) % 32, 8);
-  // Two windows of 3 x 1824 floats, 16 x 500 staging, 256 junk, 88 offsets, the 1408-float B table.
-  EXPECT_EQ(cuda::lean_output_smem_bytes(g), size_t(2 * 3 * 1824 + 16 * 500 + 256 + 88 + 1408) * 4);
+  // The output kernel: one window of 3 x 1824 floats, 16 x 500 staging, 256 junk, 88 offsets, the
+  // 1408-float B table; the statistics kernel: two windows, offsets, B.
+  EXPECT_EQ(cuda::lean_output_smem_bytes(g), size_t(3 * 1824 + 16 * 500 + 256 + 88 + 1408) * 4);
   EXPECT_EQ(cuda::lean_stats_smem_bytes(g), size_t(2 * 3 * 1824 + 88 + 1408) * 4);
   // Scratch: partials for up to 8 blocks per sample, then a and b per (n, c); far below the output.
   const cuda::ScratchLayout l = cuda::scratch_layout(prog, 128);

@@ -157,8 +157,9 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       launches_.push_back({name, static_cast<unsigned>(gx), static_cast<unsigned>(g.cchunks), threads, smem, per_sm});
     };
     if (program_.lean) {
-      // A block per (sample, run of tiles): as many runs per sample as fill the device once
-      // (the output kernel's residency), at most kLeanMaxBlocksPerSample.
+      // A block per (sample, run of tiles): as many runs per sample as fill the device once (each
+      // kernel's own residency), at most kLeanMaxBlocksPerSample. The partials follow the
+      // statistics kernel's split; the output kernel reads only a and b.
       stats_ = get_function(m, program_.names.stats);
       finalize_ = get_function(m, program_.names.finalize);
       output_ = get_function(m, program_.names.output);
@@ -166,15 +167,19 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       const int per_sm_s = prepare(stats_, threads, smem_s, dev, program_.names.stats);
       const int per_sm_f = prepare(finalize_, kFinalizeThreads, 0, dev, program_.names.finalize);
       const int per_sm_o = prepare(output_, threads, smem_o, dev, program_.names.output);
-      lean_blocks_per_sample_ = static_cast<int>(std::clamp<int64_t>(
-          static_cast<int64_t>(per_sm_o) * dev.sm_count / std::max<int64_t>(g.n, 1), 1,
-          std::min<int64_t>(kLeanMaxBlocksPerSample, g.tiles)));
-      const unsigned grid = static_cast<unsigned>(g.n * lean_blocks_per_sample_);
+      auto split = [&](int per_sm) {
+        return static_cast<int>(std::clamp<int64_t>(static_cast<int64_t>(per_sm) * dev.sm_count / std::max<int64_t>(g.n, 1),
+                                                    1, std::min<int64_t>(kLeanMaxBlocksPerSample, g.tiles)));
+      };
+      lean_blocks_per_sample_ = split(per_sm_s);
+      lean_out_blocks_per_sample_ = split(per_sm_o);
       const int64_t pairs = g.n * program_.conv_pipeline.norm->num_groups;  // a warp each
-      launches_.push_back({program_.names.stats, grid, 1, threads, smem_s, per_sm_s});
+      launches_.push_back({program_.names.stats, static_cast<unsigned>(g.n * lean_blocks_per_sample_), 1, threads, smem_s,
+                           per_sm_s});
       launches_.push_back({program_.names.finalize, static_cast<unsigned>(ceil_div(pairs, kFinalizeThreads / 32)), 1,
                            kFinalizeThreads, 0, per_sm_f});
-      launches_.push_back({program_.names.output, grid, 1, threads, smem_o, per_sm_o});
+      launches_.push_back({program_.names.output, static_cast<unsigned>(g.n * lean_out_blocks_per_sample_), 1, threads,
+                           smem_o, per_sm_o});
     } else {
     if (program_.norm) {
       stats_ = get_function(m, program_.names.stats);
@@ -267,13 +272,13 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
     }
   }
   if (program_.general && program_.lean) {
-    int bps = lean_blocks_per_sample_;
+    int bps = lean_blocks_per_sample_, bps_out = lean_out_blocks_per_sample_;
     uint64_t ab = nscale;
     void* sp[] = {&x, &w, &partials, &bps};
     go(stats_, sp);
     void* fp[] = {&partials, &bias, &gamma, &beta, &ab, &bps};
     go(finalize_, fp);
-    void* op[] = {&x, &w, &ab, &y, &bps, &seed, &offset};
+    void* op[] = {&x, &w, &ab, &y, &bps_out, &seed, &offset};
     go(output_, op);
   } else if (program_.general) {
     if (program_.norm) {

@@ -86,7 +86,8 @@ class Executor {
   ScratchLayout scratch_;
   size_t scratch_bytes_ = 0;
   int64_t fill_blocks_per_sample_ = 0, fill_slice_ = 0, fill_q_per_block_ = 0;
-  int lean_blocks_per_sample_ = 0;  // the lean general path's blocks per sample (emit_lean.hpp)
+  int lean_blocks_per_sample_ = 0;      // the lean statistics kernel's blocks per sample (emit_lean.hpp)
+  int lean_out_blocks_per_sample_ = 0;  // and the output kernel's
 };
 
 // The plan's executor for the current device, built once per (program source, device) and kept
