@@ -3,7 +3,7 @@
 //   v1  the earlier src/ kernels (cuda::Executor with ConvTuning::lean = false): statistics pass,
 //       finalize, output pass;
 //   v7  lean recompute (src/cuda/lean_kernels.cuh, as the emitter pastes it, with the variants'
-//       macros set before it): the same two passes, overheads cut; v7b is what src/ runs now;
+//       macros set before it): the same two passes, overheads cut; v7g is what src/ runs now;
 //   v8  sample-resident persistent kernel: conv computed once, waves of S samples held in shared
 //       memory, a grid barrier per wave (cooperative launch).
 // Each is timed like the benchmark (L2 flushed, output poisoned, 3 warm-up runs, median; events

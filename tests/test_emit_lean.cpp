@@ -53,10 +53,15 @@ TEST(EmitLean, SizesOfProblem83) {
   // 1408-float B table; the statistics kernel: two windows, offsets, B.
   EXPECT_EQ(cuda::lean_output_smem_bytes(g), size_t(3 * 1824 + 16 * 500 + 256 + 88 + 1408) * 4);
   EXPECT_EQ(cuda::lean_stats_smem_bytes(g), size_t(2 * 3 * 1824 + 88 + 1408) * 4);
-  // Scratch: partials for up to 8 blocks per sample, then a and b per (n, c); far below the output.
+  // Scratch: partials for up to 16 blocks per sample (2048 / 128), then a and b per (n, c); far
+  // below the output. A batch of 1 may spread over every tile.
   const cuda::ScratchLayout l = cuda::scratch_layout(prog, 128);
   EXPECT_GE(l.nscale - l.partials, cuda::lean_partials_bytes(g));
-  EXPECT_EQ(cuda::lean_partials_bytes(g), size_t(128 * 8 * 8 * 16 * 16));
+  EXPECT_EQ(cuda::lean_max_blocks_per_sample(g), 16);
+  EXPECT_EQ(cuda::lean_partials_bytes(g), size_t(128 * 16 * 8 * 16 * 16));
+  cuda::ConvGeometry one = g;
+  one.n = 1;
+  EXPECT_EQ(cuda::lean_max_blocks_per_sample(one), 112) << "every tile its own block";
   EXPECT_GE(l.bytes - l.nscale, size_t(128 * 16 * 8));
   EXPECT_LT(l.bytes * 100, size_t(128) * 16 * 14 * 62 * 62 * 4) << "under 1% of the output";
 }

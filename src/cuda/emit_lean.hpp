@@ -11,9 +11,10 @@
 
 namespace fuseblock::cuda {
 
-// Blocks per sample are chosen at launch (one wave on the device) up to this many; the partial
-// statistics' scratch is sized for it.
-constexpr int64_t kLeanMaxBlocksPerSample = 8;
+// Blocks per sample are chosen at launch to fill the device once, up to this many (at least 8,
+// and enough for 2048 blocks in all, so that a batch of 1 still spreads over a large GPU); the
+// partial statistics' scratch is sized for it.
+int64_t lean_max_blocks_per_sample(const ConvGeometry& g);
 
 // The facts lean_kernels.cuh's static_asserts need: the tf32 MMA engine, GroupNorm, a 16-channel
 // conv with stride 1 and no padding or dilation, a tile spanning an output row, one warp per

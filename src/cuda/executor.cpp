@@ -158,7 +158,7 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
     };
     if (program_.lean) {
       // A block per (sample, run of tiles): as many runs per sample as fill the device once (each
-      // kernel's own residency), at most kLeanMaxBlocksPerSample. The partials follow the
+      // kernel's own residency), at most lean_max_blocks_per_sample(). The partials follow the
       // statistics kernel's split; the output kernel reads only a and b.
       stats_ = get_function(m, program_.names.stats);
       finalize_ = get_function(m, program_.names.finalize);
@@ -169,10 +169,11 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       const int per_sm_o = prepare(output_, threads, smem_o, dev, program_.names.output);
       auto split = [&](int per_sm) {
         return static_cast<int>(std::clamp<int64_t>(static_cast<int64_t>(per_sm) * dev.sm_count / std::max<int64_t>(g.n, 1),
-                                                    1, std::min<int64_t>(kLeanMaxBlocksPerSample, g.tiles)));
+                                                    1, lean_max_blocks_per_sample(g)));
       };
       lean_blocks_per_sample_ = split(per_sm_s);
       lean_out_blocks_per_sample_ = split(per_sm_o);
+      static_assert(kFinalizeThreads == 256, "fbl_finalize takes 8 (sample, group) pairs per block");
       const int64_t pairs = g.n * program_.conv_pipeline.norm->num_groups;  // a warp each
       launches_.push_back({program_.names.stats, static_cast<unsigned>(g.n * lean_blocks_per_sample_), 1, threads, smem_s,
                            per_sm_s});
