@@ -417,7 +417,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
   const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
   // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
   // there too, but 0 * Inf would be NaN).
-  const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
+  // As masks, not flags: a branch on them (they depend on the lane) let ptxas split the warp
+  // around mma.sync in the lean kernels, which then hung on an H100.
+  const unsigned kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED ? ~0u : 0u;
+  const unsigned kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED ? ~0u : 0u;
   // Window offset of row g of this warp's first m-tile; the others sit at fb_mt_delta(j).
   const int mt0 = warp * fbc::MPW;
   const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
@@ -458,8 +461,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
         unsigned a0 = __float_as_uint(p0[dj]), a1 = __float_as_uint(p0[dj + 8 * fbc::SW]);
         unsigned a2 = __float_as_uint(p1[dj]), a3 = __float_as_uint(p1[dj + 8 * fbc::SW]);
         if (ks == fbc::KSTEPS - 1) {
-          if (!kv0) a0 = a1 = 0u;
-          if (!kv1) a2 = a3 = 0u;
+          a0 &= kv0;
+          a1 &= kv0;
+          a2 &= kv1;
+          a3 &= kv1;
         }
 #pragma unroll
         for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
@@ -672,7 +677,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
   const int2* const ao = reinterpret_cast<const int2*>(ao_s);  // ready after the loop's first barrier
   // Columns past KRED in the last k-step read a real window word: zero them in A (B is zero
   // there too, but 0 * Inf would be NaN).
-  const bool kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED, kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED;
+  // As masks, not flags: a branch on them (they depend on the lane) let ptxas split the warp
+  // around mma.sync in the lean kernels, which then hung on an H100.
+  const unsigned kv0 = (fbc::KSTEPS - 1) * 8 + t4 < fbc::KRED ? ~0u : 0u;
+  const unsigned kv1 = (fbc::KSTEPS - 1) * 8 + t4 + 4 < fbc::KRED ? ~0u : 0u;
   // Window offset of row g of this warp's first m-tile; the others sit at fb_mt_delta(j).
   const int mt0 = warp * fbc::MPW;
   const int mbase = ((mt0 / fbc::WS) / fbc::TH) * fbc::SD * fbc::XPP + ((mt0 / fbc::WS) % fbc::TH) * fbc::SH * fbc::XWP +
@@ -713,8 +721,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_output(const float*
         unsigned a0 = __float_as_uint(p0[dj]), a1 = __float_as_uint(p0[dj + 8 * fbc::SW]);
         unsigned a2 = __float_as_uint(p1[dj]), a3 = __float_as_uint(p1[dj + 8 * fbc::SW]);
         if (ks == fbc::KSTEPS - 1) {
-          if (!kv0) a0 = a1 = 0u;
-          if (!kv1) a2 = a3 = 0u;
+          a0 &= kv0;
+          a1 &= kv0;
+          a2 &= kv1;
+          a3 &= kv1;
         }
 #pragma unroll
         for (int nt = 0; nt < fbc::NT; ++nt) fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, bf[ks][nt][0], bf[ks][nt][1]);
