@@ -49,7 +49,7 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
 }
 )";
 
-std::string pw_call(const Op& op, const std::string& v) {
+std::string pw_call(const Op& op, const std::string& v, bool tf32_math) {
   const std::string a = float_literal(static_cast<float>(op.pw.a));
   const std::string b = float_literal(static_cast<float>(op.pw.b));
   switch (op.kind) {
@@ -62,8 +62,8 @@ std::string pw_call(const Op& op, const std::string& v) {
     case OpKind::Relu: return "fb_relu(" + v + ")";
     case OpKind::LeakyRelu: return "fb_leaky_relu(" + v + ", " + a + ")";
     case OpKind::Gelu: return (op.pw.tanh_approx ? "fb_gelu_tanh(" : "fb_gelu_erf(") + v + ")";
-    case OpKind::Silu: return "fb_silu(" + v + ")";
-    case OpKind::Sigmoid: return "fb_sigmoid(" + v + ")";
+    case OpKind::Silu: return (tf32_math ? "fbl_silu_tf32(" : "fb_silu(") + v + ")";
+    case OpKind::Sigmoid: return (tf32_math ? "fbl_sigmoid_tf32(" : "fb_sigmoid(") + v + ")";
     case OpKind::Tanh: return "fb_tanh(" + v + ")";
     case OpKind::Mish: return "fb_mish(" + v + ")";
     case OpKind::Hardswish: return "fb_hardswish(" + v + ")";
@@ -96,8 +96,8 @@ void emit_prelude(SourceWriter& w, const std::string& title) {
   w.blank();
 }
 
-void emit_chain(SourceWriter& w, const std::vector<Op>& chain, const std::string& var) {
-  for (const Op& op : chain) w.line("{} = {};  // {}", var, pw_call(op, var), op_name(op.kind));
+void emit_chain(SourceWriter& w, const std::vector<Op>& chain, const std::string& var, bool tf32_math) {
+  for (const Op& op : chain) w.line("{} = {};  // {}", var, pw_call(op, var, tf32_math), op_name(op.kind));
 }
 
 float fold_fill_chain(const std::vector<Op>& chain) {

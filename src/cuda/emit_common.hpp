@@ -12,8 +12,9 @@ namespace fuseblock::cuda {
 
 // Header comment, philox.h, pointwise_math.h and the helpers (tf32 rounding, mma, warp sums).
 void emit_prelude(SourceWriter& w, const std::string& title);
-// One statement per op: `var = fb_silu(var);` ... in chain order.
-void emit_chain(SourceWriter& w, const std::vector<Op>& chain, const std::string& var);
+// One statement per op: `var = fb_silu(var);` ... in chain order. tf32_math: SiLU and sigmoid as
+// fbl_silu_tf32 / fbl_sigmoid_tf32 (the lean TF32 path defines them, emit_lean.cpp).
+void emit_chain(SourceWriter& w, const std::vector<Op>& chain, const std::string& var, bool tf32_math = false);
 // The chain folded on the host (the fill path's constant): the chain applied to any value, with
 // the first op a Fill.
 float fold_fill_chain(const std::vector<Op>& chain);

@@ -4,8 +4,6 @@
 #include "cuda/emit_lean.hpp"
 
 #include <algorithm>
-#include <string>
-#include <utility>
 
 #include "cuda/emit_common.hpp"
 #include "cuda/emit_conv.hpp"
@@ -31,19 +29,6 @@ __device__ __forceinline__ float fbl_silu_tf32(float x) { return __fdividef(x, 1
 __device__ __forceinline__ float fbl_sigmoid_tf32(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 )";
 
-std::string tf32_chain(std::string s) {
-  for (const auto& [from, to] : {std::pair<std::string, std::string>{"fb_silu(", "fbl_silu_tf32("},
-                                 {"fb_sigmoid(", "fbl_sigmoid_tf32("}})
-    for (size_t at; (at = s.find(from)) != std::string::npos;) s.replace(at, from.size(), to);
-  std::string out;  // indented as the function body
-  for (size_t i = 0; i < s.size();) {
-    const size_t nl = s.find('\n', i);
-    out += "  " + s.substr(i, nl - i + 1);
-    i = nl == std::string::npos ? s.size() : nl + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 bool lean_path_applies(const ConvGeometry& g, const Pipeline& p, bool gated) {
@@ -54,7 +39,7 @@ bool lean_path_applies(const ConvGeometry& g, const Pipeline& p, bool gated) {
   return g.tiles_w == 1 && g.tw >= ow && g.xw >= iw && iw % 4 == 0 && g.threads % (iw / 4) == 0 &&
          g.td * g.tiles_d == g.out[0] && g.mpw == g.ws && g.warps == g.td * g.th && g.ct == g.cout &&
          g.cout == 16 && g.ntiles_n == 2 && (g.out[1] * ow) % 4 == 0 && (g.th * ow) % 4 == 0 && g.xwp % 4 == 0 &&
-         g.xpp % 4 == 0 && g.xcp % 4 == 0 && p.norm->num_groups <= 32;
+         g.xpp % 4 == 0 && g.xcp % 4 == 0;
 }
 
 int64_t lean_staging_pitch(const ConvGeometry& g) {
@@ -90,9 +75,7 @@ void emit_lean_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g
   w.line("// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.");
   w.open("__device__ __forceinline__ float fb_finish(float v, float a, float m, float b)");
   w.line("float r = fmaf(v - m, a, b);");
-  SourceWriter chain;
-  emit_chain(chain, p.chain, "r");
-  w.raw(tf32_chain(chain.str()));
+  emit_chain(w, p.chain, "r", /*tf32_math=*/true);
   w.line("return r;");
   w.close();
   const DropoutConsts d = dropout_consts(p.dropout);

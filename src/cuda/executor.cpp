@@ -156,13 +156,15 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       const int64_t gx = std::max<int64_t>(1, std::min(g.n * g.tiles, capacity));
       launches_.push_back({name, static_cast<unsigned>(gx), static_cast<unsigned>(g.cchunks), threads, smem, per_sm});
     };
-    if (program_.lean) {
+    if (program_.norm) {
+      stats_ = get_function(m, program_.names.stats);
+      finalize_ = get_function(m, program_.names.finalize);
+    }
+    output_ = get_function(m, program_.names.output);
+    if (program_.lean) {  // (always with GroupNorm)
       // A block per (sample, run of tiles): as many runs per sample as fill the device once (each
       // kernel's own residency), at most lean_max_blocks_per_sample(). The partials follow the
       // statistics kernel's split; the output kernel reads only a and b.
-      stats_ = get_function(m, program_.names.stats);
-      finalize_ = get_function(m, program_.names.finalize);
-      output_ = get_function(m, program_.names.output);
       const size_t smem_s = lean_stats_smem_bytes(g), smem_o = lean_output_smem_bytes(g);
       const int per_sm_s = prepare(stats_, threads, smem_s, dev, program_.names.stats);
       const int per_sm_f = prepare(finalize_, kFinalizeThreads, 0, dev, program_.names.finalize);
@@ -182,17 +184,14 @@ Executor::Executor(const Plan& plan, bool allow_tf32, const ConvTuning& tuning) 
       launches_.push_back({program_.names.output, static_cast<unsigned>(g.n * lean_out_blocks_per_sample_), 1, threads,
                            smem_o, per_sm_o});
     } else {
-    if (program_.norm) {
-      stats_ = get_function(m, program_.names.stats);
-      finalize_ = get_function(m, program_.names.finalize);
-      conv_launch(stats_, program_.names.stats);
-      const int per_sm = prepare(finalize_, kFinalizeThreads, 0, dev, program_.names.finalize);
-      const int64_t groups = program_.conv_pipeline.norm->num_groups;
-      launches_.push_back({program_.names.finalize, static_cast<unsigned>(g.n * groups), 1, kFinalizeThreads, 0,
-                           per_sm});
-    }
-    output_ = get_function(m, program_.names.output);
-    conv_launch(output_, program_.names.output);
+      if (program_.norm) {
+        conv_launch(stats_, program_.names.stats);
+        const int per_sm = prepare(finalize_, kFinalizeThreads, 0, dev, program_.names.finalize);
+        const int64_t groups = program_.conv_pipeline.norm->num_groups;
+        launches_.push_back({program_.names.finalize, static_cast<unsigned>(g.n * groups), 1, kFinalizeThreads, 0,
+                             per_sm});
+      }
+      conv_launch(output_, program_.names.output);
     }
     // The gated fallback's kernels exit at once when no sample failed, so their cost is mostly
     // launch latency: on sm_90+ each is launched as a programmatic dependent of the kernel before
