@@ -14,7 +14,7 @@ namespace fuseblock::cuda {
 namespace {
 
 int64_t junk_floats(const ConvGeometry& g) { return 32 * g.warps; }  // lean_kernels.cuh's JUNK_FLOATS
-int64_t b_table_floats(const ConvGeometry& g) { return g.ksteps * g.ntiles_n * 32 * 2; }  // FBL_BSMEM
+int64_t b_table_floats(const ConvGeometry& g) { return g.ksteps * g.ntiles_n * 32 * 2; }  // the B table
 int64_t window_floats(const ConvGeometry& g) { return g.cin * g.xcp; }  // one window buffer
 int64_t ao_floats(const ConvGeometry& g) { return g.ksteps * 8; }
 
@@ -54,7 +54,7 @@ size_t lean_stats_smem_bytes(const ConvGeometry& g) {
 
 size_t lean_output_smem_bytes(const ConvGeometry& g) {
   return static_cast<size_t>(window_floats(g) + g.cout * lean_staging_pitch(g) + junk_floats(g) + ao_floats(g) +
-                             b_table_floats(g)) * 4;  // FBL_OUT_WINDOWS 1
+                             b_table_floats(g)) * 4;  // one window buffer
 }
 
 int64_t lean_max_blocks_per_sample(const ConvGeometry& g) {
