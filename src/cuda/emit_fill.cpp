@@ -107,12 +107,13 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
          guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
   w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,");
-  w.line("    int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,");
+  w.line("    int* __restrict__ flags, float bound, const unsigned long long* __restrict__ dropout_state,");
   w.line("    long long q_per_block, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);
   w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
   if (guard) w.raw(kGuard);  // the input checked first
   if (d.active) {
+    w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
     // The two possible values, computed on the host with the CPU backend's formula.
     w.line("  const float kept = {}, dropped = {};", float_literal(fb_dropout_apply(c, true, d.scale)),
            float_literal(fb_dropout_apply(c, false, d.scale)));

@@ -82,6 +82,7 @@ void emit_lean_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g
   w.line("#define FBL_KEEP {}u  // {}", d.active ? d.threshold : 16777216u,
          d.active ? "fb_keep_threshold(p)" : "no dropout: every element kept");
   w.line("#define FBL_SCALE {}", float_literal(d.active ? d.scale : 1.0f));
+  w.line("#define FBL_DROPOUT {}", d.active ? "true" : "false");
   w.line("#define FBL_GROUPS {}", p.norm->num_groups);
   w.line("#define FBL_EPS {}", double_literal(p.norm->eps));
   w.line("#define FBL_AFFINE {}", p.norm->affine ? "true" : "false");

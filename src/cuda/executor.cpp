@@ -176,6 +176,9 @@ uint64_t Executor::pointer_of(BufferRole r, const DeviceTensors& t, uint64_t scr
       return t.gamma;
     case BufferRole::NormBias:
       return t.beta;
+    case BufferRole::DropoutState:
+      if (t.dropout_state) return t.dropout_state;
+      break;  // explicit seeds: the scratch copy the run's first step fills
     default:
       break;
   }
@@ -189,12 +192,15 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
   if (numel(plan_.pipeline.output_shape) == 0) return;
   if ((t.x % 16) || (t.y % 16))
     throw UserError("the CUDA backend needs 16-byte aligned input and output buffers", "pass contiguous tensors");
+  if (t.dropout_state % 16) throw UserError("the dropout state must be 16-byte aligned device memory", "");
   FB_ASSERT(scratch_.bytes == 0 || scratch != 0, "scratch missing");
   const float bound = guard_bound_as_float(args.guard_bound);
   for (size_t i = 0; i < program_.steps.size(); ++i) {
     if (before_each) before_each(i);
     const Step& s = program_.steps[i];
     const KernelLaunch& l = launches_[i];
+    if (s.when == StepWhen::ExplicitDropoutSeeds && t.dropout_state) continue;
+    if (s.when == StepWhen::AdvanceDropoutState && !(t.dropout_state && args.advance_dropout_state)) continue;
     if (s.kind == StepKind::Memset) {
       FB_CU(cuMemsetD32Async(pointer_of(s.memset_target, t, scratch), s.memset_bits,
                              static_cast<size_t>(s.memset_words), stream));

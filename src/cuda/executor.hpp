@@ -30,10 +30,17 @@ struct DeviceTensors {
   uint64_t bias = 0;    // conv bias, 0 when the conv has none
   uint64_t gamma = 0;   // GroupNorm weight, 0 when not affine
   uint64_t beta = 0;    // GroupNorm bias, 0 when not affine
+  // Dropout's (seed, offset) as 2 x u64 in device memory, 16-byte aligned, or 0 to use
+  // RunArgs' explicit seeds. A device state is read by the kernels when they run, so a captured
+  // CUDA graph draws whatever the state holds at each replay.
+  uint64_t dropout_state = 0;
 };
 
 struct RunArgs {
-  uint64_t seed = 0, offset = 0;  // dropout stream (the plan's, unless the caller draws new ones)
+  uint64_t seed = 0, offset = 0;  // explicit dropout stream, used when DeviceTensors has no dropout_state
+  // With a device dropout state: add one to its offset after the run, so the next run (or graph
+  // replay) draws a fresh mask. Off for a caller that draws a new state for every run (the torch op).
+  bool advance_dropout_state = true;
   double guard_bound = 0;         // guard_input_bound(params, guard.conv_output_bound)
 };
 

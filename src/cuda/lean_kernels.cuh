@@ -345,7 +345,9 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
 
 extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_output(const float* __restrict__ x,
     const float* __restrict__ w, const float2* __restrict__ abg, float* __restrict__ y, int bps,
-    unsigned long long seed, unsigned long long offset) {
+    const unsigned long long* __restrict__ dropout_state) {
+  // Dropout's (seed, offset) from device memory (emit_dropout_state.hpp); no buffer without dropout.
+  const unsigned long long seed = FBL_DROPOUT ? dropout_state[0] : 0ull, offset = FBL_DROPOUT ? dropout_state[1] : 0ull;
   extern __shared__ __align__(16) float smem[];
   const int warp = threadIdx.x >> 5;
   const long long n = blockIdx.x / bps;

@@ -29,6 +29,7 @@ void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scr
   args.seed = dropout ? dropout->seed : plan_.pipeline.dropout.seed;
   args.offset = dropout ? dropout->offset : plan_.pipeline.dropout.offset;
   args.guard_bound = guard_bound;
+  args.advance_dropout_state = false;  // the caller draws a new state for every call
   ex->launch(tensors, scratch, args, reinterpret_cast<CUstream_st*>(stream));
 }
 

@@ -94,6 +94,8 @@ const char* buffer_role_name(BufferRole r) {
       return "norm mean";
     case BufferRole::NormShift:
       return "norm a, b";
+    case BufferRole::DropoutState:
+      return "dropout state";
   }
   return "?";
 }
@@ -179,9 +181,12 @@ std::string describe(const LaunchProgram& p) {
     }
     std::string args;
     for (const Arg& a : st.args) args += fmt::format("{}{}", args.empty() ? "" : ", ", arg_name(a));
-    s += fmt::format("    {}. {}<<<{}, {} threads, {} B shared>>>({}){}{}\n", i + 1, st.name,
+    const char* when = st.when == StepWhen::ExplicitDropoutSeeds  ? " [only with explicit seeds]"
+                       : st.when == StepWhen::AdvanceDropoutState ? " [only with a device dropout state]"
+                                                                  : "";
+    s += fmt::format("    {}. {}<<<{}, {} threads, {} B shared>>>({}){}{}{}\n", i + 1, st.name,
                      grid_rule_name(st.grid.rule), st.threads, st.dynamic_smem, args, st.gated ? " [gated]" : "",
-                     st.programmatic ? " [programmatic dependent]" : "");
+                     st.programmatic ? " [programmatic dependent]" : "", when);
     s += fmt::format("       reads [{}]  writes [{}]{}  {}\n", roles(st.reads), roles(st.writes),
                      st.flops > 0 ? fmt::format("  {:.2f} GFLOP", st.flops / 1e9) : "", st.note);
   }

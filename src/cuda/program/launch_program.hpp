@@ -40,6 +40,7 @@ enum class BufferRole {
   NormScale,      // per-(n, c) scale (two-pass recompute)
   NormMean,       // per-(n, c) mean (two-pass recompute)
   NormShift,      // per-(n, c) (a, b) of y = a * conv + b (sample-runs recompute)
+  DropoutState,   // 2 x u64 (seed, offset) in device memory: the caller's, or scratch the run fills
 };
 const char* buffer_role_name(BufferRole r);  // "input", "guard flags", ...
 
@@ -93,10 +94,21 @@ struct Arg {
 };
 
 enum class StepKind { Kernel, Memset };
+
+// Which runs launch a step. Dropout's (seed, offset) live in device memory (DropoutState): either
+// the caller's (drawn on the device, e.g. from PyTorch's generator, so a captured CUDA graph reads
+// fresh values on every replay) or, with explicit seeds (the C++ API, the CLI), scratch that the
+// run's first step fills from RunArgs.
+enum class StepWhen {
+  Always,
+  ExplicitDropoutSeeds,  // the caller gave seeds by value: write them into the scratch state
+  AdvanceDropoutState,   // the caller's device state, which the run advances for the next one
+};
 const char* step_kind_name(StepKind k);
 
 struct Step {
   StepKind kind = StepKind::Kernel;
+  StepWhen when = StepWhen::Always;
   std::string name;                               // the kernel's name; for a memset "memset <role>"
   unsigned threads = 0;                           // Kernel
   size_t dynamic_smem = 0;                        // Kernel

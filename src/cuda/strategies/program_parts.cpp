@@ -1,6 +1,7 @@
 #include "cuda/strategies/program_parts.hpp"
 
 #include "cuda/emit_common.hpp"
+#include "cuda/emit_dropout_state.hpp"
 
 namespace fuseblock::cuda {
 namespace {
@@ -41,6 +42,27 @@ Step kernel_step(std::string name, unsigned threads, size_t dynamic_smem, Grid g
   s.grid = grid;
   s.args = std::move(args);
   return s;
+}
+
+void add_dropout_state(SourceWriter& w, LaunchProgram& prog, const DropoutAttrs& d) {
+  if (d.is_identity()) return;
+  emit_dropout_state_kernels(w);
+  prog.buffers.push_back({BufferRole::DropoutState, BufferKind::Scratch, 16});
+  Step seed = kernel_step("fb_dropout_seed", 32, 0, Grid{},
+                          {Arg::buffer(BufferRole::DropoutState), Arg::scalar(ArgKind::DropoutSeed),
+                           Arg::scalar(ArgKind::DropoutOffset)});
+  seed.when = StepWhen::ExplicitDropoutSeeds;
+  seed.writes = {BufferRole::DropoutState};
+  seed.note = "writes the caller's explicit (seed, offset) into the device state";
+  Step advance = kernel_step("fb_dropout_advance", 32, 0, Grid{}, {Arg::buffer(BufferRole::DropoutState)});
+  advance.when = StepWhen::AdvanceDropoutState;
+  advance.reads = advance.writes = {BufferRole::DropoutState};
+  advance.note = "offset + 1 in the caller's device state: the next run or graph replay draws a fresh mask";
+  for (Step& s : prog.steps)
+    for (Arg& a : s.args)
+      if (a.step >= 0) ++a.step;
+  prog.steps.insert(prog.steps.begin(), seed);
+  prog.steps.push_back(advance);
 }
 
 std::vector<BufferRole> conv_reads(const Pipeline& cp) {

@@ -24,6 +24,11 @@ void add_conv_param_buffers(LaunchProgram& prog, const Pipeline& conv_pipeline, 
 double conv_pass_flops(const ConvGeometry& g);
 // A kernel step; the caller adds what it reads and writes, its FLOPs and note.
 Step kernel_step(std::string name, unsigned threads, size_t dynamic_smem, Grid grid, std::vector<Arg> args);
+// With an active dropout: the DropoutState buffer (scratch, 2 x u64), its two one-thread kernels
+// (emitted into w) as the run's first step (explicit seeds written into it) and last step (a
+// caller's device state advanced, so the next run or graph replay draws a fresh mask). Call last:
+// the first step is inserted before the others (their step references shift with it).
+void add_dropout_state(SourceWriter& w, LaunchProgram& prog, const DropoutAttrs& dropout);
 // input, conv.weight, conv.bias where present.
 std::vector<BufferRole> conv_reads(const Pipeline& conv_pipeline);
 

@@ -364,6 +364,7 @@ __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
 }
 #define FBL_KEEP 13421773u  // fb_keep_threshold(p)
 #define FBL_SCALE 0x1.4p+0f
+#define FBL_DROPOUT true
 #define FBL_GROUPS 8
 #define FBL_EPS 0x1.4f8b588e368f1p-17
 #define FBL_AFFINE true
@@ -716,7 +717,9 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
 
 extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_output(const float* __restrict__ x,
     const float* __restrict__ w, const float2* __restrict__ abg, float* __restrict__ y, int bps,
-    unsigned long long seed, unsigned long long offset) {
+    const unsigned long long* __restrict__ dropout_state) {
+  // Dropout's (seed, offset) from device memory (emit_dropout_state.hpp); no buffer without dropout.
+  const unsigned long long seed = FBL_DROPOUT ? dropout_state[0] : 0ull, offset = FBL_DROPOUT ? dropout_state[1] : 0ull;
   extern __shared__ __align__(16) float smem[];
   const int warp = threadIdx.x >> 5;
   const long long n = blockIdx.x / bps;
@@ -748,5 +751,17 @@ extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_output(const float
     fb_cp_commit();
     fbl_tile_out(st, y, n, t, ab, seed, offset);
   }
+}
+
+// ---- dropout state: (seed, offset) in device memory ----
+extern "C" __global__ void __launch_bounds__(32) fb_dropout_seed(unsigned long long* __restrict__ state,
+    unsigned long long seed, unsigned long long offset) {
+  if (threadIdx.x == 0) {
+    state[0] = seed;
+    state[1] = offset;
+  }
+}
+extern "C" __global__ void __launch_bounds__(32) fb_dropout_advance(unsigned long long* __restrict__ state) {
+  if (threadIdx.x == 0) state[1] += 1ull;
 }
 

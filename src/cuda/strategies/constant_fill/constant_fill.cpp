@@ -91,10 +91,10 @@ LaunchProgram ConstantFill::build(const ConvProblem& problem, const ConvTuning&)
     slices.rule = GridRule::FillSlices;
     Step f = kernel_step("fb_fill", kFillThreads, 0, slices,
                          {Arg::buffer(R::Input), Arg::buffer(R::Output), Arg::buffer(R::GuardFlags),
-                          Arg::scalar(ArgKind::GuardBound), Arg::scalar(ArgKind::DropoutSeed),
-                          Arg::scalar(ArgKind::DropoutOffset), Arg::scalar(ArgKind::QuadsPerBlock),
+                          Arg::scalar(ArgKind::GuardBound), Arg::buffer(R::DropoutState), Arg::scalar(ArgKind::QuadsPerBlock),
                           Arg::scalar(ArgKind::BlocksPerSample), Arg::scalar(ArgKind::SliceElems)});
     if (guard) f.reads = {R::Input};
+    f.reads.push_back(R::DropoutState);  // a fill kernel means a dropout mask (else a memset)
     f.writes = {R::Output};
     if (guard) f.writes.push_back(R::GuardFlags);
     f.note = "constant x dropout mask";
@@ -105,6 +105,9 @@ LaunchProgram ConstantFill::build(const ConvProblem& problem, const ConvTuning&)
     const ConvGeometry g = choose_conv_geometry(plan.fallback, problem.allow_tf32, {});
     append_recompute_two_pass(w, prog, plan.fallback, g, /*gated=*/true);
   }
+  // The fill's mask, or the gated fallback's (problem 83: the mask folds away under the guard,
+  // not in the exact fallback).
+  add_dropout_state(w, prog, !p.dropout.is_identity() || !guard ? p.dropout : plan.fallback.dropout);
   prog.source = w.str();
   return prog;
 }

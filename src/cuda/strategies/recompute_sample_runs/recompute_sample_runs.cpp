@@ -55,7 +55,6 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
   w.line("// ---- general path ----");
   GeneralKernelNames names;
   emit_lean_kernels(w, p, g, &names);
-  prog.source = w.str();
   prog.geometry = g.describe();
   prog.tensor_cores = g.engine == ConvEngine::MmaTf32;
   add_io_buffers(prog, p);
@@ -92,12 +91,15 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
   Step out = kernel_step(
       names.output, static_cast<unsigned>(g.threads), lean_output_smem_bytes(g), runs,
       {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::NormShift), Arg::buffer(R::Output),
-       Arg::scalar(ArgKind::BlocksPerSample), Arg::scalar(ArgKind::DropoutSeed), Arg::scalar(ArgKind::DropoutOffset)});
+       Arg::scalar(ArgKind::BlocksPerSample), Arg::buffer(R::DropoutState)});
   out.reads = {R::Input, R::ConvWeight, R::NormShift};
+  if (!p.dropout.is_identity()) out.reads.push_back(R::DropoutState);
   out.writes = {R::Output};
   out.flops = flops;
   out.note = "conv pass 2: a * conv + b, chain, dropout, store";
   prog.steps = {stats, fin, out};
+  add_dropout_state(w, prog, p.dropout);
+  prog.source = w.str();
   return prog;
 }
 

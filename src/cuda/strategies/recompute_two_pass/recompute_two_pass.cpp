@@ -72,12 +72,13 @@ void append_recompute_two_pass(SourceWriter& w, LaunchProgram& prog, const Pipel
       names.output, static_cast<unsigned>(g.threads), g.smem_bytes(), tiles,
       {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::ConvBias), Arg::buffer(R::NormScale),
        Arg::buffer(R::NormMean), Arg::buffer(R::NormBias), Arg::buffer(R::Output), flags,
-       Arg::scalar(ArgKind::DropoutSeed), Arg::scalar(ArgKind::DropoutOffset)});
+       Arg::buffer(R::DropoutState)});
   out.reads = conv_reads(cp);
   if (norm) {
     out.reads.push_back(R::NormScale), out.reads.push_back(R::NormMean);
     if (affine) out.reads.push_back(R::NormBias);
   }
+  if (!cp.dropout.is_identity()) out.reads.push_back(R::DropoutState);
   out.writes = {R::Output};
   out.flops = flops;
   out.note = norm ? "conv pass 2: normalize, chain, dropout, store" : "conv, chain, dropout, store";
@@ -140,6 +141,7 @@ LaunchProgram RecomputeTwoPass::build(const ConvProblem& problem, const ConvTuni
   add_io_buffers(prog, plan.pipeline);
   const ConvGeometry g = choose_conv_geometry(plan.pipeline, problem.allow_tf32, config);
   append_recompute_two_pass(w, prog, plan.pipeline, g, /*gated=*/false);
+  add_dropout_state(w, prog, plan.pipeline.dropout);
   prog.source = w.str();
   return prog;
 }
