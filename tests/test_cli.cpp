@@ -139,4 +139,7 @@ TEST(Cli, RunsHalfBlocksWithFilesInTheirType) {
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "f16 storage runs on the CPU backend only in this version")) << r.out;
   EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
+  r = cli("verify --spec-text 'input bf16[1, 2, 9]; conv1d 3 3'");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "verify works on the CUDA kernels, which are float32 only")) << r.out;
 }

@@ -71,7 +71,8 @@ struct DropoutAttrs {
 
 // What a value can hold, as proved by infer_ranges: every non-NaN element lies in [lo, hi]
 // (bounds may be +-inf, which then means the value itself may be infinite); `nan` says
-// whether a NaN may occur. float32 overflow is modelled: a bound past FLT_MAX becomes inf.
+// whether a NaN may occur. Overflow of the storage type is modelled: a bound past its largest
+// value (FLT_MAX for f32, 65504 for f16) becomes inf.
 struct Range {
   double lo = -1.0 / 0.0;
   double hi = 1.0 / 0.0;
