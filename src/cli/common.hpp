@@ -23,6 +23,10 @@ LoadedSpec load_spec(const SpecSource& src);
 // The block's parameters: --params FILE, else the spec's `params file=`, else init from a seed.
 Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_file, std::string* what);
 
+// tune, profile and verify work on the CUDA kernels, which are float32 only in this version: a
+// UserError for a bf16 or f16 block, naming the command and what runs such a block.
+void require_f32_kernels(const Plan& plan, const char* command);
+
 struct Summary {
   double min = 0, max = 0, mean = 0, std = 0;
   int64_t nan = 0, inf = 0, zeros = 0;

@@ -126,6 +126,7 @@ NB_MODULE(_core, m) {
       .def_prop_ro("input_shape", [](const CompiledBlock& b) { return shape_tuple(b.input_shape()); })
       .def_prop_ro("output_shape", [](const CompiledBlock& b) { return shape_tuple(b.output_shape()); })
       .def_prop_ro("dropout_p", &CompiledBlock::dropout_p)
+      .def_prop_ro("dtype", [](const CompiledBlock& b) { return std::string(dtype_name(b.plan().pipeline.types.storage)); })
       .def_prop_ro("conv_geometry", [](const CompiledBlock& b) { return conv_geometry(b.plan().pipeline.conv); })
       .def_prop_ro("fill_path", [](const CompiledBlock& b) { return b.plan().pipeline.fill_path(); })
       // The guard is checked at run time (assume_finite keeps the guard's proof but skips the check).
