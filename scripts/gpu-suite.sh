@@ -3,11 +3,11 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python]   (default all)
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers]   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
-# `python` installs the package (pip --no-build-isolation), runs its tests (torch ones included)
-# and the peer benchmark (bench/peers.py). With $OUT set, the logs end up in $OUT/logs.tgz beside
+# `python` installs the package (pip --no-build-isolation) and runs its tests (torch ones
+# included); `peers` (after `python`) runs the peer benchmark (bench/peers.py). With $OUT set, the logs end up in $OUT/logs.tgz beside
 # peers.json and peers.png (the device tool brings back at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +87,8 @@ if has python; then
     python3 -m pip install --no-build-isolation --no-deps .
   step pytest pytest.log 240 python3 -m pytest -q tests/python
   tail -3 "$out/pytest.log"
+fi
+if has peers; then
   step peers peers.log 420 env PYTHONUNBUFFERED=1 python3 bench/peers.py --out "$out"
 fi
 echo
