@@ -93,6 +93,8 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
   const measure::SmLimits sm = measure::current_sm_limits();
   const measure::Ceilings& c = rep.ceilings;
   for (size_t i = 0; i < launches.size(); ++i) {
+    // Profile runs with explicit seeds: a step only a caller's device state launches never ran.
+    if (prog.steps[i].when == cuda::StepWhen::AdvanceDropoutState) continue;
     const cuda::KernelLaunch& l = launches[i];
     StepProfile s;
     s.kernel = l.kernel;
