@@ -20,12 +20,12 @@
 #include <fmt/format.h>
 
 #include "cpu/cpu_backend.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "cuda/device_context.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/executor.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/fuseblock.hpp"
 #include "fuseblock/random.hpp"

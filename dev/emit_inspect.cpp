@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "cuda/select/select.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 using namespace fuseblock;

@@ -27,15 +27,15 @@
 #include <vector>
 
 #include "cpu/cpu_backend.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "cuda/device_context.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_fill.hpp"
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/strategies/constant_fill/emit_fill.hpp"
 #include "cuda/emit_program.hpp"
-#include "cuda/executor.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "fuseblock/random.hpp"
 

@@ -6,7 +6,7 @@
 // designs side by side in one process:
 //   v1  the earlier src/ kernels (cuda::Executor with ConvTuning::lean = false): statistics pass,
 //       finalize, output pass;
-//   v7  lean recompute (src/cuda/lean_kernels.cuh, as the emitter pastes it, with the variants'
+//   v7  lean recompute (src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh, as the emitter pastes it, with the variants'
 //       macros set before it): the same two passes, overheads cut; v7g is what src/ runs now;
 //   v8  sample-resident persistent kernel: conv computed once, waves of S samples held in shared
 //       memory, a grid barrier per wave (cooperative launch).
@@ -30,15 +30,15 @@
 #include <vector>
 
 #include "cpu/cpu_backend.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "cuda/device_context.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_lean.hpp"
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "cuda/emit_program.hpp"
-#include "cuda/executor.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/fuseblock.hpp"
 #include "fuseblock/random.hpp"

@@ -1,6 +1,6 @@
 // dev: v8, the sample-resident persistent design (see dev/general_lean.cpp), appended as text to
 // the program the emitter writes for problem 83 + SiLU, whose lean kernels' helpers (fbl_*,
-// src/cuda/lean_kernels.cuh) it reuses. One persistent cooperative kernel; a wave of F8_S
+// src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh) it reuses. One persistent cooperative kernel; a wave of F8_S
 // samples' conv outputs is kept in shared memory (F8_R tile slots per block), per-tile statistics
 // go to global memory, a grid barrier, each block merges the statistics of the samples it holds,
 // normalises from shared memory and writes; the conv is computed once.

@@ -3,7 +3,7 @@
 
 #include "cpu/cpu_backend.hpp"
 #include "fuseblock/fuseblock.hpp"
-#include "cuda/cuda_backend.hpp"
+#include "cuda/executor/cuda_backend.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock {

@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cuda/cuda_backend.hpp"
+#include "cuda/executor/cuda_backend.hpp"
 
 namespace {
 

@@ -15,14 +15,14 @@
 #include <fstream>
 #include <sstream>
 
-#include "cuda/conv_geometry.hpp"
-#include "cuda/cubin_info.hpp"
-#include "cuda/cubin_cache.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/emit_program_options.hpp"
-#include "cuda/executor.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/engines/conv_geometry.hpp"
+#include "cuda/runtime/cubin_info.hpp"
+#include "cuda/runtime/cubin_cache.hpp"
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/codegen/emit_program_options.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 using namespace fuseblock;

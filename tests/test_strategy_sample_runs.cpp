@@ -6,7 +6,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "cuda/emit_lean.hpp"
+#include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "cuda/select/select.hpp"
 #include "fuseblock/fuseblock.hpp"
 

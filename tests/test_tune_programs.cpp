@@ -3,11 +3,11 @@
 // the rules produce all compile without spills.
 #include <gtest/gtest.h>
 
-#include "cuda/driver_api.hpp"
-#include "cuda/emit_program_options.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/codegen/emit_program_options.hpp"
 #include "cuda/select/select.hpp"
 #include "cuda/strategies/strategy.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include <fmt/format.h>
 
 #include "fuseblock/fuseblock.hpp"

@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/driver_api.hpp"
 #include "cuda/select/select.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "verify/verify_plan.hpp"

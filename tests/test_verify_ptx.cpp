@@ -2,8 +2,8 @@
 // an intermediate store, a store into an input, local memory, a store through a loaded pointer.
 #include <gtest/gtest.h>
 
-#include "cuda/driver_api.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "verify/ptx_stores.hpp"
 
 using namespace fuseblock;

@@ -9,8 +9,8 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/registry.hpp"
-#include "cuda/cuda_backend.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/executor/executor.hpp"
 #include "cuda/select/select.hpp"
 #include "tune/tuning_key.hpp"
 

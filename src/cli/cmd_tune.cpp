@@ -9,7 +9,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/registry.hpp"
-#include "cuda/cuda_backend.hpp"
+#include "cuda/executor/cuda_backend.hpp"
 #include "fuseblock/random.hpp"
 #include "tune/tuner.hpp"
 

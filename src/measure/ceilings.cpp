@@ -1,6 +1,6 @@
 #include "measure/ceilings.hpp"
 
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/driver_api.hpp"
 
 namespace fuseblock::measure {
 

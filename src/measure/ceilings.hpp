@@ -5,7 +5,7 @@
 #pragma once
 #include <cstddef>
 
-#include "cuda/device_memory.hpp"
+#include "cuda/runtime/device_memory.hpp"
 #include "measure/step_timer.hpp"
 
 namespace fuseblock::measure {

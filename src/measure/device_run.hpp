@@ -6,8 +6,8 @@
 #include <functional>
 #include <vector>
 
-#include "cuda/device_memory.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/executor/executor.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock::measure {

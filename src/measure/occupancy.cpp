@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "cuda/device_context.hpp"
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/driver_api.hpp"
 
 namespace fuseblock::measure {
 

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "cuda/device_context.hpp"
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/driver_api.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::measure {

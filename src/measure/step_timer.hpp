@@ -8,7 +8,7 @@
 #include <functional>
 #include <vector>
 
-#include "cuda/device_memory.hpp"
+#include "cuda/runtime/device_memory.hpp"
 
 namespace fuseblock::measure {
 

@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "cuda/device_context.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/executor/executor.hpp"
 #include "measure/device_run.hpp"
 #include "measure/step_timer.hpp"
 #include "tune/tuning_key.hpp"

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "cuda/executor.hpp"
+#include "cuda/executor/executor.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock::python {

@@ -2,7 +2,7 @@
 // PyTorch's buffers and current stream, with no copy.
 #include <fmt/format.h>
 
-#include "cuda/device_context.hpp"
+#include "cuda/runtime/device_context.hpp"
 #include "python/compiled_block.hpp"
 
 namespace fuseblock::python {

@@ -8,7 +8,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
-#include "cuda/device_context.hpp"
+#include "cuda/runtime/device_context.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "python/array_convert.hpp"
 #include "python/compiled_block.hpp"

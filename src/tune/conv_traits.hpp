@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "cuda/program/launch_program.hpp"
 #include "measure/occupancy.hpp"
 #include "tune/tuning_rules.hpp"

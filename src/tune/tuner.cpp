@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "cuda/device_context.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/executor/executor.hpp"
 #include "cuda/select/select.hpp"
 #include "measure/device_run.hpp"
 #include "measure/occupancy.hpp"

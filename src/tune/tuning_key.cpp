@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "cuda/device_context.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 
 namespace fuseblock::tune {
 

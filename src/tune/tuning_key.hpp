@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "cuda/conv_geometry.hpp"
+#include "cuda/engines/conv_geometry.hpp"
 #include "cuda/select/select.hpp"
 #include "fuseblock/plan.hpp"
 #include "tune/tuning_cache.hpp"

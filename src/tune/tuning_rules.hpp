@@ -8,7 +8,7 @@
 //   at most 4 configurations; keep a candidate only if >= 2% faster than the baseline
 //
 // fuseblock's conv kernels have other knobs than Triton's warps and stages (ConvTuning in
-// src/cuda/conv_geometry.hpp, mirrored here as ConvKnobs so the rules need no CUDA header): their
+// src/cuda/engines/conv_geometry.hpp, mirrored here as ConvKnobs so the rules need no CUDA header): their
 // warps per block are fixed by the engine's layout (the TF32 MMA engine is 8 warps, the FMA engine
 // 4) and the window pipeline is always double-buffered. The seed's rules map onto them as follows
 // (conv_candidates in tuning_rules.cpp; `fuseblock tune --help` prints the same table):

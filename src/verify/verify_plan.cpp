@@ -4,11 +4,11 @@
 
 #include <fmt/format.h>
 
-#include "cuda/cuda_backend.hpp"
-#include "cuda/device_context.hpp"
-#include "cuda/executor.hpp"
-#include "cuda/emit_program_options.hpp"
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/codegen/emit_program_options.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "verify/kernel_signature.hpp"
 
 namespace fuseblock::verify {

@@ -5,8 +5,8 @@
 #include <sstream>
 
 #include "cpu/cpu_backend.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/executor/executor.hpp"
 #include "device_common/philox.h"
 #include "oracle/compare.hpp"
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cuda/cuda_backend.hpp"
+#include "cuda/executor/cuda_backend.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fbgpu {

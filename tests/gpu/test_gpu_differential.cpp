@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "gpu_support.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/executor/executor.hpp"
 #include "oracle/compare.hpp"
 #include "oracle/oracle.hpp"
 #include "random_blocks.hpp"

@@ -3,8 +3,8 @@
 // misaligned buffers are refused with a plain error.
 #include <thread>
 
-#include "cuda/device_context.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/executor/executor.hpp"
 #include "gpu_support.hpp"
 #include "random_blocks.hpp"
 

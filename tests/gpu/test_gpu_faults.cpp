@@ -1,7 +1,7 @@
 // Faults a user can cause on the GPU: asking for more memory than the card has is a UserError
 // with a hint, and the device stays usable after it.
 #include "gpu_support.hpp"
-#include "cuda/device_memory.hpp"
+#include "cuda/runtime/device_memory.hpp"
 #include "pipeline_fixtures.hpp"
 
 namespace fbgpu {

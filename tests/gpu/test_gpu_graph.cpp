@@ -9,10 +9,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "cuda/device_context.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/executor/executor.hpp"
 #include "fuseblock/random.hpp"
 #include "gpu_support.hpp"
 

@@ -6,9 +6,9 @@
 #include <cstring>
 #include <thread>
 
-#include "cuda/device_context.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/executor/executor.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/random.hpp"
 #include "gpu_support.hpp"

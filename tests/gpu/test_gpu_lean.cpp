@@ -1,4 +1,4 @@
-// The lean general path (src/cuda/lean_kernels.cuh) against the CPU backend on problem-83-shaped
+// The lean general path (src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh) against the CPU backend on problem-83-shaped
 // blocks small enough to run quickly: chains that do not fold, dropout in training and eval,
 // bias and affine on and off, one sample and several (the blocks-per-sample split changes with
 // the batch), NaN and +-Inf injected into one sample. Each case first checks that its program

@@ -12,7 +12,7 @@
 #include <optional>
 #include <sstream>
 
-#include "cuda/device_context.hpp"
+#include "cuda/runtime/device_context.hpp"
 #include "cuda/select/select.hpp"
 #include "fuseblock/random.hpp"
 #include "gpu_support.hpp"

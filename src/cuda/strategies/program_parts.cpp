@@ -1,7 +1,7 @@
 #include "cuda/strategies/program_parts.hpp"
 
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_dropout_state.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/codegen/emit_dropout_state.hpp"
 
 namespace fuseblock::cuda {
 namespace {

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "cuda/conv_geometry.hpp"
+#include "cuda/engines/conv_geometry.hpp"
 #include "cuda/program/launch_program.hpp"
-#include "cuda/source_writer.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "fuseblock/plan.hpp"
 
 namespace fuseblock::cuda {

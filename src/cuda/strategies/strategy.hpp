@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/conv_geometry.hpp"
+#include "cuda/engines/conv_geometry.hpp"
 #include "cuda/program/launch_program.hpp"
 #include "fuseblock/plan.hpp"
 

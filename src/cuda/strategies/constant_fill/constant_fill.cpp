@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_fill.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/strategies/constant_fill/emit_fill.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_two_pass/recompute_two_pass.hpp"
 #include "fuseblock/error.hpp"

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "cuda/emit_lean.hpp"
+#include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "fuseblock/error.hpp"
 

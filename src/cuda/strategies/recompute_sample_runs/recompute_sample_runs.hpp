@@ -1,4 +1,4 @@
-// Sample-runs recompute (src/cuda/lean_kernels.cuh): like the two-pass recompute, but a block owns
+// Sample-runs recompute (src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh): like the two-pass recompute, but a block owns
 // one sample's run of consecutive tiles (the grid fills the device once), keeps its statistics in
 // registers across those tiles and writes one partial per (block, warp, channel); the finalize
 // folds the conv bias and GroupNorm into y = a * conv + b; the output kernel loads its next

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "cuda/emit_general.hpp"
+#include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "fuseblock/error.hpp"
 

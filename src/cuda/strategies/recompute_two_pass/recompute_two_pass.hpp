@@ -5,7 +5,7 @@
 // the reduction fits, else FMA), any chain; the only strategy that can run gated, as the exact
 // fallback of a guarded constant fill (its kernels skip samples whose guard flag is clear).
 #pragma once
-#include "cuda/source_writer.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "cuda/strategies/strategy.hpp"
 
 namespace fuseblock::cuda {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/source_writer.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "fuseblock/ir.hpp"
 
 namespace fuseblock::cuda {

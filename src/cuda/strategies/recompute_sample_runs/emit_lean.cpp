@@ -1,12 +1,12 @@
 // Emits the lean general path: the geometry constants and window helpers (emit_conv_tile.cpp),
 // fb_k_offset (emit_conv_mma.cpp), fb_finish (normalisation + the chain), the constants the
-// kernels' text expects, then src/cuda/lean_kernels.cuh as embedded at build time.
-#include "cuda/emit_lean.hpp"
+// kernels' text expects, then src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh as embedded at build time.
+#include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 
 #include <algorithm>
 
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_conv.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/engines/emit_conv.hpp"
 #include "device_common/embedded.hpp"
 #include "fuseblock/error.hpp"
 

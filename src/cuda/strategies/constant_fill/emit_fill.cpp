@@ -8,9 +8,9 @@
 // one sample's input, so a flag is set by few blocks and no host synchronisation is needed.
 // Without a mask (dropout identity, as in problem 83 where dropout(0) folds away) the output is
 // one constant: a memset writes it and fb_guard does the read half alone.
-#include "cuda/emit_fill.hpp"
+#include "cuda/strategies/constant_fill/emit_fill.hpp"
 
-#include "cuda/emit_common.hpp"
+#include "cuda/codegen/emit_common.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/error.hpp"
 

@@ -2,8 +2,8 @@
 #pragma once
 #include <string>
 
-#include "cuda/conv_geometry.hpp"
-#include "cuda/source_writer.hpp"
+#include "cuda/engines/conv_geometry.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "fuseblock/plan.hpp"
 
 namespace fuseblock::cuda {

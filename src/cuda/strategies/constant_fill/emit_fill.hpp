@@ -1,7 +1,7 @@
 // Emission of the fill path's kernels (emit_fill.cpp): fb_fill (constant * dropout mask, with the
 // guard in the same pass), or fb_guard alone when the output is a constant a memset writes.
 #pragma once
-#include "cuda/source_writer.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "fuseblock/plan.hpp"
 
 namespace fuseblock::cuda {

@@ -1,4 +1,4 @@
-#include "cuda/emit_dropout_state.hpp"
+#include "cuda/codegen/emit_dropout_state.hpp"
 
 namespace fuseblock::cuda {
 

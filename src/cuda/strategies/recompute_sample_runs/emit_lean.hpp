@@ -1,12 +1,12 @@
-// The general path's lean kernels (src/cuda/lean_kernels.cuh): when they apply, how they are
+// The general path's lean kernels (src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh): when they apply, how they are
 // emitted, and the sizes the executor launches them with.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
-#include "cuda/conv_geometry.hpp"
-#include "cuda/emit_general.hpp"
-#include "cuda/source_writer.hpp"
+#include "cuda/engines/conv_geometry.hpp"
+#include "cuda/strategies/recompute_two_pass/emit_general.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "fuseblock/plan.hpp"
 
 namespace fuseblock::cuda {

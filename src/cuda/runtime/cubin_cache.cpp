@@ -1,5 +1,5 @@
 // The on-disk NVRTC cache (cubin_cache.hpp).
-#include "cuda/cubin_cache.hpp"
+#include "cuda/runtime/cubin_cache.hpp"
 
 #include <unistd.h>
 

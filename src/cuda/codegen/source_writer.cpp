@@ -1,5 +1,5 @@
 // Exact literals for emitted source (source_writer.hpp).
-#include "cuda/source_writer.hpp"
+#include "cuda/codegen/source_writer.hpp"
 
 #include <cmath>
 #include <cstdio>

@@ -1,12 +1,12 @@
 // The CUDA backend on host tensors (cuda_backend.hpp).
-#include "cuda/cuda_backend.hpp"
+#include "cuda/executor/cuda_backend.hpp"
 
 #include <fmt/format.h>
 
-#include "cuda/device_context.hpp"
-#include "cuda/device_memory.hpp"
-#include "cuda/driver_api.hpp"
-#include "cuda/executor.hpp"
+#include "cuda/runtime/device_context.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "cuda/runtime/driver_api.hpp"
+#include "cuda/executor/executor.hpp"
 
 namespace fuseblock::cuda {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "cuda/program/launch_program.hpp"
 #include "cuda/select/select.hpp"
 #include "fuseblock/plan.hpp"

@@ -1,5 +1,5 @@
 // The shared pieces of emitted programs (emit_common.hpp).
-#include "cuda/emit_common.hpp"
+#include "cuda/codegen/emit_common.hpp"
 
 #include "device_common/embedded.hpp"
 #include "device_common/philox.h"

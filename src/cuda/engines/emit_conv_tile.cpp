@@ -1,7 +1,7 @@
 // The geometry as constants, the tile decomposition and the input-window load (emit_conv.hpp).
 #include <algorithm>
 
-#include "cuda/emit_conv.hpp"
+#include "cuda/engines/emit_conv.hpp"
 
 namespace fuseblock::cuda {
 namespace {

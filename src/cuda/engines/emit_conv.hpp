@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda/conv_geometry.hpp"
-#include "cuda/source_writer.hpp"
+#include "cuda/engines/conv_geometry.hpp"
+#include "cuda/codegen/source_writer.hpp"
 #include "fuseblock/plan.hpp"
 
 namespace fuseblock::cuda {

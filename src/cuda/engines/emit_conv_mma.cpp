@@ -7,7 +7,7 @@
 // Fragment layouts are those of the PTX ISA for m16n8k8 .tf32: lane = 4 * g + t4 holds
 // A[g][t4], A[g+8][t4], A[g][t4+4], A[g+8][t4+4]; B[t4][g], B[t4+4][g];
 // C[g][2 t4], C[g][2 t4 + 1], C[g+8][2 t4], C[g+8][2 t4 + 1].
-#include "cuda/emit_conv.hpp"
+#include "cuda/engines/emit_conv.hpp"
 
 namespace fuseblock::cuda {
 namespace {

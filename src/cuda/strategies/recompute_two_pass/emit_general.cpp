@@ -3,10 +3,10 @@
 // stored: the output kernel recomputes it with the same instructions, so both passes see
 // identical values. With gated = true (the exact fallback of the fill path) every kernel skips
 // samples whose guard flag is 0.
-#include "cuda/emit_general.hpp"
+#include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_conv.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/engines/emit_conv.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {

@@ -3,7 +3,7 @@
 // a weights chunk [ci][kvol][CT4] in shared memory (read as float4 broadcasts). When the whole
 // window fits twice in shared memory the kernel loop double-buffers it and the weights are loaded
 // once per block; otherwise input channels are taken CIC at a time, window and weights reloaded.
-#include "cuda/emit_conv.hpp"
+#include "cuda/engines/emit_conv.hpp"
 
 namespace fuseblock::cuda {
 namespace {

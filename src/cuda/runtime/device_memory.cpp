@@ -1,9 +1,9 @@
 // Device buffers (device_memory.hpp).
-#include "cuda/device_memory.hpp"
+#include "cuda/runtime/device_memory.hpp"
 
 #include <utility>
 
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/driver_api.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {

@@ -1,5 +1,5 @@
 // Tile and shared-memory layout choice for the conv kernels (conv_geometry.hpp).
-#include "cuda/conv_geometry.hpp"
+#include "cuda/engines/conv_geometry.hpp"
 
 #include <algorithm>
 #include <limits>

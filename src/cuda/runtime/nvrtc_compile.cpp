@@ -1,5 +1,5 @@
 // NVRTC compilation and the ptxas report parser (nvrtc_compile.hpp).
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,8 +7,8 @@
 #include <cctype>
 #include <sstream>
 
-#include "cuda/cubin_info.hpp"
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/cubin_info.hpp"
+#include "cuda/runtime/driver_api.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {

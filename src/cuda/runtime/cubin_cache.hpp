@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 
 namespace fuseblock::cuda {
 

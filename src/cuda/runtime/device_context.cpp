@@ -1,12 +1,12 @@
 // Device selection and properties (device_context.hpp).
-#include "cuda/device_context.hpp"
+#include "cuda/runtime/device_context.hpp"
 
 #include <cstdlib>
 #include <mutex>
 
 #include <fmt/format.h>
 
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/driver_api.hpp"
 
 namespace fuseblock::cuda {
 namespace {

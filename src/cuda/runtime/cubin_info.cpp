@@ -2,7 +2,7 @@
 // section is a list of attributes, each a format byte, an attribute byte and, for the format
 // EIFMT_SVAL (4), a 16-bit size and that many bytes (for per-kernel values: the kernel's symbol
 // index and a 32-bit value); the other formats carry 2 bytes inline.
-#include "cuda/cubin_info.hpp"
+#include "cuda/runtime/cubin_info.hpp"
 
 #include <cstdint>
 #include <cstring>

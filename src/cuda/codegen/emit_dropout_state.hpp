@@ -2,7 +2,7 @@
 // taking them by value, so that a CUDA graph captured once draws a fresh mask on every replay
 // (the buffer's contents change between replays; PyTorch's own dropout works the same way).
 #pragma once
-#include "cuda/source_writer.hpp"
+#include "cuda/codegen/source_writer.hpp"
 
 namespace fuseblock::cuda {
 

@@ -1,5 +1,5 @@
 // Run-time loading of libcuda and libnvrtc (driver_api.hpp).
-#include "cuda/driver_api.hpp"
+#include "cuda/runtime/driver_api.hpp"
 
 #include <dlfcn.h>
 

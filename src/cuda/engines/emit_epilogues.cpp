@@ -6,8 +6,8 @@
 //    elements per step aligned to multiples of 4 in the flat output index, so one Philox call
 //    gives the four dropout draws (element i uses word i % 4 of counter block i / 4, exactly as
 //    the CPU backend) and an interior step is one 16-byte store.
-#include "cuda/emit_common.hpp"
-#include "cuda/emit_conv.hpp"
+#include "cuda/codegen/emit_common.hpp"
+#include "cuda/engines/emit_conv.hpp"
 
 namespace fuseblock::cuda {
 namespace {
