@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "fuseblock/fuseblock.hpp"
+#include "spec/limits.hpp"
 #include "spec/op_table.hpp"
 #include "spec/tokenize.hpp"
 
@@ -270,6 +271,10 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
     case OpKind::LeakyRelu: pw.a = r.f("negative_slope", 0.01), pw.has_a = true; break;
     case OpKind::Hardtanh:
       pw.a = r.f("min_val", -1.0), pw.b = r.f("max_val", 1.0), pw.has_a = pw.has_b = true;
+      if (!(pw.b > pw.a))  // nn.Hardtanh asserts max_val > min_val (NaN bounds fail it too)
+        lp.fail(r.has("max_val") ? r.loc("max_val").col : lp.keyword().col,
+                fmt::format("hardtanh needs max_val > min_val, got min_val={} max_val={}", pw.a, pw.b),
+                "as nn.Hardtanh; for min > max as torch.clamp computes it, write clamp min=... max=...");
       break;
     case OpKind::Softplus: pw.a = r.f("beta", 1.0), pw.b = r.f("threshold", 20.0), pw.has_a = pw.has_b = true; break;
     case OpKind::Gelu: {
@@ -324,6 +329,9 @@ Op parse_input(LineParser& lp) {
 void parse_params(LineParser& lp, ParamSource& ps) {
   static const spec::OpSpec params_spec{"params", OpKind::Input, 0,
                                         {{"seed", ArgType::Int, false}, {"file", ArgType::Word, false}}, ""};
+  if (ps.loc.known())
+    lp.fail(lp.keyword().col, fmt::format("params is given twice: first at line {}, column {}", ps.loc.line, ps.loc.col),
+            "keep one params line");
   ArgReader r(lp, params_spec, lp.parse_args(1));
   if (r.has("seed") && r.has("file")) lp.fail(r.loc("file").col, "params takes seed= or file=, not both");
   int64_t seed = r.i("seed", 0);
@@ -339,6 +347,9 @@ const char* stage_rule =
 }  // namespace
 
 Block parse_spec(std::string_view text, const std::string& source_name) {
+  if (text.size() > spec::kMaxSpecBytes)
+    throw UserError(fmt::format("the spec is {} bytes; fuseblock reads at most {} (1 MiB)", text.size(), spec::kMaxSpecBytes),
+                    "a block spec is a few lines: input, conv, group_norm, pointwise ops, dropout", {1, 1}, source_name);
   Block b;
   b.source_name = source_name;
   Stage stage = Stage::Start;
@@ -359,6 +370,9 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
     last_loc = lp.at(kw.col);
     if (kw.kind != Token::Word) lp.fail(kw.col, fmt::format("a line must start with an op name, found '{}'", kw.text), stage_rule);
     if (kw.text == "params") { parse_params(lp, b.params); continue; }
+    if (b.ops.size() >= spec::kMaxOps)
+      lp.fail(kw.col, fmt::format("the block has more than {} ops, the most fuseblock plans", spec::kMaxOps),
+              "merge the pointwise ops, or split the block");
     if (kw.text == "input") {
       if (stage != Stage::Start) lp.fail(kw.col, "the input is declared twice, or after an op", stage_rule);
       b.ops.push_back(parse_input(lp));
