@@ -74,6 +74,13 @@ def _int_in_range(name: str, value, lo: int, hi: int) -> int:
     return v
 
 
+def _flag(name: str, value) -> bool:
+    """A bool argument: anything else is a TypeError naming it (not the binding's signature dump)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 
@@ -99,7 +106,8 @@ class Block:
     def __init__(self, spec: SpecSource = None, *, assume_finite: bool = False,
                  training: Optional[bool] = None, input_shape: Optional[Sequence[int]] = None):
         self.spec_text, self.source_name, folder = _read_spec(spec)
-        self.assume_finite = assume_finite
+        self.assume_finite = assume_finite = _flag("assume_finite", assume_finite)
+        training = None if training is None else _flag("training", training)
         shape = None if input_shape is None else [
             _int_in_range(f"input_shape[{i}]", d, 0, _INT64_MAX) for i, d in enumerate(input_shape)]
         self._compiled = _core.CompiledBlock(self.spec_text, self.source_name, folder, assume_finite,
@@ -148,6 +156,9 @@ class Block:
           (None: the spec's seed and offset; an offset needs a seed, and a seed alone has offset 0).
         """
         x = _float32_array("x", x)
+        if not isinstance(device, str):
+            raise TypeError(f"device must be 'auto', 'cpu' or 'cuda', got {type(device).__name__} {device!r}")
+        allow_tf32 = _flag("allow_tf32", allow_tf32)
         p = self._default_params() if params is None else self._core_params(params)
         if dropout_seed is None and dropout_offset is not None:
             raise _user_error("dropout_offset is given without dropout_seed",

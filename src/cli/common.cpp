@@ -15,10 +15,19 @@
 
 namespace fuseblock::cli {
 
+void add_spec_options(CLI::App* cmd, SpecSource& spec) {
+  cmd->add_option("SPEC", spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
+  cmd->add_option("--spec-text", spec.text, "The spec itself, as text; ';' separates lines")
+      ->each([&spec](const std::string&) { spec.text_given = true; });
+}
+
 LoadedSpec load_spec(const SpecSource& src) {
   LoadedSpec s;
   std::string text, name;
-  if (!src.text.empty()) {
+  if (src.text_given && !src.path.empty())
+    throw UserError(fmt::format("both a spec file ('{}') and --spec-text are given", src.path),
+                    "give one of them; without either the default block runs");
+  if (src.text_given) {
     // On a command line, ';' separates lines: --spec-text 'input f32[1, 3, 8]; conv1d 4 3'.
     text = src.text, name = "<spec-text>";
     for (char& c : text)
@@ -41,13 +50,15 @@ LoadedSpec load_spec(const SpecSource& src) {
   return s;
 }
 
-Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_file, std::string* what) {
+std::string params_file(const LoadedSpec& spec, const std::string& params_flag) {
+  if (!params_flag.empty() || spec.block.params.safetensors.empty()) return params_flag;
+  std::filesystem::path f(spec.block.params.safetensors);
+  return (f.is_relative() && !spec.folder.empty()) ? (std::filesystem::path(spec.folder) / f).string() : f.string();
+}
+
+Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_flag, std::string* what) {
   const Pipeline& p = plan.guard ? plan.fallback : plan.pipeline;
-  std::string file = params_file;
-  if (file.empty() && !spec.block.params.safetensors.empty()) {
-    std::filesystem::path f(spec.block.params.safetensors);
-    file = (f.is_relative() && !spec.folder.empty()) ? (std::filesystem::path(spec.folder) / f).string() : f.string();
-  }
+  const std::string file = params_file(spec, params_flag);
   if (!file.empty()) {
     *what = "loaded from " + file;
     return load_params(p, file);

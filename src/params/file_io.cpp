@@ -11,6 +11,7 @@
 
 #include "fuseblock/error.hpp"
 #include "ir/checked.hpp"
+#include "params/temp_files.hpp"
 
 namespace fuseblock::detail {
 namespace {
@@ -75,6 +76,7 @@ void write_file_atomically(const std::string& path, const std::vector<Chunk>& ch
   int fd = ::mkstemp(name.data());
   if (fd < 0) throw UserError(path + ": cannot create a temporary file in its folder: " + errno_text(errno));
   std::string tmp(name.data());
+  TempFileRegistration removed_if_interrupted(tmp);
   auto fail = [&](const std::string& what, int e) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());

@@ -116,6 +116,14 @@ std::optional<int64_t> to_int(const std::string& s) {
   return v;
 }
 
+// The message for a word to_int rejected: an integer past int64's range is not "not an integer".
+std::string int_error(const std::string& text, const std::string& otherwise) {
+  int64_t v;
+  if (std::from_chars(text.data(), text.data() + text.size(), v).ec == std::errc::result_out_of_range)
+    return fmt::format("{} does not fit in a 64-bit integer (at most {})", text, std::numeric_limits<int64_t>::max());
+  return otherwise;
+}
+
 // Reads the arguments of one op line into `op`, against the op's ArgSpec list.
 class ArgReader {
  public:
@@ -179,7 +187,7 @@ class ArgReader {
     if (!has(name)) return dflt;
     const Token& t = scalar(name);
     auto v = to_int(t.text);
-    if (!v) lp_.fail(t.col, fmt::format("'{}' expects an integer, got '{}'", name, t.text));
+    if (!v) lp_.fail(t.col, int_error(t.text, fmt::format("'{}' expects an integer, got '{}'", name, t.text)));
     return *v;
   }
 
@@ -202,7 +210,7 @@ class ArgReader {
     const RawArg& a = given_.at(name);
     if (a.values.size() == 1 && !a.is_tuple) {
       auto v = to_int(a.values[0].text);
-      if (!v) lp_.fail(a.values[0].col, fmt::format("'{}' expects an integer or a tuple of {}, got '{}'", name, dims, a.values[0].text));
+      if (!v) lp_.fail(a.values[0].col, int_error(a.values[0].text, fmt::format("'{}' expects an integer or a tuple of {}, got '{}'", name, dims, a.values[0].text)));
       out = {*v, *v, *v};
       return out;
     }
@@ -211,7 +219,7 @@ class ArgReader {
                fmt::format("write {}={} or a tuple of {} integers", name, dflt, dims));
     for (int d = 0; d < dims; ++d) {
       auto v = to_int(a.values[static_cast<size_t>(d)].text);
-      if (!v) lp_.fail(a.values[static_cast<size_t>(d)].col, fmt::format("'{}' expects integers, got '{}'", name, a.values[static_cast<size_t>(d)].text));
+      if (!v) lp_.fail(a.values[static_cast<size_t>(d)].col, int_error(a.values[static_cast<size_t>(d)].text, fmt::format("'{}' expects integers, got '{}'", name, a.values[static_cast<size_t>(d)].text)));
       out[static_cast<size_t>(d)] = *v;
     }
     return out;
@@ -317,7 +325,7 @@ Op parse_input(LineParser& lp) {
   if (args.size() != 1 || !args[0].is_tuple) lp.fail(t[2].col, "unexpected text after the input shape", hint);
   for (const Token& v : args[0].values) {
     auto n = to_int(v.text);
-    if (!n || *n < 0) lp.fail(v.col, fmt::format("a dimension must be a non-negative integer, got '{}'", v.text));
+    if (!n || *n < 0) lp.fail(v.col, int_error(v.text, fmt::format("a dimension must be a non-negative integer, got '{}'", v.text)));
     op.shape.push_back(*n);
   }
   if (op.shape.size() < 3 || op.shape.size() > 5)
