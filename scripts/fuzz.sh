@@ -17,6 +17,7 @@ cxx=$(command -v clang++ || true)
 cmake -S tests/fuzz -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 echo "fuzz: building ${targets[*]} with $("$cxx" --version | head -1) ..."
 ninja -C build-fuzz -j"${FUSEBLOCK_JOBS:-$(nproc)}" "${targets[@]/#/fuzz_}" >/dev/null
+echo "fuzz: built in $SECONDS s"
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t" "build-fuzz/crashes/$t"
@@ -35,4 +36,5 @@ for t in "${targets[@]}"; do
     tail -40 "build-fuzz/$t.log" >&2
   fi
 done
+echo "fuzz: done in $SECONDS s (build and runs)"
 exit $status

@@ -143,3 +143,14 @@ TEST(SpecLimits, PlanningALongChainIsLinear) {
   EXPECT_EQ(p.pipeline.chain[0].kind, OpKind::Relu);
   EXPECT_LT(s, 10.0) << "50000 ops took " << s << " s to plan";  // quadratic: minutes
 }
+
+// An input shape that bypasses the parser (the Python API's input_shape, a Block built in C++)
+// is checked by infer_shapes all the same: a UserError, not numel()'s internal assertion.
+TEST(CheckedSizes, InputShapeOverridesAreChecked) {
+  Block b = parse_spec("input f32[2, 3, 8]\nconv1d 4 3\n");
+  for (const Shape& bad : {Shape{2, -3, 8}, Shape{-1, 3, 8}, Shape{INT64_C(4294967296), 3, INT64_C(4294967296)}}) {
+    b.ops.front().shape = bad;
+    UserError e = user_error_of([&] { lower(b); }, shape_str(bad));
+    EXPECT_NE(std::string(e.what()).find(shape_str(bad)), std::string::npos) << e.what();
+  }
+}
