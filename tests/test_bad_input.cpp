@@ -37,3 +37,14 @@ TEST(BadInput, ParamsGivenTwiceNamesBothPlaces) {
   EXPECT_NE(std::string(e.what()).find("line 1, column 1"), std::string::npos) << e.formatted();
   EXPECT_NO_THROW(parse_spec(std::string(kHead) + "params seed=4\n"));
 }
+
+TEST(BadInput, UnexpectedBytesAreShownInHexSoMessagesStayValidText) {
+  for (const std::string& bad : {std::string("relu \xc3\xbc\n"), std::string("relu \x01\n"), std::string("relu \x7f\n")}) {
+    UserError e = parse_error(std::string(kHead) + bad);
+    EXPECT_EQ(e.loc().col, 6);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("unexpected character '\\x"), std::string::npos) << what;
+    for (char c : what) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << int(static_cast<unsigned char>(c)) << " in: " << what;
+  }
+  EXPECT_NE(std::string(parse_error(std::string(kHead) + "relu $\n").what()).find("'$'"), std::string::npos);
+}

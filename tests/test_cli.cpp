@@ -129,6 +129,9 @@ TEST(Cli, SpecTextEmptyOrBesideASpecFileIsAnError) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "both a spec file")) << r.out;
   EXPECT_EQ(cli("explain " + spec).code, 0);
+  r = cli("explain /dev/zero");  // read no further than the spec's size limit
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "more than 1048576 bytes")) << r.out;
   r = cli("run " + spec + " --device cpu --repeat 0");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "--repeat must be at least 1")) << r.out;

@@ -50,8 +50,11 @@ def _read_spec(spec: SpecSource) -> tuple[str, str, str]:
     if isinstance(spec, str) and "\n" in spec:
         return spec, "<spec>", ""
     path = os.fspath(spec)
-    with open(path, encoding="utf-8") as f:
-        return f.read(), path, os.path.dirname(path)
+    # One byte past the spec's size limit at most: the parser reports a longer spec, and a path
+    # like /dev/zero cannot make this read forever.
+    with open(path, "rb") as f:
+        data = f.read(_core.max_spec_bytes + 1)
+    return data.decode("utf-8", errors="replace"), path, os.path.dirname(path)
 
 
 def _user_error(message: str, hint: str = "") -> UserError:

@@ -12,8 +12,18 @@
 #include <fmt/format.h>
 
 #include "fuseblock/io.hpp"
+#include "spec/limits.hpp"
 
 namespace fuseblock::cli {
+
+// At most one byte past the spec's size limit: parse_spec reports a longer spec, and a spec path
+// like /dev/zero (or an endless stdin) cannot make the CLI read forever.
+static std::string read_spec_text(std::istream& in) {
+  std::string text(spec::kMaxSpecBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
 
 void add_spec_options(CLI::App* cmd, SpecSource& spec) {
   cmd->add_option("SPEC", spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
@@ -37,12 +47,12 @@ LoadedSpec load_spec(const SpecSource& src) {
     text = kDefaultSpec, name = "<default>";
     s.description = "<default> (KernelBench level-2 problem 83)";
   } else if (src.path == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    text = read_spec_text(std::cin);
     name = "<stdin>", s.description = "<stdin>";
   } else {
     std::ifstream f(src.path, std::ios::binary);
     if (!f) throw UserError(fmt::format("cannot read the spec file '{}'", src.path), "check the path; run without SPEC for the default block");
-    text.assign(std::istreambuf_iterator<char>(f), {});
+    text = read_spec_text(f);
     name = src.path, s.description = src.path;
     s.folder = std::filesystem::path(src.path).parent_path().string();
   }

@@ -356,7 +356,7 @@ const char* stage_rule =
 
 Block parse_spec(std::string_view text, const std::string& source_name) {
   if (text.size() > spec::kMaxSpecBytes)
-    throw UserError(fmt::format("the spec is {} bytes; fuseblock reads at most {} (1 MiB)", text.size(), spec::kMaxSpecBytes),
+    throw UserError(fmt::format("the spec has more than {} bytes (1 MiB), the most fuseblock reads", spec::kMaxSpecBytes),
                     "a block spec is a few lines: input, conv, group_norm, pointwise ops, dropout", {1, 1}, source_name);
   Block b;
   b.source_name = source_name;

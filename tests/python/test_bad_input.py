@@ -83,3 +83,23 @@ def test_argument_types_are_named_not_the_binding_signature():
         assert "incompatible function arguments" not in str(e.value)
     with pytest.raises(fuseblock.UserError, match="unknown device 'gpu'"):
         block.run(x_for(block), device="gpu")
+
+
+def test_spec_file_size_is_limited_and_read_no_further(tmp_path):
+    big = tmp_path / "big.block"
+    big.write_text("input f32[1, 1, 8]\nconv1d 1 1\n" + "#" * (2 << 20))
+    with pytest.raises(fuseblock.UserError, match="more than 1048576 bytes"):
+        fuseblock.Block(str(big))
+    with pytest.raises(fuseblock.UserError, match="more than 1048576 bytes"):
+        fuseblock.Block("/dev/zero")
+
+
+def test_non_ascii_and_invalid_utf8_in_a_spec_are_user_errors(tmp_path):
+    with pytest.raises(fuseblock.UserError, match=r"3:6: error: unexpected character '\\xc3'"):
+        fuseblock.Block("input f32[1, 1, 8]\nconv1d 1 1\nrelu \u00fc\n")
+    bad = tmp_path / "bad.block"
+    bad.write_bytes(b"input f32[1, 1, 8]\nconv1d 1 1\nrelu \xff\n")
+    with pytest.raises(fuseblock.UserError, match="3:6: error: unexpected character"):
+        fuseblock.Block(str(bad))
+    with pytest.raises(fuseblock.UserError, match="\u00fc"):   # a quoted word keeps its characters
+        fuseblock.Block("input f32[1, 1, 8]\nconv1d 1 1\nparams file='\u00fc.safetensors'\n").params()
