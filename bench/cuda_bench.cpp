@@ -211,11 +211,11 @@ void run_case(const Case& c, const Ceilings& ceil, cuda::DeviceBuffer& flush) {
   const Params params = init_params(p.fill_path() ? plan.fallback : p, 0);
   const Tensor x = uniform_tensor(p.input_shape, 2026);  // torch.rand's distribution, never zeros
   auto ex = cuda::executor_for(plan, c.tf32);
-  const cuda::EmittedProgram& prog = ex->program();
+  const cuda::LaunchProgram& prog = ex->program();
   cuda::DeviceBuffer dx = cuda::to_device(x.vec());
   cuda::DeviceBuffer dy(static_cast<size_t>(numel(p.output_shape)) * 4);
   cuda::DeviceBuffer dw, db, dg, dbeta;
-  if (prog.general) {
+  if (prog.find(cuda::BufferRole::ConvWeight)) {
     dw = cuda::to_device(params.conv_weight.vec());
     db = cuda::to_device(params.conv_bias.vec());
     dg = cuda::to_device(params.norm_weight.vec());
@@ -225,7 +225,7 @@ void run_case(const Case& c, const Ceilings& ceil, cuda::DeviceBuffer& flush) {
   cuda::RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  if (prog.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
+  if (prog.find(cuda::BufferRole::GuardFlags)) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   const cuda::DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
   const auto& launches = ex->launches();
   auto poison = [&] { FB_CU(cuMemsetD32Async(dy.ptr(), kPoison, dy.bytes() / 4, nullptr)); };

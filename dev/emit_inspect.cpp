@@ -1,4 +1,4 @@
-// dev tool: emits the NVRTC program for a spec (default: problem 83, or a spec file), compiles it
+// dev tool: builds the default LaunchProgram for a spec (default: problem 83, or a spec file), compiles it
 // for an architecture with NVRTC (no GPU needed) and prints ptxas's resource report per kernel.
 //   emit_inspect [spec-file|-] [sm_90] [--fp32] [--source] [--assume-finite] [--exact]
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "cuda/emit_program.hpp"
+#include "cuda/select/select.hpp"
 #include "cuda/nvrtc_compile.hpp"
 #include "fuseblock/fuseblock.hpp"
 
@@ -32,9 +32,9 @@ int main(int argc, char** argv) {
   }
   try {
     Plan plan = lower(parse_spec(spec, "<spec>"), lo);
-    cuda::EmittedProgram prog = cuda::emit_program(plan, tf32);
+    const cuda::LaunchProgram prog = cuda::default_program(plan, tf32);
     if (show) std::cout << prog.source;
-    if (prog.general) std::printf("geometry: %s\n", prog.geometry.describe().c_str());
+    std::cout << cuda::describe(prog);
     cuda::CompileRequest req;
     req.source = prog.source;
     req.arch = arch;

@@ -1,3 +1,7 @@
+// HISTORY: this harness ran against commit cb7f6ab (before the conv strategy interface), where
+// its knobs (FillOptions, GuardOptions, ConvTuning::lean, the FBL_* macros) still lived in src/;
+// its numbers are in docs/benchmarks.md. It is no longer built: to rerun it, check that commit out
+// (`git worktree add /tmp/fb-cb7f6ab cb7f6ab`) and run `scripts/gpu-suite.sh dev,lean` there.
 // dev: numbered versions of the fill path (llm.c dev/cuda style), each checked against the CPU
 // backend bit for bit and timed like the benchmark (events, warm-up, median of 50, L2 flushed by a
 // 256 MB write, output poisoned before every run). Problem 83's shape.

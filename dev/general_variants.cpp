@@ -1,3 +1,7 @@
+// HISTORY: this harness ran against commit cb7f6ab (before the conv strategy interface), where
+// its knobs (FillOptions, GuardOptions, ConvTuning::lean, the FBL_* macros) still lived in src/;
+// its numbers are in docs/benchmarks.md. It is no longer built: to rerun it, check that commit out
+// (`git worktree add /tmp/fb-cb7f6ab cb7f6ab`) and run `scripts/gpu-suite.sh dev,lean` there.
 // dev: versions of the general path's conv kernels (problem 83 shape, conv -> GroupNorm -> SiLU ->
 // dropout, TF32), each checked (sample 0 against the CPU backend) and timed per kernel like the
 // benchmark (events, warm-up, median of 30, L2 flushed, output poisoned). The knobs are

@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,dev,lean,profile,tune,python]   (default all)
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python]   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
 # `python` installs the package (pip --no-build-isolation), runs its tests (torch ones included)
@@ -35,7 +35,7 @@ step() {  # step NAME LOG TIMEOUT_S command...
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | tee "$out/device.log"
 step configure build.log 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEBLOCK_DEPS_DIR="$PWD/.deps" || {
   tail -30 "$out/build.log"; exit 1; }
-step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock_dev_fill fuseblock_dev_general fuseblock_dev_general_lean fuseblock 2>&1" || {
+step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock 2>&1" || {
   tail -40 "$out/build.log"; exit 1; }
 
 if has tests; then
@@ -62,23 +62,6 @@ if has tests; then
 fi
 if has bench; then
   step bench bench.log 300 $build/bench/fuseblock_bench
-fi
-if has dev; then
-  step dev-fill dev.log 120 $build/bench/fuseblock_dev_fill
-  step dev-general dev-general.tmp 180 $build/bench/fuseblock_dev_general
-  cat "$out/dev-general.tmp" >>"$out/dev.log" && rm "$out/dev-general.tmp"
-  cat "$out/dev.log"
-fi
-if has lean; then  # the general path's designs side by side: dev/general_lean.cpp (v1, v7*, v8)
-  step dev-lean lean.log 280 $build/bench/fuseblock_dev_general_lean ${LEAN_REPS:-30}
-  cat "$out/lean.log"
-  # Nsight Compute on v7b's two conv kernels (with 2 reps each variant launches each kernel 11
-  # times: v7's 22 launches are skipped).
-  step ncu-lean ncu-lean.log 240 ncu --clock-control none --kernel-name regex:'fbl_conv_(stats|output)' \
-    --launch-skip 22 --launch-count 2 --section SpeedOfLight --section Occupancy --section WarpStateStats \
-    --section SchedulerStats --section LaunchStats --section InstructionStats \
-    $build/bench/fuseblock_dev_general_lean 2
-  grep -E 'fbl_conv|Duration|Issue Slots|Issued Ipc|Achieved Occupancy|Stall|Warp Cycles Per Issued|Executed Instructions  |No Eligible|Eligible Warps' "$out/ncu-lean.log" | head -40
 fi
 if has profile; then
   # Where the general path's time goes: Nsight Compute on one launch of each conv kernel.

@@ -1,5 +1,6 @@
 // lower(): the pipeline from a parsed Block to a Plan, as a list of steps. With
 // FUSEBLOCK_DUMP=1 in the environment the IR is printed to stderr after every step.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -14,6 +15,13 @@ namespace fuseblock {
 // squared and summed over a group of 10^14 elements, so statistics stay finite.
 static constexpr double kConvOutputBound = 1e12;
 
+// The bound for a storage type: the conv output is rounded to it, so it must stay finite there
+// too. f16 overflows at 65520: half its largest value leaves room for the float32 sum's rounding
+// error (up to K * 2^-24 relative for K terms) before the rounding to f16.
+static double conv_output_bound(DType storage) {
+  return std::min(kConvOutputBound, 0.5 * dtype_info(storage).max_finite);
+}
+
 static bool has_fill(const Block& b) { return b.find(OpKind::Fill) != nullptr; }
 
 Plan lower(const Block& block, const LowerOptions& opts, const StepObserver& on_step) {
@@ -25,34 +33,35 @@ Plan lower(const Block& block, const LowerOptions& opts, const StepObserver& on_
 
   Plan plan;
   plan.assume_finite = opts.assume_finite;
+  const double bound = conv_output_bound(block.storage_dtype());
   const Block shaped = infer_shapes(block);
   step("infer_shapes", shaped);
-  plan.exact = infer_ranges(shaped, /*assume_bounded_input=*/false, kConvOutputBound);
+  plan.exact = infer_ranges(shaped, /*assume_bounded_input=*/false, bound);
   step("infer_ranges", plan.exact);
 
   Block exact_simplified = plan.exact;
   Block simplified = plan.exact;
   if (opts.simplify) {
-    exact_simplified = simplify(plan.exact, kConvOutputBound);
+    exact_simplified = simplify(plan.exact, bound);
     step("simplify", exact_simplified);
     simplified = exact_simplified;
     if (!has_fill(exact_simplified)) {
       // Try again under the guard's assumption; keep it only if it removes the conv.
-      Block bounded = infer_ranges(shaped, /*assume_bounded_input=*/true, kConvOutputBound);
+      Block bounded = infer_ranges(shaped, /*assume_bounded_input=*/true, bound);
       step("infer_ranges (under guard)", bounded);
-      Block guarded = simplify(bounded, kConvOutputBound);
+      Block guarded = simplify(bounded, bound);
       step("simplify (under guard)", guarded);
       if (has_fill(guarded)) {
         simplified = guarded;
         const Op* fill = guarded.find(OpKind::Fill);
-        plan.guard = Guard{kConvOutputBound,
+        plan.guard = Guard{bound,
                            fmt::format("for input and parameters finite with |conv output| <= {:g} and "
                                        "|norm weight|, |norm bias| <= {:g}, no value can be NaN and the "
                                        "chain is the constant {:g}",
-                                       kConvOutputBound, kConvOutputBound, fill->pw.a)};
+                                       bound, bound, fill->pw.a)};
       }
     }
-    simplified = infer_ranges(eliminate_unused(simplified), simplified.assumes_bounded_input, kConvOutputBound);
+    simplified = infer_ranges(eliminate_unused(simplified), simplified.assumes_bounded_input, bound);
     step("eliminate_unused", simplified);
   }
   plan.simplified = simplified;

@@ -141,6 +141,7 @@ inline Params random_params(const Pipeline& p, std::mt19937_64& rng) {
 
 inline std::string describe(const Pipeline& p) {
   std::ostringstream s;
+  if (p.types.storage != DType::F32) s << dtype_name(p.types.storage);
   s << shape_str(p.input_shape) << " -> " << shape_str(p.output_shape);
   if (p.computes_conv) {
     s << " conv" << p.conv.dims << "d k/s/p/d=";
@@ -175,6 +176,17 @@ inline std::vector<uint64_t> test_seeds(uint64_t first, int count) {
   std::vector<uint64_t> seeds;
   for (int i = 0; i < count; ++i) seeds.push_back(first + static_cast<uint64_t>(i));
   return seeds;
+}
+
+// `count` consecutive seeds from a fresh random start (a new draw every run), or FB_TEST_SEED's.
+inline std::vector<uint64_t> fresh_test_seeds(int count) {
+  return test_seeds(std::random_device{}() * 0x100000001ull, count);
+}
+
+// The pipeline in storage type d, with its parameters rounded to d (as module.to(dtype) does).
+inline void store_as(DType d, Pipeline& p, Params& params) {
+  p.types.storage = d;
+  for (Tensor* t : {&params.conv_weight, &params.conv_bias, &params.norm_weight, &params.norm_bias}) t->round_to(d);
 }
 
 inline std::string repro(const char* test, uint64_t seed, const Pipeline& p) {

@@ -2,12 +2,15 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "fuseblock/fuseblock.hpp"
 #include "fuseblock/io.hpp"
 
 namespace {
@@ -160,4 +163,45 @@ TEST(Cli, OutputThatIsAnInputIsRefusedBeforeRunning) {
   EXPECT_TRUE(contains(r.out, "same file as the parameters")) << r.out;
   r = cli("run " + spec + " --params " + params + " --output " + temp_path("other.npy"));
   EXPECT_EQ(r.code, 0) << r.out;
+}
+
+// bf16 and f16 blocks: files in the block's dtype, the same output as the library's run, and the
+// errors for a file of another dtype, bf16 to .npy and half blocks on CUDA.
+TEST(Cli, RunsHalfBlocksWithFilesInTheirType) {
+  namespace fb = fuseblock;
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  fb::Tensor x({2, 3, 7, 6});
+  for (float& v : x.vec()) v = u(rng);
+  x.round_to(fb::DType::F16);
+  const std::string in = temp_path("x16.npy"), out = temp_path("y16.npy");
+  fb::save_tensor(in, x);
+  Result r = cli("run --device cpu -q --spec-text 'input f16[2, 3, 7, 6]; conv2d 4 3; group_norm 2; gelu' --input " +
+                 in + " --output " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "output  f16[2, 4, 5, 4]")) << r.out;
+  const fb::Tensor y = fb::load_tensor(out);
+  EXPECT_EQ(y.dtype(), fb::DType::F16);
+  const fb::Plan plan = fb::lower(fb::parse_spec("input f16[2, 3, 7, 6]\nconv2d 4 3\ngroup_norm 2\ngelu\n"));
+  const fb::Tensor want = fb::run(plan, fb::init_params(plan.pipeline, 0), x, {fb::Device::Cpu});
+  ASSERT_EQ(y.numel(), want.numel());
+  EXPECT_EQ(0, std::memcmp(y.data(), want.data(), sizeof(float) * static_cast<size_t>(y.numel())));
+
+  r = cli("run --device cpu --spec-text 'input bf16[2, 3, 7, 6]; conv2d 4 3' --input " + in);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "holds f16 data, but the block's input is bf16")) << r.out;
+  const std::string st = temp_path("b16.safetensors");
+  r = cli("run --device cpu -q --spec-text 'input bf16[1, 2, 9]; conv1d 3 3' --output " + st);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(fb::load_tensor(st).dtype(), fb::DType::BF16);
+  r = cli("run --device cpu -q --spec-text 'input bf16[1, 2, 9]; conv1d 3 3' --output " + temp_path("b16.npy"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "safetensors")) << r.out;
+  r = cli("run --device cuda --spec-text 'input f16[1, 2, 9]; conv1d 3 3'");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "f16 storage runs on the CPU backend only in this version")) << r.out;
+  EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
+  r = cli("verify --spec-text 'input bf16[1, 2, 9]; conv1d 3 3'");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "verify works on the CUDA kernels, which are float32 only")) << r.out;
 }

@@ -20,7 +20,7 @@
 #include "cuda/cubin_cache.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/driver_api.hpp"
-#include "cuda/emit_program.hpp"
+#include "cuda/emit_program_options.hpp"
 #include "cuda/executor.hpp"
 #include "cuda/nvrtc_compile.hpp"
 #include "fuseblock/fuseblock.hpp"
@@ -102,9 +102,11 @@ TEST(CudaCompile, EveryProgramCompilesForHopperAndAdaWithoutSpills) {
   for (const Case& c : cases()) {
     const Plan plan = plan_of(c);
     for (bool tf32 : {true, false}) {
-      const cuda::EmittedProgram prog = cuda::emit_program(plan, tf32);
-      if (!prog.has_kernels()) {  // an unguarded constant fill: the executor's memset alone
-        EXPECT_TRUE(prog.fill_memset) << c.name;
+      const cuda::LaunchProgram prog = cuda::default_program(plan, tf32);
+      size_t kernels = 0;
+      for (const cuda::Step& s : prog.steps) kernels += s.kind == cuda::StepKind::Kernel;
+      if (kernels == 0) {  // an unguarded constant fill: the executor's memset alone
+        EXPECT_EQ(prog.strategy, "constant_fill") << c.name;
         continue;
       }
       for (const char* arch : {"sm_90", "sm_89"}) {
@@ -116,8 +118,7 @@ TEST(CudaCompile, EveryProgramCompilesForHopperAndAdaWithoutSpills) {
         EXPECT_FALSE(out.cubin.empty());
         EXPECT_NE(out.ptx.find(".entry"), std::string::npos);
         const std::string where = c.name + (tf32 ? " tf32 " : " fp32 ") + arch;
-        EXPECT_EQ(out.kernels.size(), (prog.fill_kernel() || prog.guard_kernel() ? 1u : 0u) +
-                                          (prog.general ? (prog.norm ? 3u : 1u) : 0u))
+        EXPECT_EQ(out.kernels.size(), kernels)
             << where << "\n--- NVRTC log (" << cuda::nvrtc_library_path() << ") ---\n" << out.log.substr(0, 3000);
         // The cubin's own attributes agree with ptxas's report (the fallback when a log lacks it).
         const auto info = cuda::read_cubin_info(out.cubin);
@@ -132,9 +133,9 @@ TEST(CudaCompile, EveryProgramCompilesForHopperAndAdaWithoutSpills) {
           EXPECT_EQ(k.stack_bytes, 0) << where << " " << k.name << " uses local memory";
           EXPECT_GT(k.registers, 0) << where << " " << k.name;
         }
-        if (prog.general && tf32 && prog.geometry.engine == cuda::ConvEngine::MmaTf32)
+        if (prog.tensor_cores)
           EXPECT_NE(out.ptx.find("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"), std::string::npos) << where;
-        if (prog.general && !tf32) EXPECT_EQ(out.ptx.find("mma.sync"), std::string::npos) << where;
+        if (!tf32) EXPECT_EQ(out.ptx.find("mma.sync"), std::string::npos) << where;
       }
     }
   }
@@ -165,7 +166,7 @@ TEST(CudaCompile, EmittedSourceMatchesGoldens) {
     if (!c.golden) continue;
     for (bool tf32 : {true, false}) {
       if (!tf32 && c.name != "p83_silu") continue;
-      const std::string src = cuda::emit_program(plan_of(c), tf32).source;
+      const std::string src = cuda::default_program(plan_of(c), tf32).source;
       const fs::path file = dir / (c.name + (tf32 ? "" : "_fp32") + ".cu");
       if (update) {
         fs::create_directories(dir);

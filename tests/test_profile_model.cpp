@@ -2,10 +2,9 @@
 // limits, the bytes and FLOPs counted per step, and the parser of Nsight Compute's CSV.
 #include <gtest/gtest.h>
 
-#include "cuda/emit_program.hpp"
+#include "cuda/select/select.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "measure/occupancy.hpp"
-#include "profile/kernel_io.hpp"
 #include "profile/ncu_report.hpp"
 #include "profile/profile.hpp"
 
@@ -51,52 +50,69 @@ const std::string kSilu =
     "dropout p=0.2\n";
 }  // namespace
 
-TEST(KernelIo, GeneralPathCountsEachTensorOnceAndTheConvPasses) {
+TEST(StepIo, RecomputeCountsEachBufferOnceAndTheConvPasses) {
   const Plan plan = plan_of(kSilu);
-  const cuda::EmittedProgram prog = cuda::emit_program(plan, true);
-  const auto io = profile::kernel_io(plan, prog);
-  ASSERT_EQ(io.size(), 3u);
+  const cuda::LaunchProgram prog = cuda::find_strategy("recompute_two_pass")->build({&plan, true}, {});
+  ASSERT_EQ(prog.steps.size(), 5u) << "dropout seed, stats, finalize, output, dropout advance";
   const double in = 4.0 * 128 * 3 * 16 * 64 * 64, out = 4.0 * 128 * 16 * 14 * 62 * 62;
   const double pass = 2.0 * 128 * 16 * 14 * 62 * 62 * 3 * 27;  // 2 N C_out prod(out) C_in prod(k)
-  const profile::KernelIo& stats = io[0];
-  EXPECT_EQ(stats.kernel, prog.names.stats);
+  const profile::KernelIo stats = profile::step_io(prog, *prog.find_step("fb_conv_stats"));
+  EXPECT_EQ(stats.kernel, "fb_conv_stats");
   EXPECT_DOUBLE_EQ(stats.reads[0].bytes, in);
   EXPECT_DOUBLE_EQ(stats.read_bytes(), in + 4.0 * 16 * 81 + 4.0 * 16);  // input, weight, bias
-  EXPECT_DOUBLE_EQ(stats.write_bytes(), 8.0 * 128 * 16 * prog.geometry.tiles);
+  EXPECT_DOUBLE_EQ(stats.write_bytes(), static_cast<double>(prog.bytes_of(cuda::BufferRole::StatsPartials)));
   EXPECT_DOUBLE_EQ(stats.flops, pass);
   EXPECT_NEAR(stats.flops / 1e9, 17.86, 0.01) << "the 17.8 GFLOP per pass of design.md";
-  EXPECT_EQ(io[1].kernel, prog.names.finalize);
-  EXPECT_EQ(io[1].flops, 0);
-  const profile::KernelIo& output = io[2];
-  EXPECT_EQ(output.kernel, prog.names.output);
-  EXPECT_EQ(output.reads.size(), 6u) << "input, weight, bias, scale, mean, norm bias";
+  EXPECT_EQ(profile::step_io(prog, *prog.find_step("fb_norm_finalize")).flops, 0);
+  const profile::KernelIo output = profile::step_io(prog, *prog.find_step("fb_conv_output"));
+  EXPECT_EQ(output.kernel, "fb_conv_output");
+  EXPECT_EQ(output.reads.size(), 7u) << "input, weight, bias, scale, mean, norm bias, dropout state";
   EXPECT_DOUBLE_EQ(output.write_bytes(), out);
   EXPECT_DOUBLE_EQ(output.flops, pass);
-  EXPECT_DOUBLE_EQ(profile::block_floor_bytes(plan, prog), in + out);
-  EXPECT_EQ(profile::find_io(io, "nope"), nullptr);
+  EXPECT_DOUBLE_EQ(cuda::floor_bytes(prog), in + out);
 }
 
-TEST(KernelIo, FillPathMemsetGuardAndGatedFallback) {
+TEST(StepIo, SampleRunsNamesEveryScratchBufferItWrites) {
+  // The partials of the sample-runs kernels are float4 per (sample, block, warp, channel), and the
+  // finalize writes (a, b) per (n, c): both counted at the sizes the program allocates.
+  const Plan plan = plan_of(kSilu);
+  const cuda::LaunchProgram prog = cuda::default_program(plan, true);
+  ASSERT_EQ(prog.strategy, "recompute_sample_runs");
+  EXPECT_EQ(prog.bytes_of(cuda::BufferRole::StatsPartials), size_t(128) * 16 * 8 * 16 * 16);
+  EXPECT_EQ(prog.bytes_of(cuda::BufferRole::NormShift), size_t(128) * 16 * 8);
+  const profile::KernelIo fin = profile::step_io(prog, *prog.find_step("fbl_finalize"));
+  ASSERT_EQ(fin.writes.size(), 1u);
+  EXPECT_EQ(fin.writes[0].tensor, "norm a, b");
+  EXPECT_NEAR(profile::step_io(prog, *prog.find_step("fbl_conv_stats")).write_bytes() / 1e6, 4.19, 0.01);
+}
+
+TEST(StepIo, FillPathMemsetGuardAndGatedFallback) {
   const Plan plan = plan_of(kDefaultSpec);
-  const cuda::EmittedProgram prog = cuda::emit_program(plan, true);
-  const auto io = profile::kernel_io(plan, prog);
+  const cuda::LaunchProgram prog = cuda::default_program(plan, true);
+  ASSERT_EQ(prog.strategy, "constant_fill");
   const double in = 4.0 * 128 * 3 * 16 * 64 * 64, out = 4.0 * 128 * 16 * 14 * 62 * 62;
-  ASSERT_TRUE(prog.fill && prog.guard && prog.gated);
   double written = 0, read = 0;
-  for (const auto& k : io) {
+  int gated = 0;
+  for (const cuda::Step& st : prog.steps) {
+    if (st.when == cuda::StepWhen::AdvanceDropoutState) continue;  // a run with explicit seeds
+    const profile::KernelIo k = profile::step_io(prog, st);
     written += k.write_bytes(), read += k.read_bytes();
     EXPECT_EQ(k.flops, 0) << k.kernel << ": the gated fallback computes nothing when the guard passes";
+    gated += st.gated;
   }
+  EXPECT_EQ(gated, 3);
   EXPECT_DOUBLE_EQ(read, in + 4.0 * 129 * 3) << "the guard reads the input once; three gated kernels read the flags";
-  EXPECT_DOUBLE_EQ(written, out + 4.0 * 129) << "the output once, the flags once";
-  EXPECT_DOUBLE_EQ(profile::block_floor_bytes(plan, prog), in + out);
+  EXPECT_DOUBLE_EQ(written, out + 2 * 4.0 * 129 + 16) << "the output once, the flags zeroed and then set, the "
+                                                           "fallback's dropout state";
+  EXPECT_DOUBLE_EQ(cuda::floor_bytes(prog), in + out);
 
   const Plan unguarded = plan_of(kDefaultSpec, true);
-  const cuda::EmittedProgram up = cuda::emit_program(unguarded, true);
-  const auto uio = profile::kernel_io(unguarded, up);
-  ASSERT_EQ(uio.size(), 1u);
-  EXPECT_DOUBLE_EQ(uio[0].read_bytes(), 0);
-  EXPECT_DOUBLE_EQ(profile::block_floor_bytes(unguarded, up), out) << "an unguarded fill reads no input";
+  const cuda::LaunchProgram up = cuda::default_program(unguarded, true);
+  ASSERT_EQ(up.steps.size(), 1u);
+  EXPECT_EQ(up.steps[0].kind, cuda::StepKind::Memset);
+  EXPECT_FALSE(up.has_kernels());
+  EXPECT_DOUBLE_EQ(profile::step_io(up, up.steps[0]).read_bytes(), 0);
+  EXPECT_DOUBLE_EQ(cuda::floor_bytes(up), out) << "an unguarded fill reads no input";
 }
 
 TEST(NcuReport, ParsesRawCsvAndRanksStalls) {
@@ -139,7 +155,7 @@ TEST(NcuReport, FindsExecutablesOnPath) {
 TEST(ProfileReportText, NamesEveryColumnAndWhatWasCounted) {
   // A report as profile_plan fills it on an H100 (numbers of docs/benchmarks.md's SiLU run).
   const Plan plan = plan_of(kSilu);
-  const cuda::EmittedProgram prog = cuda::emit_program(plan, true);
+  const cuda::LaunchProgram prog = cuda::default_program(plan, true);
   profile::ProfileReport r;
   r.device = "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)";
   r.driver = "13000", r.nvrtc = "13.0", r.date = "2026-11-25 10:00 UTC";
@@ -147,17 +163,17 @@ TEST(ProfileReportText, NamesEveryColumnAndWhatWasCounted) {
   r.warmup = 5, r.runs = 30, r.flush_bytes = 100u << 20;
   r.ceilings = {440u << 20, 0.138, 3190, 440u << 20, 0.150, 2940};
   const double ms[] = {0.281, 0.006, 0.665};
-  const auto io = profile::kernel_io(plan, prog);
-  for (size_t i = 0; i < io.size(); ++i) {
+  for (size_t i = 0; i < prog.steps.size(); ++i) {
     profile::StepProfile s;
-    s.kernel = io[i].kernel, s.ms = ms[i], s.io = io[i];
+    s.io = profile::step_io(prog, prog.steps[i]);
+    s.kernel = s.io.kernel, s.ms = ms[i];
     s.registers = 123, s.threads = 256, s.shared_bytes = 76128, s.blocks_per_sm = 2;
     s.active_warps = 16, s.max_warps = 64;
     s.occupancy = measure::occupancy(123, 256, 76128, measure::SmLimits{});
     s.floor_ms = s.io.bytes() / (2940 * 1e6);
     r.steps.push_back(s);
   }
-  r.total_ms = 0.953, r.floor_bytes = profile::block_floor_bytes(plan, prog), r.floor_ms = r.floor_bytes / 2940e6;
+  r.total_ms = 0.953, r.floor_bytes = cuda::floor_bytes(prog), r.floor_ms = r.floor_bytes / 2940e6;
   const std::string t = r.text();
   for (const char* part : {"fbl_conv_stats", "fbl_conv_output", "total", "16/64 25%", "registers", "floor%", "GFLOP/s",
                            "541.5 MB (output written once, input read once)", "every element written", "17.85 GFLOP",

@@ -102,7 +102,7 @@ TEST(SpecErrors, Table) {
       {"conv2d 4 3\n", 1, 1, "must start with its input"},
       {"input f32[2, 3, 8, 8]\n", 1, 1, "no convolution"},
       {"input f64[2, 3, 8, 8]\n", 1, 7, "unknown dtype"},
-      {"input bf16[2, 3, 8, 8]\n", 1, 7, "not supported yet"},
+      {"input bf16[2, 3, 8, 8]\n", 1, 1, "no convolution"},  // a known dtype: the next problem is reported
       {"input f32[2, 3, x, 8]\n", 1, 17, "non-negative integer"},
       {"input f32[2, 3, 8, 8\n", 1, 10, "never closed"},
       {std::string(kHead) + "conv4d 3 3\n", 3, 1, "unknown op 'conv4d'"},
@@ -151,4 +151,29 @@ TEST(SpecParse, DumpListsEveryOp) {
   std::string d = dump(p.exact);
   for (const char* word : {"conv3d", "group_norm", "minimum", "clamp", "dropout", "[128, 16, 14, 62, 62]"})
     EXPECT_NE(d.find(word), std::string::npos) << word << " missing from\n" << d;
+}
+
+TEST(SpecParse, InputDtypes) {
+  for (const auto& [word, dtype] : std::vector<std::pair<std::string, DType>>{
+           {"f32", DType::F32}, {"float32", DType::F32}, {"bf16", DType::BF16}, {"bfloat16", DType::BF16},
+           {"f16", DType::F16}, {"float16", DType::F16}}) {
+    SCOPED_TRACE(word);
+    const Plan p = lower(parse_spec("input " + word + "[2, 3, 8, 8]\nconv2d 4 3\ngroup_norm 2\nsilu\ndropout 0.1\n"));
+    for (const Op& op : p.exact.ops) EXPECT_EQ(op.dtype, dtype) << op_name(op.kind);
+    EXPECT_EQ(p.pipeline.types.storage, dtype);
+    EXPECT_EQ(p.pipeline.types.compute, DType::F32);
+    EXPECT_EQ(p.pipeline.types.accumulation, DType::F32);
+    // The IR dump and the plan name the type.
+    const std::string name = dtype_name(dtype);
+    EXPECT_NE(dump(p.exact).find("input " + name), std::string::npos) << dump(p.exact);
+    EXPECT_NE(dump(p.exact).find(": " + name + "[2, 4, 6, 6]"), std::string::npos) << dump(p.exact);
+    EXPECT_NE(dump(p).find("types: storage " + name + ", compute f32, accumulation f32"), std::string::npos) << dump(p);
+  }
+}
+
+TEST(SpecParse, BadDtypesSuggestAGoodOne) {
+  expect_error("input f64[2, 3, 8, 8]\nconv2d 4 3\n", 1, 7, "unknown dtype 'f64'", "did you mean 'f32'?");
+  expect_error("input bfloat[2, 3, 8, 8]\nconv2d 4 3\n", 1, 7, "unknown dtype 'bfloat'", "did you mean 'bfloat16'?");
+  expect_error("input int8[2, 3, 8, 8]\nconv2d 4 3\n", 1, 7, "the dtypes are f32, bf16, f16");
+  expect_error("input [2, 3, 8, 8]\nconv2d 4 3\n", 1, 1, "input needs a dtype and shape");
 }

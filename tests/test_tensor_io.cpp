@@ -12,6 +12,7 @@
 #include <random>
 
 #include "fuseblock/error.hpp"
+#include "fuseblock/fuseblock.hpp"
 #include "fuseblock/io.hpp"
 #include "fuseblock/tensor.hpp"
 
@@ -128,6 +129,25 @@ std::string st_file(const std::string& json, const std::string& data) {
 size_t count_files(const std::string& dir) {
   return static_cast<size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
 }
+
+// Random 16-bit patterns of type d (every class: normal, subnormal, +-0, +-inf, NaN), as a tensor.
+fb::Tensor random_half_tensor(fb::DType d, const fb::Shape& shape, std::mt19937_64& rng) {
+  fb::Tensor t(shape);
+  for (float& v : t.vec()) {
+    const auto bits = static_cast<uint16_t>(rng());
+    v = d == fb::DType::BF16 ? fb::bf16_bits_to_float(bits) : fb::f16_bits_to_float(bits);
+  }
+  t.round_to(d);
+  return t;
+}
+
+// expect_same, and the same dtype tag.
+void expect_same_typed(const fb::Tensor& a, const fb::Tensor& b) {
+  ASSERT_EQ(a.dtype(), b.dtype());
+  expect_same(a, b);
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 
@@ -409,18 +429,18 @@ TEST(Safetensors, OtherDtypes) {
   ScratchDir scratch;
   const std::string& dir = scratch.path;
   std::string p = dir + "/d.safetensors";
-  // F64 and F16 are well-formed safetensors; reading them as float32 is refused, naming the dtype.
+  // F64 and I16 are well-formed safetensors; reading them is refused, naming the dtype.
   write_bytes(p, st_file("{\"w\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]}}", std::string(24, '\0')));
   std::string msg = expect_user_error([&] { fb::load_tensor(p); }, {p, "'w'", "dtype F64", "F32"});
   EXPECT_NE(msg.find("hint: "), std::string::npos);
-  write_bytes(p, st_file("{\"w\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,8]}}", std::string(8, '\0')));
-  expect_user_error([&] { fb::load_tensor(p); }, {"F16 and shape [3] needs 6 bytes"});
+  write_bytes(p, st_file("{\"w\":{\"dtype\":\"I16\",\"shape\":[3],\"data_offsets\":[0,8]}}", std::string(8, '\0')));
+  expect_user_error([&] { fb::load_tensor(p); }, {"I16 and shape [3] needs 6 bytes"});
   // A tensor of another dtype that is not read does not stop the others being read.
-  write_bytes(p, st_file("{\"h\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]},"
+  write_bytes(p, st_file("{\"h\":{\"dtype\":\"I16\",\"shape\":[3],\"data_offsets\":[0,6]},"
                          "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[6,14]}}",
                          std::string(6, '\0') + floats_bytes({4, 5})));
   EXPECT_EQ(fb::load_tensor(p + ":w").data()[1], 5.0f);
-  expect_user_error([&] { fb::load_safetensors(p); }, {"'h'", "dtype F16"});
+  expect_user_error([&] { fb::load_safetensors(p); }, {"'h'", "dtype I16"});
 }
 
 // ---- paths and atomic writes ---------------------------------------------------------------------
@@ -469,4 +489,134 @@ TEST(TensorIo, AtomicWrite) {
   EXPECT_TRUE(fs::is_directory(dir + "/folder.npy"));
   EXPECT_EQ(count_files(dir), 3u) << "no temporary files are left behind";
   expect_user_error([&] { fb::save_safetensors(dir + "/m.safetensors", {{"__metadata__", a}}); }, {"__metadata__"});
+}
+
+// ---- bf16 and f16 ---------------------------------------------------------------------------------
+
+TEST(HalfFiles, Float16NpyRoundTripsAndIsNumpysLayout) {
+  ScratchDir scratch;
+  const std::string& dir = scratch.path;
+  std::mt19937_64 rng(std::random_device{}());
+  const fb::Tensor t = random_half_tensor(fb::DType::F16, {3, 5, 7}, rng);
+  const std::string path = dir + "/h.npy";
+  fb::save_tensor(path, t);
+  const std::string bytes = read_bytes(path);
+  EXPECT_TRUE(contains(bytes, "'descr': '<f2'")) << bytes.substr(0, 128);
+  const size_t header_end = 10 + (static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8));
+  ASSERT_EQ(bytes.size() - header_end, 2u * 105u);
+  // The data is each value's IEEE half bits, little-endian, in C order.
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const uint16_t want = fb::float_to_f16_bits(t.data()[i]);
+    const auto got = static_cast<uint16_t>(static_cast<unsigned char>(bytes[header_end + 2 * i]) |
+                                           (static_cast<unsigned char>(bytes[header_end + 2 * i + 1]) << 8));
+    ASSERT_EQ(got, want) << i;
+  }
+  expect_same_typed(fb::load_tensor(path), t);
+}
+
+TEST(HalfFiles, Float16NpyFromKnownBytes) {
+  ScratchDir scratch;
+  const std::string& dir = scratch.path;
+  // 1.0, -2.0, 65504, +inf, 2^-24 (the smallest subnormal), -0.0, as numpy writes them.
+  const uint16_t bits[] = {0x3c00, 0xc000, 0x7bff, 0x7c00, 0x0001, 0x8000};
+  const std::string header = "{'descr': '<f2', 'fortran_order': False, 'shape': (6,), }";
+  std::string file = std::string("\x93NUMPY\x01\x00", 8);
+  std::string padded = header + std::string(64 - (10 + header.size() + 1) % 64, ' ') + "\n";
+  file += static_cast<char>(padded.size() & 0xff);
+  file += static_cast<char>(padded.size() >> 8);
+  file += padded;
+  file.append(reinterpret_cast<const char*>(bits), sizeof bits);
+  std::ofstream(dir + "/k.npy", std::ios::binary) << file;
+  const fb::Tensor t = fb::load_tensor(dir + "/k.npy");
+  EXPECT_EQ(t.dtype(), fb::DType::F16);
+  const float want[] = {1.0f, -2.0f, 65504.0f, std::numeric_limits<float>::infinity(), 0x1p-24f, -0.0f};
+  ASSERT_EQ(t.numel(), 6);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(std::memcmp(&t.data()[i], &want[i], 4), 0) << i << ": " << t.data()[i];
+}
+
+TEST(HalfFiles, Bfloat16HasNoNpyTypeAndSaysSo) {
+  ScratchDir scratch;
+  const std::string& dir = scratch.path;
+  const std::string msg = expect_user_error([&] { fb::save_tensor(dir + "/b.npy", fb::rounded_to(fb::Tensor({2}, 1.5f), fb::DType::BF16)); }, {});
+  EXPECT_TRUE(contains(msg, "bf16")) << msg;
+  EXPECT_TRUE(contains(msg, "safetensors")) << msg;
+  EXPECT_FALSE(fs::exists(dir + "/b.npy"));
+  // A big-endian half array names its problem.
+  std::string file = std::string("\x93NUMPY\x01\x00", 8);
+  const std::string header = "{'descr': '>f2', 'fortran_order': False, 'shape': (1,), }\n";
+  file += static_cast<char>(header.size());
+  file += '\0';
+  file += header + "xx";
+  std::ofstream(dir + "/be.npy", std::ios::binary) << file;
+  const std::string be = expect_user_error([&] { fb::load_tensor(dir + "/be.npy"); }, {});
+  EXPECT_TRUE(contains(be, "big-endian")) << be;
+  EXPECT_TRUE(contains(be, "'<f2'")) << be;
+}
+
+TEST(HalfFiles, SafetensorsHoldsEveryTypeAndRoundTrips) {
+  ScratchDir scratch;
+  const std::string& dir = scratch.path;
+  std::mt19937_64 rng(std::random_device{}());
+  std::map<std::string, fb::Tensor> tensors;
+  tensors["a_bf16"] = random_half_tensor(fb::DType::BF16, {4, 9}, rng);
+  tensors["b_f16"] = random_half_tensor(fb::DType::F16, {5, 1, 3}, rng);
+  tensors["c_f32"] = fb::Tensor({3}, std::vector<float>{1.0f, -0.0f, 1e-40f});
+  tensors["d_empty_f16"] = fb::rounded_to(fb::Tensor({0, 2}), fb::DType::F16);
+  const std::string path = dir + "/m.safetensors";
+  fb::save_safetensors(path, tensors);
+  const std::string bytes = read_bytes(path);
+  for (const char* dtype : {"\"dtype\":\"BF16\"", "\"dtype\":\"F16\"", "\"dtype\":\"F32\""})
+    EXPECT_TRUE(contains(bytes, dtype)) << dtype;
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
+  EXPECT_EQ(bytes.size() - 8 - header_len, 36u * 2 + 15u * 2 + 3u * 4);
+  const auto back = fb::load_safetensors(path);
+  ASSERT_EQ(back.size(), tensors.size());
+  for (const auto& [name, t] : tensors) {
+    SCOPED_TRACE(name);
+    expect_same_typed(back.at(name), t);
+    expect_same_typed(fb::load_tensor(path + ":" + name), t);
+  }
+}
+
+// Parameters for a bf16 block: a BF16 file as is, an F32 file rounded (as module.to(dtype)), an
+// F16 file refused naming both types.
+TEST(HalfFiles, ParamsInTheBlocksTypeOrRoundedFromF32) {
+  ScratchDir scratch;
+  const std::string& dir = scratch.path;
+  const fb::Plan plan = fb::lower(fb::parse_spec("input bf16[2, 3, 9]\nconv1d 4 3\ngroup_norm 2\nsilu\n", "p.block"));
+  const fb::Pipeline& p = plan.pipeline;
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::map<std::string, fb::Tensor> f32 = {{"conv.weight", fb::Tensor({4, 3, 3})}, {"conv.bias", fb::Tensor({4})},
+                                           {"norm.weight", fb::Tensor({4})}, {"norm.bias", fb::Tensor({4})}};
+  for (auto& [name, t] : f32)
+    for (float& v : t.vec()) v = u(rng);
+  fb::save_safetensors(dir + "/f32.safetensors", f32);
+  const fb::Params from_f32 = fb::load_params(p, dir + "/f32.safetensors");
+  EXPECT_EQ(from_f32.conv_weight.dtype(), fb::DType::BF16);
+  for (int64_t i = 0; i < 36; ++i)
+    ASSERT_EQ(from_f32.conv_weight.data()[i], fb::round_to(fb::DType::BF16, f32["conv.weight"].data()[i]));
+
+  std::map<std::string, fb::Tensor> bf16;
+  for (const auto& [name, t] : f32) bf16[name] = fb::rounded_to(t, fb::DType::BF16);
+  fb::save_safetensors(dir + "/bf16.safetensors", bf16);
+  const fb::Params from_bf16 = fb::load_params(p, dir + "/bf16.safetensors");
+  expect_same_typed(from_bf16.norm_bias, bf16["norm.bias"]);
+
+  std::map<std::string, fb::Tensor> f16 = f32;
+  f16["conv.weight"] = fb::rounded_to(f32["conv.weight"], fb::DType::F16);
+  fb::save_safetensors(dir + "/f16.safetensors", f16);
+  const std::string msg = expect_user_error([&] { fb::load_params(p, dir + "/f16.safetensors"); }, {});
+  EXPECT_TRUE(contains(msg, "conv.weight has dtype F16")) << msg;
+  EXPECT_TRUE(contains(msg, "bf16")) << msg;
+
+  // init_params draws in the block's type, and run() refuses parameters of another type.
+  const fb::Params init = fb::init_params(p, 3);
+  EXPECT_EQ(init.norm_weight.dtype(), fb::DType::BF16);
+  fb::Params wrong = init;
+  wrong.conv_bias = fb::rounded_to(wrong.conv_bias, fb::DType::F32);
+  const fb::Tensor x = fb::rounded_to(fb::Tensor(p.input_shape, 0.25f), fb::DType::BF16);
+  const std::string run_msg = expect_user_error([&] { fb::run(plan, wrong, x, {fb::Device::Cpu}); }, {});
+  EXPECT_TRUE(contains(run_msg, "conv.bias holds f32 values, but the block stores bf16")) << run_msg;
 }

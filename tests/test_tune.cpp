@@ -241,7 +241,7 @@ TEST(TuningKey, RuntimeLookupNeverFailsARunNorCreatesTheCache) {
   Plan plan;
   plan.pipeline.input_shape = {1, 1, 4};
   plan.pipeline.output_shape = {1, 1, 4};
-  EXPECT_FALSE(cached_conv_tuning(plan, "src", missing).has_value());
+  EXPECT_FALSE(cached_choice(plan, "src", missing).has_value());
   EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(missing).parent_path())) << "a run must not create the cache";
   const auto knobs = to_conv_tuning(ConvKnobs{2, 1, 2});
   EXPECT_EQ(knobs.mma_mpw, 2);

@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 
 #include "cuda/driver_api.hpp"
-#include "cuda/emit_program.hpp"
+#include "cuda/emit_program_options.hpp"
+#include "cuda/select/select.hpp"
+#include "cuda/strategies/strategy.hpp"
 #include "cuda/nvrtc_compile.hpp"
+#include <fmt/format.h>
+
 #include "fuseblock/fuseblock.hpp"
 #include "tune/conv_traits.hpp"
 #include "tune/tuning_key.hpp"
@@ -20,7 +24,7 @@ namespace {
     if (!cuda::nvrtc_available(&why_)) GTEST_SKIP() << "NVRTC not available: " << why_;  \
   } while (0)
 
-cuda::CompiledProgram compile(const cuda::EmittedProgram& prog) {
+cuda::CompiledProgram compile(const cuda::LaunchProgram& prog) {
   cuda::CompileRequest req;
   req.source = prog.source;
   req.arch = "sm_90";
@@ -30,8 +34,8 @@ cuda::CompiledProgram compile(const cuda::EmittedProgram& prog) {
 
 tune::ConvTraits traits_for(const std::string& spec, bool tf32) {
   const Plan plan = lower(parse_spec(spec, "<test>"));
-  const cuda::EmittedProgram prog = cuda::emit_program(plan, tf32);
-  return tune::conv_traits(plan, prog, compile(prog), measure::SmLimits{});
+  const cuda::LaunchProgram prog = cuda::default_program(plan, tf32);
+  return tune::conv_traits(prog, compile(prog), measure::SmLimits{});
 }
 
 const std::string kSilu =
@@ -64,8 +68,8 @@ TEST(TuneOnRealPrograms, LowPressureStrictFp32ConvTriesUnrollAndEveryCandidateCo
   // No norm and no bias: two inputs; the FMA engine's occupancy is limited by shared memory.
   const std::string spec = "input f32[8, 4, 16, 64, 64]\nconv3d out_channels=8 kernel_size=3 bias=false\nrelu\n";
   const Plan plan = lower(parse_spec(spec, "<test>"));
-  const cuda::EmittedProgram base = cuda::emit_program(plan, false);
-  const tune::ConvTraits t = tune::conv_traits(plan, base, compile(base), measure::SmLimits{});
+  const cuda::LaunchProgram base = cuda::default_program(plan, false);
+  const tune::ConvTraits t = tune::conv_traits(base, compile(base), measure::SmLimits{});
   ASSERT_EQ(t.traits.distinct_input_loads, 2) << t.describe();
   ASSERT_LT(t.traits.registers, 96) << t.describe();
   ASSERT_FALSE(t.traits.occupancy_register_limited) << t.describe();
@@ -73,8 +77,9 @@ TEST(TuneOnRealPrograms, LowPressureStrictFp32ConvTriesUnrollAndEveryCandidateCo
   ASSERT_EQ(configs.size(), 2u) << t.describe();
   EXPECT_EQ(configs[1].conv.epilogue_unroll, 2);
   for (const tune::Config& c : configs) {
-    const cuda::EmittedProgram prog = cuda::emit_program(plan, false, tune::to_conv_tuning(c.conv));
-    EXPECT_EQ(prog.geometry.epilogue_unroll, c.conv.epilogue_unroll) << c.describe();
+    const cuda::LaunchProgram prog =
+        cuda::find_strategy("recompute_two_pass")->build({&plan, false}, tune::to_conv_tuning(c.conv));
+    EXPECT_NE(prog.config.find(fmt::format("epilogue unroll {}", c.conv.epilogue_unroll)), std::string::npos) << prog.config;
     const cuda::CompiledProgram compiled = compile(prog);
     for (const auto& k : compiled.kernels)
       EXPECT_EQ(k.spill_store_bytes + k.spill_load_bytes, 0) << c.describe() << " " << k.name;
@@ -87,8 +92,8 @@ TEST(TuneOnRealPrograms, EveryConvKnobTheRulesCanProposeCompilesForProblem83) {
   // any of these from the tuning cache.
   const Plan plan = lower(parse_spec(kSilu, "<test>"));
   for (const tune::ConvKnobs k : {tune::ConvKnobs{2, 2, 1}, tune::ConvKnobs{4, 2, 2}, tune::ConvKnobs{2, 2, 2}}) {
-    const cuda::EmittedProgram prog = cuda::emit_program(plan, true, tune::to_conv_tuning(k));
-    EXPECT_EQ(prog.geometry.mpw, k.mma_mpw);
+    const cuda::LaunchProgram prog = cuda::find_strategy("recompute_two_pass")->build({&plan, true}, tune::to_conv_tuning(k));
+    EXPECT_EQ(prog.strategy, "recompute_two_pass");
     const cuda::CompiledProgram compiled = compile(prog);
     for (const auto& kr : compiled.kernels) EXPECT_EQ(kr.spill_store_bytes + kr.spill_load_bytes, 0) << kr.name;
   }

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda/driver_api.hpp"
-#include "cuda/emit_program.hpp"
+#include "cuda/select/select.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "verify/verify_plan.hpp"
 
@@ -59,7 +59,7 @@ TEST_F(Verify, EveryTestSpecPassesForSm90AndSm89) {
       verify::VerifyReport r = verify::verify_plan(plan, o);
       EXPECT_TRUE(r.ok()) << f << " " << arch << "\n" << r.text();
       // An unguarded constant fill (nan_bound.block) is a memset alone: no kernel to check.
-      EXPECT_EQ(r.kernels.empty(), !cuda::emit_program(plan, true).has_kernels()) << f;
+      EXPECT_EQ(r.kernels.empty(), !cuda::default_program(plan, true).has_kernels()) << f;
     }
 }
 
@@ -76,7 +76,7 @@ TEST_F(Verify, StrictFp32AndAssumeFiniteVariantsPass) {
 
 TEST_F(Verify, StoreIntoTheInputFails) {
   Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/problem83_silu.block");
-  cuda::EmittedProgram prog = cuda::emit_program(p, true);
+  cuda::LaunchProgram prog = cuda::default_program(p, true);
   std::string bad = plant(prog.source, "fbl_conv_output", "if (threadIdx.x == 7) ((float*)x)[blockIdx.x] = 0.0f;");
   verify::VerifyReport r = verify::verify_source(p, prog, bad, "sm_90");
   EXPECT_FALSE(r.ok()) << r.text();
@@ -87,7 +87,7 @@ TEST_F(Verify, StoreIntoTheInputFails) {
 
 TEST_F(Verify, UndeclaredIntermediateBufferFails) {
   Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/problem83.block");
-  cuda::EmittedProgram prog = cuda::emit_program(p, true);
+  cuda::LaunchProgram prog = cuda::default_program(p, true);
   // A kernel that stores the conv output to a buffer of its own, then reads it back.
   std::string bad = prog.source + R"(
 extern "C" __global__ void __launch_bounds__(256) fb_spill_conv(const float* __restrict__ x, float* __restrict__ tmp, float* __restrict__ y) {

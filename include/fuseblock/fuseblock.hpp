@@ -36,11 +36,15 @@ struct RunOptions {
 // The device a request resolves to: Auto is Cuda where a usable GPU is found, else Cpu. Cuda when
 // none is usable throws a UserError saying why. `why` (optional) gets the reason CUDA is not used.
 Device resolve_device(Device requested, std::string* why = nullptr);
+// The same for a block of that storage type: bf16 and f16 run on the CPU only in this version, so
+// Auto gives Cpu (`why` says so) and Cuda is a UserError.
+Device resolve_device(Device requested, DType storage, std::string* why = nullptr);
 const char* device_name(Device d);
 // "auto", "cpu" or "cuda"; anything else is a UserError naming the choices.
 Device parse_device(const std::string& name);
 
-// Runs the plan on `x` (shape plan.pipeline.input_shape); returns the output.
+// Runs the plan on `x` (shape plan.pipeline.input_shape, and for a bf16 or f16 block that dtype,
+// as are the parameters: check_params); returns the output, tagged with the block's dtype.
 Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts = {});
 
 }  // namespace fuseblock

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fuseblock/dtype.hpp"
 #include "fuseblock/error.hpp"
 #include "fuseblock/tensor.hpp"
 
@@ -70,7 +71,8 @@ struct DropoutAttrs {
 
 // What a value can hold, as proved by infer_ranges: every non-NaN element lies in [lo, hi]
 // (bounds may be +-inf, which then means the value itself may be infinite); `nan` says
-// whether a NaN may occur. float32 overflow is modelled: a bound past FLT_MAX becomes inf.
+// whether a NaN may occur. Overflow of the storage type is modelled: a bound past its largest
+// value (FLT_MAX for f32, 65504 for f16) becomes inf.
 struct Range {
   double lo = -1.0 / 0.0;
   double hi = 1.0 / 0.0;
@@ -87,6 +89,9 @@ struct Op {
   GroupNormAttrs norm;
   PointwiseAttrs pw;
   DropoutAttrs dropout;
+  // The element type this op's value is stored in, as PyTorch eager materialises it: the input's
+  // dtype for every op (set on the input by the parser, carried to the others by infer_shapes).
+  DType dtype = DType::F32;
   // Filled by passes.
   Shape shape;      // this op's output shape (infer_shapes)
   Range range;      // this op's output range (infer_ranges)
@@ -109,6 +114,7 @@ struct Block {
   bool assumes_bounded_input = false;
 
   const Op& input() const { return ops.front(); }
+  DType storage_dtype() const { return ops.front().dtype; }
   const Op& output() const { return ops.back(); }
   const Op* find(OpKind k) const;         // first op of that kind, or nullptr
 };

@@ -22,10 +22,15 @@ struct Params {
 // PyTorch's default initialisation (kaiming_uniform_ with a = sqrt(5) for the weight, bias
 // uniform in +-1/sqrt(fan_in); GroupNorm weight 1, bias 0), drawn from `seed`.
 Params init_params(const Pipeline& p, uint64_t seed);
+// Both give parameters in the pipeline's storage type (p.types.storage), as a PyTorch module
+// moved with .to(dtype): init_params rounds its draws to it.
+//
 // Loads a safetensors file with the KernelBench names conv.weight, conv.bias, norm.weight,
-// norm.bias (float32). Wrong names, dtypes or shapes are UserErrors naming tensor and shape.
+// norm.bias, each F32 or the block's dtype (F32 is rounded to it). Wrong names, dtypes or shapes
+// are UserErrors naming tensor and shape.
 Params load_params(const Pipeline& p, const std::string& path);
-// Throws a UserError naming the tensor and its shape if a parameter's shape does not fit.
+// Throws a UserError naming the tensor and its shape if a parameter's shape does not fit, or its
+// dtype tag is not a bf16/f16 block's storage type.
 void check_params(const Pipeline& p, const Params& params);
 // Largest |x| for which |conv output| <= conv_output_bound holds; NaN when any parameter is
 // non-finite, -inf when a conv bias or a GroupNorm weight or bias alone exceeds the bound (then

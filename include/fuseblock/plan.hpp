@@ -13,7 +13,21 @@
 
 namespace fuseblock {
 
+// A pipeline's element types, separated as cuDNN frontend separates io, intermediate and compute
+// types. `storage` is what memory holds: input, parameters and output, and every value PyTorch
+// eager materialises in between (conv output, norm output, each pointwise result), so a backend
+// rounds to it at each of those points. `compute` is what each op computes in before that rounding;
+// `accumulation` is what sums use (conv, GroupNorm statistics, which the CPU takes further, to
+// double). PyTorch computes bf16 and f16 ops in float32 (its "opmath" type), so both are F32 here.
+struct ElementTypes {
+  DType storage = DType::F32;
+  DType compute = DType::F32;
+  DType accumulation = DType::F32;
+  bool rounds() const { return storage != compute; }  // whether op results are rounded to storage
+};
+
 struct Pipeline {
+  ElementTypes types;
   Shape input_shape;                   // [N, C_in, spatial...]
   Shape output_shape;                  // [N, C_out, spatial_out...]
   bool computes_conv = true;           // false on the fill path

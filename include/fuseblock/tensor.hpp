@@ -1,9 +1,18 @@
-// A dense, contiguous (C order) host tensor of float32: the unit of data at every public surface
-// of the C++ library. Sizes and indices are 64-bit everywhere.
+// A dense, contiguous (C order) host tensor: the unit of data at every public surface of the C++
+// library. Sizes and indices are 64-bit everywhere.
+//
+// Values are always held as float32, whatever the element type, so that every backend API reads
+// and writes floats. The dtype tag says which element type the tensor stands for and promises
+// that every value is exactly representable in it (a bf16 tensor holds only floats whose low 16
+// bits are zero; an f16 tensor only floats that are values of IEEE half). round_to() makes that
+// true; code that writes through data() on a bf16 or f16 tensor must keep it true. Files and the
+// Python package store the tagged type (2 bytes an element for bf16 and f16).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "fuseblock/dtype.hpp"
 
 namespace fuseblock {
 
@@ -19,6 +28,12 @@ class Tensor {
   Tensor(Shape shape, float fill);
   Tensor(Shape shape, std::vector<float> data);  // data.size() must equal numel(shape)
 
+  // The element type the values stand for (see the top of this file); F32 unless round_to() said otherwise.
+  DType dtype() const { return dtype_; }
+  // Rounds every value to `d` (round to nearest even) and tags the tensor with it. To F32 from a
+  // 16-bit type only retags: the values are already float32 values.
+  void round_to(DType d);
+
   const Shape& shape() const { return shape_; }
   int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
   int64_t size(int64_t d) const { return shape_.at(static_cast<size_t>(d)); }
@@ -32,6 +47,10 @@ class Tensor {
  private:
   Shape shape_;
   std::vector<float> data_;
+  DType dtype_ = DType::F32;
 };
+
+// A copy of t rounded to d (Tensor::round_to).
+Tensor rounded_to(Tensor t, DType d);
 
 }  // namespace fuseblock

@@ -7,6 +7,7 @@ numpy API (this module; needs no torch):
     block = fuseblock.Block(fuseblock.default_spec())   # spec text, or the path of a spec file
     print(block.explain())                               # IR after every pass, plan, guard, kernels
     y = block.run(x)                                     # x: float32 array of block.input_shape
+                                                         # (float16 for an `input f16[...]` block)
 
 PyTorch API: ``import fuseblock.torch`` (the custom op ``fuseblock::block_forward``, the ``Block``
 nn.Module and the KernelBench-compatible ``ModelNew``).
@@ -88,12 +89,20 @@ _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 
 
-def _float32_array(name: str, a) -> np.ndarray:
-    """A C-contiguous float32 array; any other dtype is an error rather than a silent cast."""
+# The numpy dtype a block's arrays have, by the block's spec dtype. numpy has no bfloat16: a bf16
+# block takes and returns float32 arrays holding bf16 values (inputs and parameters that are not
+# bf16 values are rounded to nearest even, as torch's .to(torch.bfloat16) rounds them).
+_NUMPY_DTYPE = {"f32": np.float32, "f16": np.float16, "bf16": np.float32}
+
+
+def _block_array(name: str, a, block_dtype: str) -> np.ndarray:
+    """A C-contiguous float32 array of an array in the block's numpy dtype (float16 converts
+    exactly); any other dtype is an error rather than a silent cast."""
+    want = _NUMPY_DTYPE[block_dtype]
     arr = np.asarray(a)
-    if arr.dtype != np.float32:
-        raise TypeError(f"{name} must be float32, got {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    if arr.dtype != want:
+        raise TypeError(f"{name} must be {np.dtype(want).name} for a {block_dtype} block, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 class Block:
@@ -126,6 +135,13 @@ class Block:
         return self._compiled.output_shape
 
     @property
+    def dtype(self) -> str:
+        """The block's storage type: "f32", "bf16" or "f16" (the spec's `input` line). Arrays are
+        float32 for f32, float16 for f16, and float32 holding bf16 values for bf16 (numpy has no
+        bfloat16)."""
+        return self._compiled.dtype
+
+    @property
     def fill_path(self) -> bool:
         """True when the plan replaced conv, norm and chain by a constant fill (under a guard
         unless assume_finite)."""
@@ -143,12 +159,14 @@ class Block:
     def params(self) -> dict[str, np.ndarray]:
         """The spec's own parameters (its `params file=`, else PyTorch's default init from its
         `params seed=`), as float32 arrays keyed conv.weight, conv.bias, norm.weight, norm.bias."""
-        return self._compiled.params_to_dict(self._default_params())
+        return self._to_block_dtype(self._compiled.params_to_dict(self._default_params()))
 
     def run(self, x, params: Optional[Mapping[str, np.ndarray]] = None, device: str = "auto", *,
             allow_tf32: bool = True, dropout_seed: Optional[int] = None,
             dropout_offset: Optional[int] = None) -> np.ndarray:
-        """Runs the block on x (float32, shape input_shape); returns a new float32 array.
+        """Runs the block on x (shape input_shape; float32, or float16 for an f16 block, or
+        float32 holding bf16 values for a bf16 block: see `dtype`); returns a new array of the same
+        numpy dtype.
 
         params: None for the spec's own parameters, or a dict with the keys conv.weight,
           conv.bias, norm.weight, norm.bias (float32 arrays; the ones the block has no use for
@@ -158,7 +176,7 @@ class Block:
         dropout_seed, dropout_offset: the dropout mask's Philox stream, unsigned 64-bit integers
           (None: the spec's seed and offset; an offset needs a seed, and a seed alone has offset 0).
         """
-        x = _float32_array("x", x)
+        x = _block_array("x", x, self.dtype)
         if not isinstance(device, str):
             raise TypeError(f"device must be 'auto', 'cpu' or 'cuda', got {type(device).__name__} {device!r}")
         allow_tf32 = _flag("allow_tf32", allow_tf32)
@@ -169,7 +187,8 @@ class Block:
         stream = None if dropout_seed is None else (
             _int_in_range("dropout_seed", dropout_seed, 0, _UINT64_MAX),
             _int_in_range("dropout_offset", 0 if dropout_offset is None else dropout_offset, 0, _UINT64_MAX))
-        return self._compiled.run(p, x, device, allow_tf32, stream)
+        y = self._compiled.run(p, x, device, allow_tf32, stream)
+        return y.astype(np.float16) if self.dtype == "f16" else y  # exact: y holds f16 values
 
     def _default_params(self):
         if self._spec_params is None:
@@ -177,7 +196,10 @@ class Block:
         return self._spec_params
 
     def _core_params(self, params: Mapping[str, np.ndarray]):
-        return self._compiled.params_from({k: _float32_array(k, v) for k, v in params.items()})
+        return self._compiled.params_from({k: _block_array(k, v, self.dtype) for k, v in params.items()})
+
+    def _to_block_dtype(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.astype(np.float16) for k, v in arrays.items()} if self.dtype == "f16" else arrays
 
     def __repr__(self) -> str:
         return f"fuseblock.Block({self.source_name}: {self.input_shape} -> {self.output_shape})"
@@ -187,4 +209,5 @@ def init_params(block: Block, seed: int) -> dict[str, np.ndarray]:
     """PyTorch's default initialisation of the block's parameters (kaiming-uniform conv weight
     with a = sqrt(5), bias uniform in +-1/sqrt(fan_in), GroupNorm weight 1 and bias 0), drawn
     from `seed` with fuseblock's Philox stream (not torch's generator)."""
-    return block._compiled.params_to_dict(block._compiled.init_params(_int_in_range("seed", seed, 0, _UINT64_MAX)))
+    return block._to_block_dtype(
+        block._compiled.params_to_dict(block._compiled.init_params(_int_in_range("seed", seed, 0, _UINT64_MAX))))

@@ -26,9 +26,13 @@ def compiled_block(spec: str, training: bool, assume_finite: bool,
     return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape)
 
 
-def draw_dropout_seed() -> torch.Tensor:
-    """A fresh mask for one forward call: a CPU int64 tensor [seed, offset], both random."""
-    return torch.randint(0, _SEED_HIGH, (2,), dtype=torch.int64)
+def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
+    """A fresh mask for one forward call: an int64 tensor [seed, offset], both random, drawn on
+    `device` from PyTorch's generator. On a CUDA device the draw is itself a kernel: under
+    torch.cuda.graph (or torch.compile's CUDA graphs) every replay draws new values, and the
+    block's kernels read them from device memory, so each replay gets a fresh mask, as PyTorch's
+    dropout does. torch.manual_seed makes the draws reproducible."""
+    return torch.randint(0, _SEED_HIGH, (2,), dtype=torch.int64, device=device)
 
 
 def _check_float32(name: str, t: torch.Tensor) -> None:
@@ -48,8 +52,9 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
                   assume_finite: bool) -> torch.Tensor:
     """Runs the block `spec` on x (float32, any N; the spec's input line is replaced by x's shape).
 
-    training overrides the spec's dropout mode; dropout_seed ([seed, offset], int64, CPU) picks the
-    mask (None: the spec's own seed and offset). The block runs on x's device: CUDA tensors on
+    training overrides the spec's dropout mode; dropout_seed ([seed, offset], int64) picks the mask
+    (None: the spec's own seed and offset); on x's CUDA device its values are read by the kernels
+    when they run (no host synchronisation, fresh values under CUDA graph replays). The block runs on x's device: CUDA tensors on
     their device pointers, in PyTorch's current stream, with no copy and no synchronisation (the
     parameters are moved to x's device if they are elsewhere); CPU tensors on fuseblock's CPU
     backend. Its conv may use TF32 exactly when torch.backends.cudnn.allow_tf32 allows PyTorch's
@@ -61,8 +66,14 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
     _check_float32("x", x)
     for name, t in params.items():
         _check_float32(name, t)
-    stream = None if dropout_seed is None else tuple(int(v) for v in dropout_seed.tolist())
     allow_tf32 = torch.backends.cudnn.allow_tf32
+    if x.device.type == "cuda" and dropout_seed is not None and dropout_seed.device == x.device:
+        state = dropout_seed.detach()
+        if state.dtype != torch.int64 or state.numel() != 2:
+            raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not {state.dtype}{list(state.shape)}")
+        state = state.contiguous()
+        return _run_cuda(block, x, params, None, allow_tf32, state)
+    stream = None if dropout_seed is None else tuple(int(v) for v in dropout_seed.tolist())
     if x.device.type == "cuda":
         return _run_cuda(block, x, params, stream, allow_tf32)
     if x.device.type != "cpu":
@@ -72,7 +83,7 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
     return torch.from_numpy(y)
 
 
-def _run_cuda(block, x, params, stream, allow_tf32):
+def _run_cuda(block, x, params, stream, allow_tf32, state=None):
     device = x.device
     ordinal = _core.cuda_device_ordinal()
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -93,7 +104,8 @@ def _run_cuda(block, x, params, stream, allow_tf32):
     ptr = lambda name: on_device[name].data_ptr() if name in on_device else 0  # noqa: E731
     block.launch_cuda(x.data_ptr(), y.data_ptr(), ptr("conv.weight"), ptr("conv.bias"), ptr("norm.weight"),
                       ptr("norm.bias"), scratch.data_ptr() if scratch.numel() else 0,
-                      torch.cuda.current_stream(device).cuda_stream, allow_tf32, stream, bound)
+                      torch.cuda.current_stream(device).cuda_stream, allow_tf32, stream, bound,
+                      state.data_ptr() if state is not None else 0)
     return y
 
 

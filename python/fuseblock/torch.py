@@ -157,7 +157,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm_weight = self.norm.weight if self.norm is not None else None
         norm_bias = self.norm.bias if self.norm is not None else None
-        seed = draw_dropout_seed() if self.training and self.dropout_p > 0 else None
+        seed = draw_dropout_seed(x.device) if self.training and self.dropout_p > 0 else None
         return block_forward(x.contiguous(), self.conv.weight, self.conv.bias, norm_weight, norm_bias, seed,
                              self._forward_spec(), self.training, self.assume_finite)
 

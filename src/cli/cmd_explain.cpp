@@ -1,4 +1,6 @@
-// fuseblock explain [SPEC]: the IR after every pass, then the plan with its guard and kernels.
+// fuseblock explain [SPEC]: the IR after every pass, the plan with its guard and kernels, then the
+// CUDA strategies considered (why each rejected one was rejected, which one runs) and the
+// LaunchProgram the chosen one builds. Needs no GPU: without one it plans for an sm_90 device.
 #include <iostream>
 #include <memory>
 
@@ -7,6 +9,10 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/registry.hpp"
+#include "cuda/cuda_backend.hpp"
+#include "cuda/executor.hpp"
+#include "cuda/select/select.hpp"
+#include "tune/tuning_key.hpp"
 
 namespace fuseblock::cli {
 
@@ -14,11 +20,13 @@ void add_explain_command(CLI::App& app) {
   struct Opts {
     SpecSource spec;
     bool assume_finite = false;
+    bool strict_fp32 = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("explain", "Show the IR after every pass and the final plan (guard, fallback, kernels)");
   add_spec_options(cmd, o->spec);
   cmd->add_flag("--assume-finite", o->assume_finite, "Plan as if the input is promised finite and bounded (no guard)");
+  cmd->add_flag("--strict-fp32", o->strict_fp32, "Plan the CUDA program for strict fp32 (no TF32 tensor cores)");
   registry()["explain"] = [o] {
     LoadedSpec spec = load_spec(o->spec);
     std::cout << fmt::format("block: {}\n", spec.description);
@@ -28,6 +36,17 @@ void add_explain_command(CLI::App& app) {
       std::cout << fmt::format("-- after {}:\n{}", step, dump(ir));
     });
     std::cout << "\n" << dump(plan);
+    // The CUDA side: this GPU's limits and tuning cache where there is one, else an sm_90 device.
+    std::string why;
+    const bool gpu = cuda::available(&why);
+    const cuda::DeviceLimits device = gpu ? cuda::current_device_limits() : cuda::DeviceLimits{};
+    const cuda::ConvProblem problem{&plan, !o->strict_fp32 && device.cc_major >= 8};
+    std::optional<cuda::TunedChoice> tuned;
+    if (gpu) tuned = tune::cached_choice(plan, cuda::default_program(plan, problem.allow_tf32, device).source);
+    std::cout << fmt::format("\nCUDA ({}, {}):\n", gpu ? "this GPU, " + device.arch() : "no GPU here: planned for " + device.arch(),
+                             problem.allow_tf32 ? "TF32 allowed" : "strict fp32");
+    const cuda::Selection sel = cuda::select_strategy(problem, device, tuned);
+    std::cout << sel.text() << cuda::describe(cuda::build_selected(problem, sel));
     return 0;
   };
 }

@@ -46,16 +46,25 @@ int run_command(const RunOpts& o) {
   const double plan_ms = ms_since(t0);
 
   std::string why_not_cuda;
-  const Device device = resolve_device(parse_device(o.device), &why_not_cuda);
+  const DType dtype = plan.pipeline.types.storage;
+  const Device device = resolve_device(parse_device(o.device), dtype, &why_not_cuda);
   auto t1 = Clock::now();
   Tensor x;
   std::string input_what;
   if (!o.input.empty()) {
     x = load_tensor(o.input);
+    // No silent conversion: a file in another dtype than the block's is most likely the wrong file.
+    if (x.dtype() != dtype)
+      throw UserError(fmt::format("{} holds {} data, but the block's input is {}", o.input, dtype_name(x.dtype()),
+                                  dtype_name(dtype)),
+                      fmt::format("write the input as {} (e.g. x.astype(numpy.{}) or tensor.to(torch.{})), or change "
+                                  "the spec's input line",
+                                  dtype_name(dtype), dtype_info(dtype).long_name, dtype_info(dtype).long_name));
     input_what = "loaded from " + o.input;
   } else {
-    x = uniform_tensor(plan.pipeline.input_shape, o.input_seed);
-    input_what = fmt::format("uniform [0, 1) seed={}", o.input_seed);
+    x = rounded_to(uniform_tensor(plan.pipeline.input_shape, o.input_seed), dtype);
+    input_what = fmt::format("uniform [0, 1) seed={}{}", o.input_seed,
+                             dtype == DType::F32 ? "" : fmt::format(", rounded to {}", dtype_name(dtype)));
   }
   const double input_ms = ms_since(t1);
 
@@ -77,7 +86,8 @@ int run_command(const RunOpts& o) {
   std::cout << fmt::format("fuseblock run: {} on {}\n", spec.description, dev);
   std::cout << fmt::format("input   {}  {}\n", shape_str(x.shape()), input_what);
   std::cout << fmt::format("params  {}\n", params_what);
-  std::cout << fmt::format("output  {}  {:.1f} MB{}\n", shape_str(y.shape()), y.numel() * 4.0 / 1e6,
+  std::cout << fmt::format("output  {}{}  {:.1f} MB{}\n", dtype_name(y.dtype()), shape_str(y.shape()),
+                           y.numel() * static_cast<double>(dtype_info(y.dtype()).bytes) / 1e6,
                            o.output.empty() ? "" : "  written to " + o.output);
   std::cout << format_summary(summarize(y));
   if (!o.quiet) std::cout << dump(plan);
@@ -94,9 +104,9 @@ void add_run_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("run", "Run a block and print the output's shape, statistics, NaN count, checksum, plan and time");
   add_spec_options(cmd, o->spec);
   cmd->add_option("--device", o->device, "auto (GPU if there is one, else CPU), cpu or cuda")->capture_default_str();
-  cmd->add_option("--input", o->input, "Input tensor: .npy (float32, C order), file.safetensors or file.safetensors:NAME; default: uniform [0, 1) from --seed");
+  cmd->add_option("--input", o->input, "Input tensor in the block's dtype: .npy (float32 or float16, C order), file.safetensors or file.safetensors:NAME (F32, BF16, F16); default: uniform [0, 1) from --seed");
   cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")->capture_default_str();
-  cmd->add_option("--output", o->output, "Write the output tensor here (.npy or .safetensors; written atomically)");
+  cmd->add_option("--output", o->output, "Write the output tensor here, in the block's dtype (.npy, not for bf16, or .safetensors; written atomically)");
   cmd->add_option("--params", o->params, "Parameters from this safetensors file (conv.weight, conv.bias, norm.weight, norm.bias); default: the spec's params line");
   cmd->add_option("--repeat", o->repeat, "Run this many times and report the best time")->capture_default_str();
   cmd->add_flag("--assume-finite", o->assume_finite, "Skip the guard: promise that the input is finite and bounded");

@@ -77,6 +77,15 @@ Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::st
   return init_params(p, spec.block.params.init_seed);
 }
 
+void require_f32_kernels(const Plan& plan, const char* command) {
+  const DType storage = plan.pipeline.types.storage;
+  if (storage == DType::F32) return;
+  throw UserError(fmt::format("{} works on the CUDA kernels, which are float32 only in this version; this block "
+                              "stores {}",
+                              command, dtype_name(storage)),
+                  "run the block with `fuseblock run --device cpu`");
+}
+
 Summary summarize(const Tensor& t) {
   Summary s;
   const float* d = t.data();

@@ -82,6 +82,9 @@ void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tens
   for (int64_t n0 = n_begin; n0 < n_end; n0 += chunk) {
     const int64_t n1 = std::min(n_end, n0 + chunk);
     conv_forward(g, x.data(), weight, bias, y.data(), n0, n1);
+    // The conv output as PyTorch stores it: rounded once from the float32 sum (bias included) to
+    // the storage type, before the statistics read it.
+    round_to(p.types.storage, y.data() + n0 * out_sample, (n1 - n0) * out_sample);
     if (p.norm)
       group_norm_fold(*p.norm, g.c_out, spatial, n1 - n0, y.data() + n0 * out_sample, gamma, beta, scale.data(),
                       shift.data());

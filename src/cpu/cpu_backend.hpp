@@ -1,4 +1,6 @@
-// The CPU backend: exact float32 execution of a Plan with C++ loops and OpenMP.
+// The CPU backend: exact execution of a Plan with C++ loops and OpenMP, in float32, or for a bf16
+// or f16 block in float32 with each stored value rounded to that type where PyTorch eager rounds:
+// the conv output, the normalized value, each pointwise result and dropout's result.
 //
 // run_pipeline does, for a range of samples: the convolution into y, the GroupNorm statistics
 // (O(N*C) scratch only), then the folded normalization, the pointwise chain and dropout in place

@@ -1,5 +1,6 @@
 // The epilogue over aligned blocks of the flat output, each cut where the channel changes: the
-// folded normalization, then each op of the chain over the segment, then the dropout mask.
+// folded normalization, then each op of the chain over the segment, then the dropout mask, each
+// step's result rounded to the storage type.
 #include "cpu/epilogue.hpp"
 
 #include <algorithm>
@@ -22,6 +23,7 @@ void apply_epilogue(const Pipeline& p, const float* scale, const float* shift, f
   const int64_t begin = n_begin * per_sample, end = n_end * per_sample;
   if ((!norm && p.chain.empty() && !dropout) || begin >= end) return;
   const int64_t nc_base = n_begin * channels;  // scale/shift start at sample n_begin
+  const DType storage = p.types.storage;
 
   const int64_t first = begin / kEpilogueBlock, last = (end - 1) / kEpilogueBlock;
 #pragma omp parallel for schedule(static)
@@ -33,14 +35,21 @@ void apply_epilogue(const Pipeline& p, const float* scale, const float* shift, f
       const int64_t seg_end = std::min(hi, (nc + 1) * spatial);
       float* v = y + i;
       const int64_t len = seg_end - i;
+      // Each step computes in float32 and stores in the storage type, as PyTorch eager does for
+      // bf16/f16 (a no-op for f32).
       if (norm) {
         const float a = scale[nc - nc_base], b = shift[nc - nc_base];
         for (int64_t j = 0; j < len; ++j) v[j] = a * v[j] + b;
+        round_to(storage, v, len);
       }
-      for (const Op& op : p.chain)
+      for (const Op& op : p.chain) {
         for (int64_t j = 0; j < len; ++j) v[j] = eval_pointwise(op, v[j]);
-      if (dropout)
+        round_to(storage, v, len);
+      }
+      if (dropout) {
         for (int64_t j = 0; j < len; ++j) v[j] = mask.apply(v[j], i + j);
+        round_to(storage, v, len);
+      }
       i = seg_end;
     }
   }

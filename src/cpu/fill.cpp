@@ -14,7 +14,7 @@ namespace fuseblock::cpu {
 float fill_value(const Pipeline& p) {
   FB_ASSERT(!p.chain.empty() && p.chain.front().kind == OpKind::Fill, "fill path without a leading fill op");
   float v = std::numeric_limits<float>::quiet_NaN();  // never read: Fill ignores its input
-  for (const Op& op : p.chain) v = eval_pointwise(op, v);
+  for (const Op& op : p.chain) v = round_to(p.types.storage, eval_pointwise(op, v));  // stored after each op
   return v;
 }
 
@@ -27,7 +27,9 @@ void fill_samples(const Pipeline& p, float* y, int64_t n_begin, int64_t n_end) {
   const bool dropout = !p.dropout.is_identity();
   const float scale = fb_dropout_scale(p.dropout.p);
   // Through the same formula as the exact path: a NaN or Inf constant stays NaN when dropped.
-  const float kept = fb_dropout_apply(value, true, scale), dropped = fb_dropout_apply(value, false, scale);
+  const DType storage = p.types.storage;
+  const float kept = round_to(storage, fb_dropout_apply(value, true, scale));
+  const float dropped = round_to(storage, fb_dropout_apply(value, false, scale));
 
   const int64_t first = begin / kEpilogueBlock, last = (end - 1) / kEpilogueBlock;
 #pragma omp parallel for schedule(static)

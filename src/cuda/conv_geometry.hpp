@@ -61,12 +61,13 @@ struct ConvGeometry {
   std::string describe() const;  // one line, for explain and logs
 };
 
-// Knobs the dev/ measurements turn (defaults: what runs; see docs/benchmarks.md).
+// The conv kernels' knobs (the two-pass recompute strategy's configs; `fuseblock tune` measures
+// them). The defaults are what runs untuned.
 struct ConvTuning {
   int mma_mpw = 4;          // MMA engine: 16-position m-tiles per warp (4 or 2)
   int min_blocks = 2;       // __launch_bounds__'s blocks per SM for the conv kernels
   int epilogue_unroll = 1;  // 4-element output steps in flight per lane
-  bool lean = true;         // the lean kernels where they apply (emit_lean.hpp); false: the earlier ones
+  bool operator==(const ConvTuning&) const = default;
 };
 
 // Chooses the engine (MMA when allow_tf32 and the reduction fits) and the tiling. Throws a

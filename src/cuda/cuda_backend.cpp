@@ -36,23 +36,19 @@ void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, con
   FB_ASSERT(y.shape() == p.output_shape, "output tensor of the wrong shape");
   if (y.numel() == 0) return;
   std::shared_ptr<const Executor> ex = executor_for(plan, opts.allow_tf32);
-  const EmittedProgram& prog = ex->program();
+  const LaunchProgram& prog = ex->program();
   DeviceBuffer dx = to_device(x.vec());
   DeviceBuffer dy(static_cast<size_t>(y.numel()) * sizeof(float));
-  DeviceBuffer dw, db, dg, dbeta;
-  if (prog.general) {
-    dw = to_device(params.conv_weight.vec());
-    if (prog.conv_pipeline.conv.bias) db = to_device(params.conv_bias.vec());
-    if (prog.norm && prog.conv_pipeline.norm->affine) {
-      dg = to_device(params.norm_weight.vec());
-      dbeta = to_device(params.norm_bias.vec());
-    }
-  }
+  DeviceBuffer dw, db, dg, dbeta;  // the parameters the program declares
+  if (prog.find(BufferRole::ConvWeight)) dw = to_device(params.conv_weight.vec());
+  if (prog.find(BufferRole::ConvBias)) db = to_device(params.conv_bias.vec());
+  if (prog.find(BufferRole::NormWeight)) dg = to_device(params.norm_weight.vec());
+  if (prog.find(BufferRole::NormBias)) dbeta = to_device(params.norm_bias.vec());
   DeviceBuffer scratch(ex->scratch_bytes());
   RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  if (prog.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
+  if (prog.find(BufferRole::GuardFlags)) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
   ex->launch(t, scratch.ptr(), args, nullptr);
   synchronize();

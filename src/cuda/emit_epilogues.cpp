@@ -94,7 +94,8 @@ void emit_output_epilogue_fn(SourceWriter& w, const ConvGeometry& g, const Pipel
   w.line("__device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,");
   w.line("    const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,");
   w.line("    const float* __restrict__ beta,");
-  w.line("    long long n, const fb_tile& T, int c0, unsigned long long seed, unsigned long long offset) {{");
+  w.line("    long long n, const fb_tile& T, int c0, const unsigned long long* __restrict__ dropout_state) {{");
+  if (d.active) w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
   w.raw(kOutputLoop);
   if (norm) {
     w.line("    const float a = nscale[n * fbc::COUT + c], m = nmean[n * fbc::COUT + c];");

@@ -79,22 +79,23 @@ int64_t guard_blocks_per_sample(int64_t resident_blocks, int64_t n, int64_t in_s
   return std::max<int64_t>(1, std::min(per_sample, (in_sample + 1023) / 1024));
 }
 
-void emit_guard_kernel(SourceWriter& w, const Plan& plan, const GuardOptions& o) {
+void emit_guard_kernel(SourceWriter& w, const Plan& plan) {
+  constexpr int kUnroll = 4;  // float4 loads in flight per thread
   const Pipeline& p = plan.pipeline;
   FB_ASSERT(fill_is_constant(p) && plan.guard.has_value(), "guard kernel for a plan without a constant guarded fill");
-  FB_ASSERT(o.unroll >= 1, "guard unroll must be positive");
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path guard: per-sample |x| <= bound, input read once; the output is a memset ----");
   w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_guard(const float* __restrict__ x, int* __restrict__ flags,");
   w.line("    float bound, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
-  w.line("  constexpr int U = {};", o.unroll);
+  w.line("  constexpr int U = {};", kUnroll);
   w.raw(kGuardAlone);
   w.blank();
 }
 
-void emit_fill_kernel(SourceWriter& w, const Plan& plan, const FillOptions& o) {
+void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
+  constexpr int kUnroll = 4;  // independent Philox steps per thread
   const Pipeline& p = plan.pipeline;
   FB_ASSERT(p.fill_path(), "fill kernel for a pipeline that computes a conv");
   const bool guard = plan.guard.has_value() && !plan.assume_finite;
@@ -105,15 +106,14 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan, const FillOptions& o) {
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
          guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
-  const std::string bounds = o.min_blocks > 0 ? fmt::format("256, {}", o.min_blocks) : "256";
-  w.line("extern \"C\" __global__ void __launch_bounds__({}) fb_fill(const float* __restrict__ x, float* __restrict__ y,",
-         bounds);
-  w.line("    int* __restrict__ flags, float bound, unsigned long long seed, unsigned long long offset,");
+  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,");
+  w.line("    int* __restrict__ flags, float bound, const unsigned long long* __restrict__ dropout_state,");
   w.line("    long long q_per_block, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);
   w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
-  if (guard && o.guard_first) w.raw(kGuard);
+  if (guard) w.raw(kGuard);  // the input checked first
   if (d.active) {
+    w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
     // The two possible values, computed on the host with the CPU backend's formula.
     w.line("  const float kept = {}, dropped = {};", float_literal(fb_dropout_apply(c, true, d.scale)),
            float_literal(fb_dropout_apply(c, false, d.scale)));
@@ -122,7 +122,7 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan, const FillOptions& o) {
   }
   w.line("  const long long q0 = (long long)blockIdx.x * q_per_block;");
   w.line("  const long long q1 = min(q0 + q_per_block, Q_TOTAL);");
-  w.line("#pragma unroll {}", o.unroll);
+  w.line("#pragma unroll {}", kUnroll);
   w.line("  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {{");
   if (d.active) {
     w.line("    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);");
@@ -133,16 +133,12 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan, const FillOptions& o) {
     w.line("    const float4 v = make_float4(kept, kept, kept, kept);");
   }
   w.line("    if (4 * q + 3 < OUT_TOTAL) {{");
-  if (o.streaming_stores)
-    w.line("      __stcs(reinterpret_cast<float4*>(y) + q, v);  // streaming: the output is not read back");
-  else
-    w.line("      reinterpret_cast<float4*>(y)[q] = v;");
+  w.line("      reinterpret_cast<float4*>(y)[q] = v;");
   w.line("    }} else {{");
   w.line("      const float e[4] = {{v.x, v.y, v.z, v.w}};");
   w.line("      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];");
   w.line("    }}");
   w.line("  }}");
-  if (guard && !o.guard_first) w.raw(kGuard);
   w.line("}}");
   w.blank();
 }

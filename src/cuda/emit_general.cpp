@@ -96,8 +96,8 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
   out.params =
       "const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, "
       "const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, "
-      "float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset";
-  out.epilogue = {"fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, seed, offset);"};
+      "float* __restrict__ y, const int* __restrict__ flags, const unsigned long long* __restrict__ dropout_state";
+  out.epilogue = {"fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, dropout_state);"};
   out.gated = gated;
   emit_conv_kernel(w, g, out);
   if (names) {

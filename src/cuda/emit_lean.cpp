@@ -14,7 +14,7 @@ namespace fuseblock::cuda {
 namespace {
 
 int64_t junk_floats(const ConvGeometry& g) { return 32 * g.warps; }  // lean_kernels.cuh's JUNK_FLOATS
-int64_t b_table_floats(const ConvGeometry& g) { return g.ksteps * g.ntiles_n * 32 * 2; }  // FBL_BSMEM
+int64_t b_table_floats(const ConvGeometry& g) { return g.ksteps * g.ntiles_n * 32 * 2; }  // the B table
 int64_t window_floats(const ConvGeometry& g) { return g.cin * g.xcp; }  // one window buffer
 int64_t ao_floats(const ConvGeometry& g) { return g.ksteps * 8; }
 
@@ -54,7 +54,7 @@ size_t lean_stats_smem_bytes(const ConvGeometry& g) {
 
 size_t lean_output_smem_bytes(const ConvGeometry& g) {
   return static_cast<size_t>(window_floats(g) + g.cout * lean_staging_pitch(g) + junk_floats(g) + ao_floats(g) +
-                             b_table_floats(g)) * 4;  // FBL_OUT_WINDOWS 1
+                             b_table_floats(g)) * 4;  // one window buffer
 }
 
 int64_t lean_max_blocks_per_sample(const ConvGeometry& g) {
@@ -82,6 +82,7 @@ void emit_lean_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g
   w.line("#define FBL_KEEP {}u  // {}", d.active ? d.threshold : 16777216u,
          d.active ? "fb_keep_threshold(p)" : "no dropout: every element kept");
   w.line("#define FBL_SCALE {}", float_literal(d.active ? d.scale : 1.0f));
+  w.line("#define FBL_DROPOUT {}", d.active ? "true" : "false");
   w.line("#define FBL_GROUPS {}", p.norm->num_groups);
   w.line("#define FBL_EPS {}", double_literal(p.norm->eps));
   w.line("#define FBL_AFFINE {}", p.norm->affine ? "true" : "false");

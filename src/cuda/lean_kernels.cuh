@@ -11,10 +11,11 @@
 // staging is written without branches; the epilogue reads staging as float4 and calls Philox once
 // per 4 outputs. Measured against src/'s earlier kernels and the sample-resident design in
 // dev/general_lean.cpp (docs/benchmarks.md). Emitted before this text: FBL_KEEP, FBL_SCALE,
-// FBL_GROUPS, FBL_EPS, FBL_AFFINE, FBL_SCP (staging channel pitch). FBL_BSMEM, FBL_MINB_STATS,
-// FBL_MINB_OUT, FBL_OUT_WINDOWS and FBL_UNROLL are dev knobs (dev/general_lean.cpp sets them for
-// its variants; the emitter never does): their defaults are the measured winners, and the host's
-// shared-memory sizes (emit_lean.cpp) assume the defaults.
+// FBL_GROUPS, FBL_EPS, FBL_AFFINE, FBL_SCP (staging channel pitch). The measured winners of
+// dev/general_lean.cpp are fixed here (the host's shared-memory sizes in emit_lean.cpp assume
+// them): the B fragments in shared memory (v7b), 2 blocks per SM for both conv kernels, one
+// window buffer in the output kernel loaded under the epilogue (v7g), one 4-element step per lane
+// in flight in the epilogue (v7d: two were no faster).
 namespace fbl {
 constexpr int IHW = fbc::IH * fbc::IW;
 constexpr int CH_STRIDE = fbc::ID * IHW;
@@ -94,33 +95,16 @@ __device__ __forceinline__ void fbl_zero_pads(float* smem, int buffers = 2) {
 }
 
 // The B fragments (weights, tf32) and the A-offset table, as the emitted prologue.
-#ifndef FBL_BSMEM
-#define FBL_BSMEM 1  // 1: the B fragments in shared memory (v7b, 3% faster on an H100), 0: in registers
-#endif
-#ifndef FBL_MINB_STATS
-#define FBL_MINB_STATS 2
-#endif
-#ifndef FBL_MINB_OUT
-#define FBL_MINB_OUT 2
-#endif
-#ifndef FBL_OUT_WINDOWS
-#define FBL_OUT_WINDOWS 1  // window buffers of the output kernel (1: loaded under the epilogue, v7g, 2-3% faster)
-#endif
-constexpr int FBL_BS_FLOATS = FBL_BSMEM ? fbc::KSTEPS * fbc::NT * 32 * 2 : 0;
+constexpr int FBL_BS_FLOATS = fbc::KSTEPS * fbc::NT * 32 * 2;
 struct fbl_engine {
-#if FBL_BSMEM
   const uint2* bs;  // [KSTEPS][NT][32 lanes]
-#else
-  unsigned bf[fbc::KSTEPS][fbc::NT][2];
-#endif
   const int2* ao;
   int mbase;
   unsigned m0, m1;  // all ones where the last k-step's column is inside KRED, else 0
 };
-// ao_s: KSTEPS * 8 ints, then (FBL_BSMEM) the B table, 8-byte aligned.
+// ao_s: KSTEPS * 8 ints, then the B table, 8-byte aligned.
 __device__ __forceinline__ void fbl_engine_init(fbl_engine& e, const float* __restrict__ w, int* ao_s) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-#if FBL_BSMEM
   uint2* const bs = reinterpret_cast<uint2*>(ao_s + fbc::KSTEPS * 8);
   for (int i = threadIdx.x; i < fbc::KSTEPS * fbc::NT * 32; i += fbc::THREADS) {
     const int l = i % 32, nt = (i / 32) % fbc::NT, ks = i / (32 * fbc::NT);
@@ -129,17 +113,6 @@ __device__ __forceinline__ void fbl_engine_init(fbl_engine& e, const float* __re
                        k1 < fbc::KRED ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k1))) : 0u);
   }
   e.bs = bs;
-#else
-#pragma unroll
-  for (int ks = 0; ks < fbc::KSTEPS; ++ks)
-#pragma unroll
-    for (int nt = 0; nt < fbc::NT; ++nt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int k = ks * 8 + t4 + 4 * h, c = nt * 8 + g;
-        e.bf[ks][nt][h] = k < fbc::KRED ? __float_as_uint(fb_tf32(__ldg(w + c * fbc::KRED + k))) : 0u;
-      }
-#endif
   for (int i = threadIdx.x; i < fbc::KSTEPS * 8; i += fbc::THREADS) {
     const int k = (i / 8) * 8 + (i % 8) / 2 + 4 * (i % 2);
     ao_s[i] = k < fbc::KRED ? fb_k_offset(k) : 0;
@@ -164,11 +137,9 @@ __device__ __forceinline__ void fbl_mma(const fbl_engine& e, const float* xs, fl
     const int2 o = e.ao[ks * 4 + t4];
     const float* p0 = xs + e.mbase + o.x;
     const float* p1 = xs + e.mbase + o.y;
-#if FBL_BSMEM
     uint2 b[fbc::NT];
 #pragma unroll
     for (int nt = 0; nt < fbc::NT; ++nt) b[nt] = e.bs[(ks * fbc::NT + nt) * 32 + (threadIdx.x & 31)];
-#endif
 #pragma unroll
     for (int j = 0; j < fbc::MPW; ++j) {
       unsigned a0 = __float_as_uint(p0[16 * j]), a1 = __float_as_uint(p0[16 * j + 8]);
@@ -181,11 +152,7 @@ __device__ __forceinline__ void fbl_mma(const fbl_engine& e, const float* xs, fl
       }
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
-#if FBL_BSMEM
         fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, b[nt].x, b[nt].y);
-#else
-        fb_mma_tf32(acc[j][nt], a0, a1, a2, a3, e.bf[ks][nt][0], e.bf[ks][nt][1]);
-#endif
     }
   }
 }
@@ -215,9 +182,6 @@ __device__ __forceinline__ void fbl_stage(float* st, float* junk, const float (&
     }
 }
 
-#ifndef FBL_UNROLL
-#define FBL_UNROLL 1  // 4-element steps per lane in flight in the epilogue (1 or 2; 2 was no faster, v7d)
-#endif
 __device__ __forceinline__ float fbl_value(float v, float a, float b, fb_u32 bits) {
   const float r = fb_finish(v, a, 0.0f, b);
   return fb_dropout_apply(r, bits < FBL_KEEP, FBL_SCALE);
@@ -233,19 +197,8 @@ __device__ __forceinline__ float4 fbl_step(const float* seg, long long q, int j,
 // a, b: y = a * conv + b before the chain (b holds the conv bias, the mean and beta).
 __device__ __forceinline__ void fbl_segment(const float* seg, float* __restrict__ y, long long q0, int steps, float a,
                                            float b, unsigned long long seed, unsigned long long offset) {
-#if FBL_UNROLL == 2
-  for (int j = threadIdx.x & 31; j < steps; j += 64) {
-    const bool two = j + 32 < steps;
-    const int j2 = two ? j + 32 : j;
-    const float4 o1 = fbl_step(seg, q0 + j, j, a, b, seed, offset);
-    const float4 o2 = fbl_step(seg, q0 + j2, j2, a, b, seed, offset);
-    __stcs(reinterpret_cast<float4*>(y) + q0 + j, o1);
-    if (two) __stcs(reinterpret_cast<float4*>(y) + q0 + j2, o2);
-  }
-#else
   for (int j = threadIdx.x & 31; j < steps; j += 32)
     __stcs(reinterpret_cast<float4*>(y) + q0 + j, fbl_step(seg, q0 + j, j, a, b, seed, offset));
-#endif
 }
 
 // Every segment of a staged tile; warp w takes segments w, w + WARPS, ... (segment s = channel
@@ -267,7 +220,7 @@ __device__ __forceinline__ void fbl_tile_out(const float* st, float* __restrict_
 
 // ---------------------------------------------------------------- the three kernels
 // Partial statistics: per (sample, part, warp, channel) float4 (K, sum(v - K), sum((v - K)^2), count).
-extern "C" __global__ void __launch_bounds__(256, FBL_MINB_STATS) fbl_conv_stats(const float* __restrict__ x,
+extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_stats(const float* __restrict__ x,
     const float* __restrict__ w, float4* __restrict__ partials, int bps) {
   extern __shared__ __align__(16) float smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
@@ -390,24 +343,25 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
   }
 }
 
-extern "C" __global__ void __launch_bounds__(256, FBL_MINB_OUT) fbl_conv_output(const float* __restrict__ x,
+extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_output(const float* __restrict__ x,
     const float* __restrict__ w, const float2* __restrict__ abg, float* __restrict__ y, int bps,
-    unsigned long long seed, unsigned long long offset) {
+    const unsigned long long* __restrict__ dropout_state) {
+  // Dropout's (seed, offset) from device memory (emit_dropout_state.hpp); no buffer without dropout.
+  const unsigned long long seed = FBL_DROPOUT ? dropout_state[0] : 0ull, offset = FBL_DROPOUT ? dropout_state[1] : 0ull;
   extern __shared__ __align__(16) float smem[];
   const int warp = threadIdx.x >> 5;
   const long long n = blockIdx.x / bps;
   const int part = blockIdx.x % bps;
   const int t0 = part * fbc::TILES / bps, t1 = (part + 1) * fbc::TILES / bps;
   const float* xn = x + n * fbc::IN_SAMPLE;
-  float* const st = smem + FBL_OUT_WINDOWS * fbl::WIN;
+  float* const st = smem + fbl::WIN;  // past the one window buffer
   float* const junk = st + fbl::STAGE_FLOATS;
   fbl_engine e;
   fbl_engine_init(e, w, reinterpret_cast<int*>(junk + fbl::JUNK_FLOATS));
-  fbl_zero_pads(smem, FBL_OUT_WINDOWS);
+  fbl_zero_pads(smem, 1);
   float2 ab[fbc::COUT * fbc::TD / fbc::WARPS];
 #pragma unroll
   for (int i = 0; i < fbc::COUT * fbc::TD / fbc::WARPS; ++i) ab[i] = abg[n * fbc::COUT + (warp + i * fbc::WARPS) / fbc::TD];
-#if FBL_OUT_WINDOWS == 1
   // One window: the next tile's copy starts once every warp's MMA has read this one (the barrier
   // after staging) and lands under the epilogue (dev v7g: the output kernel 2.6-3.1% faster than
   // with two buffers, and 22 KB less shared memory per block).
@@ -425,26 +379,5 @@ extern "C" __global__ void __launch_bounds__(256, FBL_MINB_OUT) fbl_conv_output(
     fb_cp_commit();
     fbl_tile_out(st, y, n, t, ab, seed, offset);
   }
-#else
-  float* cur = smem;
-  float* nxt = smem + fbl::WIN;
-  fbl_issue(cur, xn, t0);
-  fb_cp_commit();
-  for (int t = t0; t < t1; ++t) {
-    fb_cp_wait_all();
-    fbl_round(cur);
-    __syncthreads();  // window ready; the previous tile's staging has been read
-    if (t + 1 < t1) fbl_issue(nxt, xn, t + 1);
-    fb_cp_commit();
-    float acc[fbc::MPW][fbc::NT][4];
-    fbl_mma(e, cur, acc);
-    fbl_stage(st, junk, acc);
-    __syncthreads();
-    fbl_tile_out(st, y, n, t, ab, seed, offset);
-    float* const done = cur;
-    cur = nxt;
-    nxt = done;
-  }
-#endif
 }
 

@@ -101,8 +101,9 @@ std::string dump(const Block& b) {
   std::string out;
   for (size_t i = 0; i < b.ops.size(); ++i) {
     const Op& op = b.ops[i];
-    std::string head = op.kind == OpKind::Input ? "input f32" : attrs_str(op);
-    out += fmt::format("  %{} = {:<60} : f32{}  range {}\n", i, head, shape_str(op.shape), range_str(op.range));
+    std::string head = op.kind == OpKind::Input ? fmt::format("input {}", dtype_name(op.dtype)) : attrs_str(op);
+    out += fmt::format("  %{} = {:<60} : {}{}  range {}\n", i, head, dtype_name(op.dtype), shape_str(op.shape),
+                       range_str(op.range));
   }
   return out;
 }

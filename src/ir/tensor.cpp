@@ -56,4 +56,14 @@ Tensor::Tensor(Shape shape, std::vector<float> data) : shape_(std::move(shape)),
                 " needs " + std::to_string(fuseblock::numel(shape_)));
 }
 
+void Tensor::round_to(DType d) {
+  fuseblock::round_to(d, data_.data(), static_cast<int64_t>(data_.size()));
+  dtype_ = d;
+}
+
+Tensor rounded_to(Tensor t, DType d) {
+  t.round_to(d);
+  return t;
+}
+
 }  // namespace fuseblock

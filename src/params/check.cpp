@@ -2,6 +2,8 @@
 #include <cmath>
 #include <limits>
 
+#include <fmt/format.h>
+
 #include "fuseblock/error.hpp"
 #include "fuseblock/params.hpp"
 #include "params/param_slots.hpp"
@@ -47,6 +49,13 @@ void check_params(const Pipeline& p, const Params& params) {
     }
     if (t.shape() != s.shape)
       throw UserError(std::string(s.name) + " has shape " + shape_str(t.shape()) + ", expected " + shape_str(s.shape));
+    // Every value is a float32 value, so any tensor serves an f32 block; a bf16 or f16 block needs
+    // its parameters in its own type, as a PyTorch module moved with .to(dtype) has them.
+    if (p.types.storage != DType::F32 && t.dtype() != p.types.storage)
+      throw UserError(fmt::format("{} holds {} values, but the block stores {}", s.name, dtype_name(t.dtype()),
+                                  dtype_name(p.types.storage)),
+                      fmt::format("round it first (Tensor::round_to(DType::{})); init_params and load_params do",
+                                  dtype_info(p.types.storage).safetensors_name));
   }
 }
 

@@ -47,12 +47,12 @@ Params init_params(const Pipeline& p, uint64_t seed) {
       double bound = fan_in > 0 ? 1.0 / std::sqrt(fan_in) : 0.0;
       Tensor t(s.shape);
       for (float& v : t.vec()) v = rng.symmetric(bound);
-      out.*s.member = std::move(t);
+      out.*s.member = rounded_to(std::move(t), p.types.storage);  // as module.to(dtype) after init
     } else {
       // GroupNorm. Optional means no norm in this pipeline: on the fill path the exact fallback
       // may still have one, and 1 / 0 is also exactly what a non-affine GroupNorm applies.
       if (s.need == Need::Optional && p.computes_conv) continue;
-      out.*s.member = Tensor(s.shape, name == "norm.weight" ? 1.0f : 0.0f);
+      out.*s.member = rounded_to(Tensor(s.shape, name == "norm.weight" ? 1.0f : 0.0f), p.types.storage);
     }
   }
   return out;

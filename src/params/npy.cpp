@@ -1,4 +1,4 @@
-// NumPy .npy files, float32 little-endian in C order only (include/fuseblock/io.hpp).
+// NumPy .npy files, float32 ('<f4') or float16 ('<f2') little-endian in C order (include/fuseblock/io.hpp).
 //
 // Format (numpy.lib.format): the magic "\x93NUMPY", a major and a minor version byte, the header
 // length (2 bytes little-endian in version 1.0, 4 bytes in 2.0 and 3.0), then the header: a Python
@@ -11,6 +11,7 @@
 #include "fuseblock/error.hpp"
 #include "fuseblock/io.hpp"
 #include "ir/checked.hpp"
+#include "params/element_codec.hpp"
 #include "params/file_io.hpp"
 
 namespace fuseblock {
@@ -220,12 +221,16 @@ Tensor load_npy(const std::string& path) {
     throw UserError(path + ": .npy header lacks '" +
                     std::string(!descr ? "descr" : !fortran ? "fortran_order" : "shape") + "'");
   if (descr->kind != PyValue::Str)
-    throw UserError(path + ": .npy holds a structured dtype; only float32 ('<f4') is read",
+    throw UserError(path + ": .npy holds a structured dtype; only float32 ('<f4') and float16 ('<f2') are read",
                     "save a plain array: numpy.save(path, x.astype('<f4'))");
-  if (descr->str != "<f4") {
-    std::string hint = descr->str == ">f4" ? "the data is big-endian; save x.astype('<f4')"
-                                           : "convert first: numpy.save(path, x.astype(numpy.float32))";
-    throw UserError(path + ": .npy dtype '" + descr->str + "' is not supported; only float32 ('<f4') is read", hint);
+  const std::optional<DType> dtype = dtype_from_npy_descr(descr->str);
+  if (!dtype) {
+    std::string hint = descr->str == ">f4" || descr->str == ">f2"
+                           ? "the data is big-endian; save x.astype('<" + descr->str.substr(1) + "')"
+                           : "convert first: numpy.save(path, x.astype(numpy.float32))";
+    throw UserError(path + ": .npy dtype '" + descr->str +
+                        "' is not supported; only float32 ('<f4') and float16 ('<f2') are read",
+                    hint);
   }
   if (fortran->kind != PyValue::Bool) throw UserError(path + ": .npy 'fortran_order' is not True or False");
   if (shape_v->kind != PyValue::Tuple) throw UserError(path + ": .npy 'shape' is not a tuple");
@@ -243,25 +248,28 @@ Tensor load_npy(const std::string& path) {
       throw UserError(path + ": .npy array of shape " + shape_str(shape) + " is stored in Fortran order; only C order is read",
                       "save a C-ordered copy: numpy.save(path, numpy.ascontiguousarray(x))");
   }
-  uint64_t nbytes = detail::checked_nbytes(shape, 4, path, "the .npy array");
+  const uint64_t elem_bytes = static_cast<uint64_t>(dtype_info(*dtype).bytes);
+  uint64_t nbytes = detail::checked_nbytes(shape, elem_bytes, path, "the .npy array");
   uint64_t data_start = header_start + header_len;
   uint64_t have = f.size() - data_start;
   if (have < nbytes)
-    throw UserError(path + ": truncated: a float32 array of shape " + shape_str(shape) + " needs " + std::to_string(nbytes) +
+    throw UserError(path + ": truncated: a " + dtype_info(*dtype).long_name + " array of shape " + shape_str(shape) + " needs " + std::to_string(nbytes) +
                     " bytes of data, the file holds " + std::to_string(have));
   if (have > nbytes)
-    throw UserError(path + ": " + std::to_string(have - nbytes) + " unexpected bytes after the data of a float32 array of shape " +
+    throw UserError(path + ": " + std::to_string(have - nbytes) + " unexpected bytes after the data of a " + dtype_info(*dtype).long_name + " array of shape " +
                     shape_str(shape));
-  std::vector<float> data(static_cast<size_t>(nbytes / 4));
-  f.read_at(data_start, data.data(), nbytes, "the .npy data");
-  return Tensor(std::move(shape), std::move(data));
+  return detail::read_elements(f, data_start, std::move(shape), *dtype, "the .npy data");
 }
 
 void save_npy(const std::string& path, const Tensor& t) {
   if (t.numel() != numel(t.shape()))
     throw UserError(path + ": cannot save a tensor with no data (shape " + shape_str(t.shape()) + ", " +
                     std::to_string(t.numel()) + " elements)");
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': " + format_shape_tuple(t.shape()) + ", }";
+  const char* descr = dtype_info(t.dtype()).npy_descr;
+  if (!descr)
+    throw UserError(path + ": " + dtype_name(t.dtype()) + " has no .npy type (numpy has no bfloat16)",
+                    "write a .safetensors file (it stores BF16), or convert the tensor to f32 first");
+  std::string dict = "{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': " + format_shape_tuple(t.shape()) + ", }";
   // Pad with spaces so that the data starts on a 64-byte boundary, as numpy does; '\n' ends it.
   auto padded = [&](size_t prefix) {
     size_t total = prefix + dict.size() + 1;
@@ -285,7 +293,8 @@ void save_npy(const std::string& path, const Tensor& t) {
     head += static_cast<char>((hl >> 24) & 0xff);
   }
   head += dict;
-  detail::write_file_atomically(path, {{head.data(), head.size()}, {t.data(), static_cast<size_t>(t.numel()) * 4}});
+  std::vector<uint16_t> converted;
+  detail::write_file_atomically(path, {{head.data(), head.size()}, detail::element_bytes(t, converted)});
 }
 
 }  // namespace fuseblock

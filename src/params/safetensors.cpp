@@ -14,6 +14,7 @@
 #include "fuseblock/error.hpp"
 #include "fuseblock/io.hpp"
 #include "fuseblock/params.hpp"
+#include "params/element_codec.hpp"
 #include "params/file_io.hpp"
 #include "params/param_slots.hpp"
 
@@ -59,12 +60,11 @@ class SafetensorsFile {
   }
 
   Tensor read(const Entry& e) const {
-    if (e.dtype != "F32")
-      throw UserError(path() + ": tensor '" + e.name + "' has dtype " + e.dtype + "; only F32 (float32) is read",
+    const std::optional<DType> d = dtype_from_safetensors(e.dtype);
+    if (!d)
+      throw UserError(path() + ": tensor '" + e.name + "' has dtype " + e.dtype + "; only F32, BF16 and F16 are read",
                       "convert before saving, e.g. tensor.float() in PyTorch");
-    Tensor t(e.shape);
-    file_.read_at(data_start_ + e.begin, t.data(), e.end - e.begin, "tensor '" + e.name + "'");
-    return t;
+    return detail::read_elements(file_, data_start_ + e.begin, e.shape, *d, "tensor '" + e.name + "'");
   }
 
  private:
@@ -183,6 +183,7 @@ std::map<std::string, Tensor> load_safetensors(const std::string& path) {
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   std::vector<detail::Chunk> chunks(1);
+  std::vector<std::vector<uint16_t>> converted(tensors.size());  // 16-bit data, alive until written
   uint64_t at = 0;
   for (const auto& [name, t] : tensors) {
     if (name.empty() || name == kMetadataKey)
@@ -190,9 +191,10 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     if (t.numel() != numel(t.shape()))
       throw UserError(path + ": cannot save tensor '" + name + "': it has no data (shape " + shape_str(t.shape()) + ", " +
                       std::to_string(t.numel()) + " elements)");
-    uint64_t bytes = static_cast<uint64_t>(t.numel()) * 4;
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {at, at + bytes}}};
-    chunks.push_back({t.data(), static_cast<size_t>(bytes)});
+    const detail::Chunk data = detail::element_bytes(t, converted[chunks.size() - 1]);
+    uint64_t bytes = data.size;
+    header[name] = {{"dtype", dtype_info(t.dtype()).safetensors_name}, {"shape", t.shape()}, {"data_offsets", {at, at + bytes}}};
+    chunks.push_back(data);
     at += bytes;
   }
   std::string text;
@@ -239,12 +241,18 @@ Params load_params(const Pipeline& p, const std::string& path) {
       throw UserError(path + ": " + s.name + " is missing (expected shape " + shape_str(s.shape) + ")",
                       "the file holds: " + f.names());
     }
-    if (e->shape != s.shape || e->dtype != "F32") {
+    // The block's own dtype, or F32 rounded to it as PyTorch's module.to(dtype) would.
+    const DType storage = p.types.storage;
+    const bool dtype_ok = e->dtype == "F32" || e->dtype == dtype_info(storage).safetensors_name;
+    if (e->shape != s.shape || !dtype_ok) {
       if (s.need == Need::Optional) continue;  // not read by this block: ignored like any extra key
-      if (e->shape == s.shape) f.read(*e);     // throws the dtype error
+      if (e->shape == s.shape && !dtype_from_safetensors(e->dtype)) f.read(*e);  // throws the dtype error
+      if (e->shape == s.shape)
+        throw UserError(path + ": " + s.name + " has dtype " + e->dtype + ", but the block stores " + dtype_name(storage),
+                        std::string("save it as ") + dtype_info(storage).safetensors_name + " or F32 (F32 is rounded)");
       throw UserError(path + ": " + s.name + " has shape " + shape_str(e->shape) + ", expected " + shape_str(s.shape));
     }
-    out.*s.member = f.read(*e);
+    out.*s.member = rounded_to(f.read(*e), storage);
   }
   return out;
 }

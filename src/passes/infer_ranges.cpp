@@ -17,10 +17,12 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// A bound past float32's largest value means the value may overflow to inf.
-double to_f32_bound(double v) {
-  if (v > FLT_MAX) return kInf;
-  if (v < -FLT_MAX) return -kInf;
+// A bound past the storage type's largest value means the value may overflow to inf when it is
+// stored (float32 for f32 blocks; 65504 for f16).
+double to_stored_bound(double v, DType storage) {
+  const double max = dtype_info(storage).max_finite;
+  if (v > max) return kInf;
+  if (v < -max) return -kInf;
   return v;
 }
 
@@ -32,8 +34,10 @@ Range group_norm_range(const Op& op, const Range& in, int64_t group_size, double
   if (!in.is_finite()) return any_value();
   const double z = std::sqrt(static_cast<double>(group_size)) * (1.0 + 1e-3) + 1e-3;  // + rounding slack
   const double m = op.norm.affine ? z * bound + bound : z;
-  Range r{-to_f32_bound(m), to_f32_bound(m), !(op.norm.eps > 0.0)};
-  if (!std::isfinite(r.hi)) r.nan = true;  // inf + -inf could meet in the affine step
+  Range r{-to_stored_bound(m, op.dtype), to_stored_bound(m, op.dtype), !(op.norm.eps > 0.0)};
+  // inf + -inf could meet in the affine step where float32 (the compute type) overflows; an
+  // overflow only in the rounding to a narrower storage type comes after it, and gives +-inf.
+  if (!std::isfinite(to_stored_bound(m, DType::F32))) r.nan = true;
   return r;
 }
 
@@ -41,7 +45,7 @@ Range group_norm_range(const Op& op, const Range& in, int64_t group_size, double
 Range pointwise_range(const Op& op, const Range& in) {
   Range out{kInf, -kInf, in.nan};
   if (op.kind == OpKind::Fill) {
-    const float v = eval_pointwise(op, 0.0f);
+    const float v = round_to(op.dtype, eval_pointwise(op, 0.0f));
     return std::isnan(v) ? Range{kInf, -kInf, true} : Range{v, v, false};
   }
   if (in.lo > in.hi) {  // only NaN comes in
@@ -50,20 +54,25 @@ Range pointwise_range(const Op& op, const Range& in) {
   }
   // The ends, and the largest finite values next to infinite ends (x * 0 is NaN at inf only).
   std::vector<double> points{in.lo, in.hi};
-  if (std::isinf(in.lo) && in.hi > -FLT_MAX) points.push_back(-FLT_MAX);
-  if (std::isinf(in.hi) && in.lo < FLT_MAX) points.push_back(FLT_MAX);
+  const double max = dtype_info(op.dtype).max_finite;
+  if (std::isinf(in.lo) && in.hi > -max) points.push_back(-max);
+  if (std::isinf(in.hi) && in.lo < max) points.push_back(max);
   bool non_monotone = false;
   for (double t : pointwise_turning_points(op))
     if (t > in.lo && t < in.hi) points.push_back(t), non_monotone = true;
   for (double x : points) {
-    const float y = eval_pointwise(op, static_cast<float>(x));
+    // The result as stored: rounding is monotone, so the hull of rounded values is the rounded hull.
+    const float y = round_to(op.dtype, eval_pointwise(op, static_cast<float>(x)));
     if (std::isnan(y)) { out.nan = true; continue; }
     // Zeros keep their sign at the ends (lo prefers -0, hi +0), so simplify can tell a
     // constant -0 from zeros of both signs.
     if (y < out.lo || (y == out.lo && std::signbit(y))) out.lo = y;
     if (y > out.hi || (y == out.hi && !std::signbit(y))) out.hi = y;
   }
-  if (non_monotone && out.lo <= out.hi) out.lo -= 1e-6 * (1.0 + std::fabs(out.lo));  // the dip's true bottom
+  // The dip's true bottom lies below the turning point's value, by a little (and by up to a step of
+  // the storage type once rounded).
+  const double slack = std::max(1e-6, 2 * dtype_info(op.dtype).epsilon);
+  if (non_monotone && out.lo <= out.hi) out.lo -= slack * (1.0 + std::fabs(out.lo));
   // A NaN scalar argument poisons every element.
   const bool nan_arg = (op.pw.has_a && std::isnan(op.pw.a)) || (op.pw.has_b && std::isnan(op.pw.b));
   if (nan_arg) out.nan = true;
@@ -78,8 +87,8 @@ Range dropout_range(const Op& op, const Range& in) {
   Range r = in;
   if (d.p >= 1.0) return Range{0.0, 0.0, in.nan || std::isinf(in.lo) || std::isinf(in.hi)};
   if (in.lo > in.hi) return r;
-  r.lo = to_f32_bound(std::min(0.0, in.lo * scale));
-  r.hi = to_f32_bound(std::max(0.0, in.hi * scale));
+  r.lo = to_stored_bound(std::min(0.0, in.lo * scale), op.dtype);
+  r.hi = to_stored_bound(std::max(0.0, in.hi * scale), op.dtype);
   if (std::isinf(in.lo) || std::isinf(in.hi)) r.nan = true;  // a dropped inf is inf * 0
   return r;
 }

@@ -79,6 +79,7 @@ Block infer_shapes(const Block& b) {
   check_input_shape(r, cur);
   for (size_t i = 1; i < r.ops.size(); ++i) {
     Op& op = r.ops[i];
+    op.dtype = r.ops[0].dtype;  // every value is stored in the input's type, as in a model .to(dtype)
     switch (op.kind) {
       case OpKind::Conv:
         cur = conv_output_shape(r, op, cur);  // checks a spec'd in_channels first

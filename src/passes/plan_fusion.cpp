@@ -7,6 +7,7 @@ namespace fuseblock {
 
 Pipeline to_pipeline(const Block& exact, const Block& simplified) {
   Pipeline p;
+  p.types.storage = exact.storage_dtype();
   p.input_shape = exact.input().shape;
   p.output_shape = simplified.output().shape;
   const Op* conv = exact.find(OpKind::Conv);

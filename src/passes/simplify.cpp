@@ -48,6 +48,7 @@ Op make_fill(const Op& replaced, float value) {
   Op fill;
   fill.kind = OpKind::Fill;
   fill.loc = replaced.loc;
+  fill.dtype = replaced.dtype;
   fill.pw.a = value;
   fill.pw.has_a = true;
   fill.shape = replaced.shape;

@@ -13,6 +13,8 @@ static std::string join(const std::vector<std::string>& v) {
 
 std::string dump(const Pipeline& p) {
   std::string s = fmt::format("  input {} -> output {}\n", shape_str(p.input_shape), shape_str(p.output_shape));
+  s += fmt::format("  types: storage {}, compute {}, accumulation {}\n", dtype_name(p.types.storage),
+                   dtype_name(p.types.compute), dtype_name(p.types.accumulation));
   if (p.computes_conv)
     s += fmt::format("  conv{}d {} -> {} channels\n", p.conv.dims, p.conv.in_channels, p.conv.out_channels);
   if (p.norm) s += fmt::format("  group_norm groups={} eps={:g} affine={}\n", p.norm->num_groups, p.norm->eps, p.norm->affine);

@@ -24,6 +24,35 @@ std::string mb(double bytes) { return fmt::format("{:.1f}", bytes / 1e6); }
 
 }  // namespace
 
+double KernelIo::read_bytes() const {
+  double b = 0;
+  for (const TensorBytes& t : reads) b += t.bytes;
+  return b;
+}
+
+double KernelIo::write_bytes() const {
+  double b = 0;
+  for (const TensorBytes& t : writes) b += t.bytes;
+  return b;
+}
+
+KernelIo step_io(const cuda::LaunchProgram& p, const cuda::Step& s) {
+  KernelIo io;
+  io.kernel = s.name;
+  io.note = s.note;
+  io.flops = s.gated ? 0.0 : s.flops;
+  auto bytes = [&](cuda::BufferRole r) {
+    return TensorBytes{cuda::buffer_role_name(r), static_cast<double>(p.bytes_of(r))};
+  };
+  if (s.gated) {
+    io.reads.push_back(bytes(cuda::BufferRole::GuardFlags));
+    return io;
+  }
+  for (cuda::BufferRole r : s.reads) io.reads.push_back(bytes(r));
+  for (cuda::BufferRole r : s.writes) io.writes.push_back(bytes(r));
+  return io;
+}
+
 ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor& x, const ProfileOptions& o) {
   const cuda::DeviceInfo& dev = cuda::use_device();
   ProfileReport rep;
@@ -35,18 +64,11 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
   rep.warmup = o.warmup;
   rep.runs = o.runs;
   std::shared_ptr<const cuda::Executor> ex = cuda::executor_for(plan, o.allow_tf32);
-  const cuda::EmittedProgram& prog = ex->program();
-  if (prog.general && !prog.gated) {
-    const bool tf32 = o.allow_tf32 && dev.cc_major >= 8;
-    const bool tuned = tune::cached_conv_tuning(plan, cuda::emit_program(plan, tf32).source).has_value();
-    const cuda::ConvGeometry& g = prog.geometry;
-    rep.conv_knobs = fmt::format("{} engine; {}{} blocks/SM target, epilogue unroll {} ({})", cuda::engine_name(g.engine),
-                                 g.engine == cuda::ConvEngine::MmaTf32 ? fmt::format("mpw {}, ", g.mpw) : "",
-                                 g.min_blocks_per_sm, g.epilogue_unroll,
-                                 tuned ? "from the tuning cache" : "the baseline: no tuning cache entry");
-  } else {
-    rep.conv_knobs = prog.gated ? "gated fallback conv kernels at the baseline (the fill path is not tuned)" : "none";
-  }
+  const cuda::LaunchProgram& prog = ex->program();
+  const bool tuned = ex->program().source != cuda::default_program(plan, o.allow_tf32 && dev.cc_major >= 8,
+                                                                   cuda::current_device_limits()).source;
+  rep.conv_knobs = fmt::format("strategy {} ({}){}", prog.strategy, prog.config,
+                               tuned ? ", from the tuning cache" : ", the selection's default");
 
   measure::DeviceRun run(plan, params, x);
   measure::StepTimer timer;
@@ -68,7 +90,6 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
   rep.stepwise_total_ms = t.total_ms;
   rep.unwritten = measure::count_poisoned(run.download_output());
 
-  const std::vector<KernelIo> io = kernel_io(plan, prog);
   const measure::SmLimits sm = measure::current_sm_limits();
   const measure::Ceilings& c = rep.ceilings;
   for (size_t i = 0; i < launches.size(); ++i) {
@@ -76,7 +97,7 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
     StepProfile s;
     s.kernel = l.kernel;
     s.ms = t.step_ms[i];
-    if (const KernelIo* k = find_io(io, l.kernel)) s.io = *k;
+    s.io = step_io(prog, prog.steps[i]);
     s.driver_memset = l.driver_memset;
     if (!l.driver_memset) {
       const cuda::KernelResources* r = ex->compiled().find(l.kernel);
@@ -95,8 +116,8 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
     s.floor_ms = gbs > 0 ? s.io.bytes() / (gbs * 1e6) : 0;
     rep.steps.push_back(s);
   }
-  rep.floor_bytes = block_floor_bytes(plan, prog);
-  rep.floor_write_only = prog.fill && !prog.guard;  // an unguarded fill reads no input
+  rep.floor_bytes = cuda::floor_bytes(prog);
+  rep.floor_write_only = rep.floor_bytes == static_cast<double>(prog.bytes_of(cuda::BufferRole::Output));
   const double floor_gbs = rep.floor_write_only ? c.write_gbs : c.copy_gbs;
   rep.floor_ms = floor_gbs > 0 ? rep.floor_bytes / (floor_gbs * 1e6) : 0;
   return rep;

@@ -2,7 +2,7 @@
 // every run uses, tuned where the tuning cache has a decision) with CUDA events around the run
 // and, in a second series, between its steps; warm-up, then the median of N runs, the L2 flushed and the output poisoned before each;
 // measures the device's memory ceilings in the same process (measure/ceilings.hpp); and reports
-// per step and in total: time, bytes counted (profile/kernel_io.hpp says what), GB/s, GFLOP/s,
+// per step and in total: time, bytes counted (from the LaunchProgram), GB/s, GFLOP/s,
 // the floor (those bytes at the ceiling) and the share of it reached, registers, spills, blocks
 // per SM, occupancy and its limiting resource. Needs a GPU.
 #pragma once
@@ -12,9 +12,27 @@
 #include "fuseblock/fuseblock.hpp"
 #include "measure/ceilings.hpp"
 #include "measure/occupancy.hpp"
-#include "profile/kernel_io.hpp"
+#include "cuda/program/launch_program.hpp"
 
 namespace fuseblock::profile {
+
+struct TensorBytes {
+  std::string tensor;  // a buffer role's name: "input", "output", "conv.weight", "stats partials", ...
+  double bytes = 0;
+};
+
+// What one step moves and computes, read from the LaunchProgram (launch_program.hpp says what is
+// counted: each buffer a step reads or writes, once; a gated step, the guard flags alone).
+struct KernelIo {
+  std::string kernel;
+  std::vector<TensorBytes> reads, writes;
+  double flops = 0;
+  std::string note;
+  double read_bytes() const;
+  double write_bytes() const;
+  double bytes() const { return read_bytes() + write_bytes(); }
+};
+KernelIo step_io(const cuda::LaunchProgram& p, const cuda::Step& s);
 
 struct ProfileOptions {
   bool allow_tf32 = true;

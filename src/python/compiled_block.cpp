@@ -70,6 +70,9 @@ Params CompiledBlock::params_from(std::map<std::string, Tensor> tensors) const {
   if (!tensors.empty())
     throw UserError(fmt::format("unknown parameter '{}'", tensors.begin()->first),
                     "the parameters are conv.weight, conv.bias, norm.weight and norm.bias");
+  // Arrays arrive as float32: in a bf16 or f16 block they are rounded to its type, as
+  // module.to(dtype) rounds a module's parameters (f16 arrays convert exactly).
+  for (const ParamName& n : kParamNames) (p.*n.member).round_to(param_pipeline().types.storage);
   check_params(param_pipeline(), p);
   return p;
 }
@@ -92,14 +95,19 @@ Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, 
   RunOptions ro;
   ro.device = device;
   ro.allow_tf32 = allow_tf32;
-  if (!dropout) return fuseblock::run(plan_, params, x, ro);
+  // The input arrives as float32 (the Python layer converts float16 arrays exactly): rounded to
+  // the block's type, as torch's .to(dtype) would round it.
+  const bool rounds = plan_.pipeline.types.rounds();
+  const Tensor rounded = rounds ? rounded_to(x, plan_.pipeline.types.storage) : Tensor();
+  const Tensor& in = rounds ? rounded : x;
+  if (!dropout) return fuseblock::run(plan_, params, in, ro);
   // Another mask than the spec's: the same plan with the stream's seed and offset.
   Plan plan = plan_;
   for (Pipeline* p : {&plan.pipeline, &plan.fallback}) {
     p->dropout.seed = dropout->seed;
     p->dropout.offset = dropout->offset;
   }
-  return fuseblock::run(plan, params, x, ro);
+  return fuseblock::run(plan, params, in, ro);
 }
 
 }  // namespace fuseblock::python

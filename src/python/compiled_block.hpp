@@ -59,6 +59,9 @@ class CompiledBlock {
   size_t cuda_scratch_bytes(bool allow_tf32) const;
   // What the guard's kernels compare |x| with, from the parameters' values (host copies).
   double guard_bound(const Params& params) const;
+  // tensors.dropout_state, when set, is the (seed, offset) the caller drew on the device for this
+  // call (read by the kernels when they run, so a captured graph reads each replay's draw);
+  // else `dropout` (or the spec's seed and offset) is used.
   void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
                    const std::optional<DropoutStream>& dropout, double guard_bound) const;
 

@@ -1,5 +1,7 @@
 // CompiledBlock's CUDA path on device pointers: what fuseblock.torch uses for CUDA tensors, on
 // PyTorch's buffers and current stream, with no copy.
+#include <fmt/format.h>
+
 #include "cuda/device_context.hpp"
 #include "python/compiled_block.hpp"
 
@@ -23,12 +25,18 @@ double CompiledBlock::guard_bound(const Params& params) const {
 void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream,
                                 bool allow_tf32, const std::optional<DropoutStream>& dropout,
                                 double guard_bound) const {
+  // The CUDA kernels are float32 only in this version; device memory of another type would be misread.
+  const DType storage = plan_.pipeline.types.storage;
+  if (storage != DType::F32)
+    throw UserError(fmt::format("{} storage runs on the CPU backend only in this version", dtype_name(storage)),
+                    "run the block on the CPU (device=\"cpu\")");
   cuda::use_device();  // the primary context, current on this thread (PyTorch's context too)
   std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32);
   cuda::RunArgs args;
   args.seed = dropout ? dropout->seed : plan_.pipeline.dropout.seed;
   args.offset = dropout ? dropout->offset : plan_.pipeline.dropout.offset;
   args.guard_bound = guard_bound;
+  args.advance_dropout_state = false;  // the caller draws a new state for every call
   ex->launch(tensors, scratch, args, reinterpret_cast<CUstream_st*>(stream));
 }
 

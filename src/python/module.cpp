@@ -134,6 +134,7 @@ NB_MODULE(_core, m) {
       .def_prop_ro("input_shape", [](const CompiledBlock& b) { return shape_tuple(b.input_shape()); })
       .def_prop_ro("output_shape", [](const CompiledBlock& b) { return shape_tuple(b.output_shape()); })
       .def_prop_ro("dropout_p", &CompiledBlock::dropout_p)
+      .def_prop_ro("dtype", [](const CompiledBlock& b) { return std::string(dtype_name(b.plan().pipeline.types.storage)); })
       .def_prop_ro("conv_geometry", [](const CompiledBlock& b) { return conv_geometry(b.plan().pipeline.conv); })
       .def_prop_ro("fill_path", [](const CompiledBlock& b) { return b.plan().pipeline.fill_path(); })
       // The guard is checked at run time (assume_finite keeps the guard's proof but skips the check).
@@ -183,14 +184,15 @@ NB_MODULE(_core, m) {
           "launch_cuda",
           [](const CompiledBlock& b, uint64_t x, uint64_t y, uint64_t weight, uint64_t bias, uint64_t gamma,
              uint64_t beta, uint64_t scratch, uint64_t stream, bool allow_tf32,
-             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, double guard_bound) {
+             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, double guard_bound, uint64_t dropout_state) {
             std::optional<DropoutStream> ds;
             if (dropout_stream) ds = DropoutStream{dropout_stream->first, dropout_stream->second};
             nb::gil_scoped_release release;  // the first call compiles (NVRTC): let other threads run
-            b.launch_cuda(cuda::DeviceTensors{x, y, weight, bias, gamma, beta}, scratch, stream, allow_tf32, ds,
-                          guard_bound);
+            b.launch_cuda(cuda::DeviceTensors{x, y, weight, bias, gamma, beta, dropout_state}, scratch, stream,
+                          allow_tf32, ds, guard_bound);
           },
           "x"_a, "y"_a, "weight"_a, "bias"_a, "gamma"_a, "beta"_a, "scratch"_a, "stream"_a, "allow_tf32"_a,
-          "dropout_stream"_a.none(), "guard_bound"_a,
-          "Enqueues the block on device pointers (0 for an absent parameter) and a CUstream handle");
+          "dropout_stream"_a.none(), "guard_bound"_a, "dropout_state"_a = 0,
+          "Enqueues the block on device pointers (0 for an absent parameter) and a CUstream handle; "
+          "dropout_state: a device pointer to (seed, offset) as two int64, read when the kernels run");
 }

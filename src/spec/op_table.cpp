@@ -80,7 +80,8 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
 std::string spec_reference() {
   std::string s =
       "A block spec is one op a line, in this order:\n"
-      "  input f32[N, C, D...]      the input's shape (1 to 3 spatial dims)\n"
+      "  input f32[N, C, D...]      the input's dtype (f32, bf16 or f16: every value is stored in it)\n"
+      "                             and shape (1 to 3 spatial dims)\n"
       "  conv1d|conv2d|conv3d ...   the convolution\n"
       "  group_norm ...             optional\n"
       "  pointwise ops ...          any number\n"

@@ -317,9 +317,15 @@ Op parse_input(LineParser& lp) {
   const std::string hint = "write the input as: input f32[N, C, D, H, W] (1 to 3 spatial dims)";
   if (t.size() < 2 || t[1].kind != Token::Word) lp.fail(t[0].col, "input needs a dtype and shape", hint);
   const std::string& dt = t[1].text;
-  if (dt == "f16" || dt == "bf16" || dt == "float16" || dt == "bfloat16")
-    lp.fail(t[1].col, fmt::format("dtype {} is not supported yet", dt), "use f32");
-  if (dt != "f32" && dt != "float32") lp.fail(t[1].col, fmt::format("unknown dtype '{}'", dt), hint);
+  const std::optional<DType> dtype = dtype_from_spec_name(dt);
+  if (!dtype) {
+    std::vector<std::string> names;
+    for (const DTypeInfo& r : dtype_table()) names.insert(names.end(), {r.spec_name, r.long_name});
+    const std::string near = spec::closest(dt, names);
+    lp.fail(t[1].col, fmt::format("unknown dtype '{}'; the dtypes are {}", dt, dtype_spec_names()),
+            near.empty() ? hint : fmt::format("did you mean '{}'? {}", near, hint));
+  }
+  op.dtype = *dtype;
   if (t.size() < 3 || t[2].text != "[") lp.fail(t[1].col + static_cast<int>(dt.size()), "expected '[' and the shape after the dtype", hint);
   std::vector<RawArg> args = lp.parse_args(2);
   if (args.size() != 1 || !args[0].is_tuple) lp.fail(t[2].col, "unexpected text after the input shape", hint);

@@ -1,14 +1,13 @@
-// The tuning rules' view of a compiled general-path program: for each conv kernel (the stats and
-// output kernels, which share the ConvTuning knobs) its registers, spills, occupancy and what
-// limits it, and the distinct inputs it reads; then the worst of them as the rules' KernelTraits.
-// Pure: the SM's limits are given, so tests use an H100's without a GPU.
+// The tuning rules' view of a compiled program: for each conv kernel (a step with FLOPs) its
+// registers, spills, occupancy at the shared memory it launches with and what limits it, and the
+// distinct buffers it reads; then the worst of them as the rules' KernelTraits. Read from the
+// LaunchProgram. Pure: the SM's limits are given, so tests use an H100's without a GPU.
 #pragma once
 #include <string>
 #include <vector>
 
-#include "cuda/emit_program.hpp"
 #include "cuda/nvrtc_compile.hpp"
-#include "fuseblock/plan.hpp"
+#include "cuda/program/launch_program.hpp"
 #include "measure/occupancy.hpp"
 #include "tune/tuning_rules.hpp"
 
@@ -17,7 +16,8 @@ namespace fuseblock::tune {
 struct ConvKernelMetrics {
   std::string kernel;
   int registers = 0, spill_bytes = 0;
-  int inputs = 0;                 // distinct tensors it reads (profile/kernel_io.hpp)
+  int inputs = 0;                 // distinct buffers it reads
+  size_t shared_bytes = 0;        // static + the step's dynamic shared memory
   measure::Occupancy occupancy;   // the calculator's
 };
 
@@ -27,9 +27,7 @@ struct ConvTraits {
   std::string describe() const;  // one line per kernel's metrics, joined by "; "
 };
 
-// The conv kernels tuned together: stats (with GroupNorm) and output. prog must be a general,
-// ungated program; compiled its NVRTC result.
-ConvTraits conv_traits(const Plan& plan, const cuda::EmittedProgram& prog, const cuda::CompiledProgram& compiled,
-                       const measure::SmLimits& sm);
+// The conv kernels of prog (its steps with FLOPs, gated ones excluded); compiled its NVRTC result.
+ConvTraits conv_traits(const cuda::LaunchProgram& prog, const cuda::CompiledProgram& compiled, const measure::SmLimits& sm);
 
 }  // namespace fuseblock::tune

@@ -2,12 +2,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <memory>
 
 #include <fmt/format.h>
 
 #include "cuda/device_context.hpp"
 #include "cuda/executor.hpp"
+#include "cuda/select/select.hpp"
 #include "measure/device_run.hpp"
 #include "measure/occupancy.hpp"
 #include "measure/step_timer.hpp"
@@ -26,8 +28,8 @@ constexpr double kAgreeTolerance = 1e-4;
 
 // The rules' view of an executor's program, and the driver's blocks/SM where they differ from
 // the calculator's.
-ConvTraits traits_of(const Plan& plan, const cuda::Executor& ex, const measure::SmLimits& sm, std::string* text) {
-  ConvTraits t = conv_traits(plan, ex.program(), ex.compiled(), sm);
+ConvTraits traits_of(const cuda::Executor& ex, const measure::SmLimits& sm, std::string* text) {
+  ConvTraits t = conv_traits(ex.program(), ex.compiled(), sm);
   *text = t.describe();
   for (const cuda::KernelLaunch& l : ex.launches())
     for (const ConvKernelMetrics& k : t.kernels)
@@ -71,6 +73,49 @@ std::string per_kernel_times(const cuda::Executor& ex, const measure::Timing& t)
 
 }  // namespace
 
+std::vector<Config> tune_candidates(const cuda::ConvProblem& problem, const cuda::Selection& sel,
+                                    const cuda::LaunchProgram& base, const ConvTraits& traits,
+                                    std::vector<cuda::LaunchProgram>* programs, std::vector<std::string>* skipped) {
+  const cuda::ConvStrategy& base_strategy = *sel.winner().strategy;
+  std::vector<Config> out;
+  auto add = [&](Config c, const cuda::ConvStrategy& st) {
+    c.knobs = KnobSet::Conv;
+    c.strategy = st.name();
+    cuda::LaunchProgram prog = out.empty() ? base : st.build(problem, to_conv_tuning(c.conv));
+    for (size_t i = 0; i < programs->size(); ++i)
+      if ((*programs)[i].source == prog.source) {
+        skipped->push_back(fmt::format("{} builds the same program as candidate {}: not measured", c.describe(), i + 1));
+        return;
+      }
+    if (out.size() >= static_cast<size_t>(kMaxConfigs)) {
+      skipped->push_back(fmt::format("{}: over the seed's limit of {} configurations", c.describe(), kMaxConfigs));
+      return;
+    }
+    out.push_back(c);
+    programs->push_back(std::move(prog));
+  };
+  const std::vector<cuda::ConvTuning> own = base_strategy.configs(problem);
+  std::vector<Config> ruled = candidate_configs(traits.traits);
+  ruled.front().conv = to_knobs(sel.winner().config);
+  ruled.front().rule = fmt::format("baseline: the selection's default ({})", sel.chosen_by);
+  add(ruled.front(), base_strategy);
+  for (size_t i = 0; i < sel.candidates.size(); ++i) {
+    const cuda::Candidate& c = sel.candidates[i];
+    if (i == sel.chosen || c.rejected) continue;
+    add(Config{4, 2, fmt::format("another strategy that supports the block (cost model: {:.4f} ms)", c.cost_ms),
+               to_knobs(c.config)},
+        *c.strategy);
+  }
+  for (size_t i = 1; i < ruled.size(); ++i) {
+    if (std::find(own.begin(), own.end(), to_conv_tuning(ruled[i].conv)) == own.end()) {
+      skipped->push_back(fmt::format("{} ({}): {} has no such config", ruled[i].describe(), ruled[i].rule, base_strategy.name()));
+      continue;
+    }
+    add(ruled[i], base_strategy);
+  }
+  return out;
+}
+
 std::string TuneReport::text() const {
   if (!tunable) return "nothing to tune: " + not_tunable_why + "\n";
   std::string s = cached ? fmt::format("cached: the decision below was measured earlier for this program on {}; "
@@ -98,11 +143,12 @@ TuneReport tune_plan(const Plan& plan, const Params& params, const Tensor& x, co
   TuneReport rep;
   const cuda::DeviceInfo& dev = cuda::use_device();
   rep.device = dev.describe();
-  const bool tf32 = o.allow_tf32 && dev.cc_major >= 8;  // as the Executor decides
-  const cuda::EmittedProgram base_prog = cuda::emit_program(plan, tf32);
-  if (!base_prog.general || base_prog.gated) {
+  const cuda::ConvProblem problem{&plan, o.allow_tf32 && dev.cc_major >= 8};  // as executor_for decides
+  const cuda::Selection sel = cuda::select_strategy(problem, cuda::current_device_limits());
+  const cuda::LaunchProgram base_prog = cuda::build_selected(problem, sel);
+  if (std::string(sel.winner().strategy->name()) == "constant_fill") {
     rep.not_tunable_why =
-        base_prog.gated
+        plan.guard && !plan.assume_finite
             ? "the fill path (a memset or fill kernel and the guard) has no knobs, and the exact fallback's conv kernels "
               "are gated: they run only for samples that fail the guard, so there is nothing to measure"
             : "the fill path (a memset or fill kernel) has no knobs";
@@ -125,23 +171,27 @@ TuneReport tune_plan(const Plan& plan, const Params& params, const Tensor& x, co
   if (!cache.recovered_from().empty()) progress << "warning: " << cache.recovered_from() << "\n";
 
   const measure::SmLimits sm = measure::current_sm_limits();
+  progress << sel.text();
   progress << "[baseline] compiling the program with NVRTC ...\n" << std::flush;
   auto t0 = Clock::now();
-  auto baseline = std::make_unique<cuda::Executor>(plan, o.allow_tf32, cuda::ConvTuning{});
+  auto baseline = std::make_unique<cuda::Executor>(plan, base_prog);
   std::string base_text;
-  const ConvTraits bm = traits_of(plan, *baseline, sm, &base_text);
+  const ConvTraits bm = traits_of(*baseline, sm, &base_text);
   progress << fmt::format("[baseline] {:.1f} s{}: {}\n", seconds_since(t0), baseline->cache_hit() ? " (cubin cache hit)" : "",
                           base_text);
   rep.traits = fmt::format("{} registers (most of the conv kernels), {} B spilled, occupancy {}limited by registers, {} "
-                           "distinct inputs, {} engine ({})",
+                           "distinct inputs, strategy {} ({})",
                            bm.traits.registers, bm.traits.spill_bytes, bm.traits.occupancy_register_limited ? "" : "not ",
-                           bm.traits.distinct_input_loads, cuda::engine_name(base_prog.geometry.engine),
+                           bm.traits.distinct_input_loads, base_prog.strategy,
                            bm.traits.has_tile_width ? "tile width knob: yes" : "no tile width knob");
-  const std::vector<Config> configs = candidate_configs(bm.traits);
+  std::vector<cuda::LaunchProgram> programs;
+  std::vector<std::string> skipped;
+  const std::vector<Config> configs = tune_candidates(problem, sel, base_prog, bm, &programs, &skipped);
   progress << "rules saw: " << rep.traits << "\n";
   progress << fmt::format("rules chose {} configuration{}:\n", configs.size(), configs.size() == 1 ? "" : "s");
   for (size_t i = 0; i < configs.size(); ++i)
     progress << fmt::format("  {}. {}: {}\n", i + 1, configs[i].describe(), configs[i].rule);
+  for (const std::string& s : skipped) progress << "  not measured: " << s << "\n";
   progress << std::flush;
 
   measure::DeviceRun run(plan, params, x);
@@ -160,13 +210,13 @@ TuneReport tune_plan(const Plan& plan, const Params& params, const Tensor& x, co
       progress << tag << ": compiling ...\n" << std::flush;
       t0 = Clock::now();
       try {
-        ex = std::make_unique<cuda::Executor>(plan, o.allow_tf32, to_conv_tuning(c.conv));
+        ex = std::make_unique<cuda::Executor>(plan, programs[i]);
       } catch (const std::exception& e) {
         progress << tag << ": REJECTED, does not build: " << e.what() << "\n";
         rec.candidates.push_back(c), rec.times_ms.push_back(INFINITY), rec.notes.push_back(std::string("does not build: ") + e.what());
         continue;
       }
-      traits_of(plan, *ex, sm, &note);
+      traits_of(*ex, sm, &note);
       progress << fmt::format("{}: compiled in {:.1f} s{}: {}\n", tag, seconds_since(t0), ex->cache_hit() ? " (cubin cache hit)" : "", note);
     }
     progress << fmt::format("{}: measuring ({} warm-up + {} runs, L2 flushed, output poisoned) ...\n", tag, o.warmup, o.runs)

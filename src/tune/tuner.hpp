@@ -9,7 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "cuda/program/launch_program.hpp"
+#include "cuda/select/select.hpp"
 #include "fuseblock/fuseblock.hpp"
+#include "tune/conv_traits.hpp"
 #include "tune/tuning_cache.hpp"
 #include "tune/tuning_rules.hpp"
 
@@ -33,6 +36,15 @@ struct TuneReport {
   TuningRecord record;           // candidates (baseline first), times, chosen, why, metrics
   std::string text() const;      // the summary `tune` prints last
 };
+
+// The candidates `tune` measures, baseline (the selection's default) first, at most kMaxConfigs,
+// each building a program no earlier one builds: each other strategy that supports the problem at
+// its default config, then the default strategy's knob configs that the seed's rules ask for (from
+// the baseline's compiled traits). programs[i] is candidate i's program; `skipped` says what was
+// left out and why. Pure (no GPU).
+std::vector<Config> tune_candidates(const cuda::ConvProblem& problem, const cuda::Selection& sel,
+                                    const cuda::LaunchProgram& base, const ConvTraits& traits,
+                                    std::vector<cuda::LaunchProgram>* programs, std::vector<std::string>* skipped);
 
 // Progress lines go to `progress` as the work happens (NVRTC compiles take seconds).
 TuneReport tune_plan(const Plan& plan, const Params& params, const Tensor& x, const TuneOptions& opts,

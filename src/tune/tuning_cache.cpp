@@ -44,7 +44,8 @@ class FileLock {
 json config_json(const Config& c) {
   json j = {{"warps", c.warps}, {"stages", c.stages}, {"rule", c.rule}};
   if (c.knobs == KnobSet::Conv)
-    j["conv"] = {{"mma_mpw", c.conv.mma_mpw}, {"min_blocks", c.conv.min_blocks}, {"epilogue_unroll", c.conv.epilogue_unroll}};
+    j["conv"] = {{"mma_mpw", c.conv.mma_mpw}, {"min_blocks", c.conv.min_blocks}, {"epilogue_unroll", c.conv.epilogue_unroll},
+                 {"strategy", c.strategy}};
   return j;
 }
 Config config_from(const json& j) {
@@ -53,6 +54,7 @@ Config config_from(const json& j) {
     const json& k = j.at("conv");
     c.knobs = KnobSet::Conv;
     c.conv = {k.at("mma_mpw").get<int>(), k.at("min_blocks").get<int>(), k.at("epilogue_unroll").get<int>()};
+    c.strategy = k.value("strategy", "");  // entries written before strategies existed: none (not used)
   }
   return c;
 }

@@ -37,14 +37,17 @@ cuda::ConvTuning to_conv_tuning(const ConvKnobs& k) {
   return t;
 }
 
-std::optional<cuda::ConvTuning> cached_conv_tuning(const Plan& plan, const std::string& baseline_source,
-                                                   const std::string& cache_path) {
+ConvKnobs to_knobs(const cuda::ConvTuning& t) { return {t.mma_mpw, t.min_blocks, t.epilogue_unroll}; }
+
+std::optional<cuda::TunedChoice> cached_choice(const Plan& plan, const std::string& baseline_source,
+                                               const std::string& cache_path) {
   try {
     if (!std::filesystem::exists(cache_path)) return std::nullopt;  // a run never creates the cache
     const TuningKey key = tuning_key(current_device_identity(), baseline_source, plan.pipeline);
     const std::optional<TuningRecord> rec = TuningCache(cache_path).lookup(key);
-    if (!rec || rec->chosen.knobs != KnobSet::Conv || !rec->chosen.conv.valid()) return std::nullopt;
-    return to_conv_tuning(rec->chosen.conv);
+    if (!rec || rec->chosen.knobs != KnobSet::Conv || !rec->chosen.conv.valid() || rec->chosen.strategy.empty())
+      return std::nullopt;
+    return cuda::TunedChoice{rec->chosen.strategy, to_conv_tuning(rec->chosen.conv)};
   } catch (const std::exception&) {
     return std::nullopt;
   }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda/conv_geometry.hpp"
+#include "cuda/select/select.hpp"
 #include "fuseblock/plan.hpp"
 #include "tune/tuning_cache.hpp"
 #include "tune/tuning_rules.hpp"
@@ -28,12 +29,13 @@ std::string source_hash(const std::string& source);
 TuningKey tuning_key(const DeviceIdentity& id, const std::string& baseline_source, const Pipeline& p);
 
 cuda::ConvTuning to_conv_tuning(const ConvKnobs& k);
+ConvKnobs to_knobs(const cuda::ConvTuning& t);
 
-// The tuned ConvTuning for the plan whose baseline program is `baseline_source`, on the current
-// device, from the cache at `cache_path`; nullopt on a miss, for an entry that is not a conv
-// tuning or holds values the emitter does not take, and on any error (a damaged or unreadable
-// cache never stops a run: the plan then runs at its baseline).
-std::optional<cuda::ConvTuning> cached_conv_tuning(const Plan& plan, const std::string& baseline_source,
-                                                   const std::string& cache_path = TuningCache::default_path());
+// The strategy and config `fuseblock tune` chose for the plan whose default program is
+// `baseline_source`, on the current device, from the cache at `cache_path`; nullopt on a miss, for
+// an entry that is not a conv decision or holds values no strategy takes, and on any error (a
+// damaged or unreadable cache never stops a run: the plan then runs the selection's default).
+std::optional<cuda::TunedChoice> cached_choice(const Plan& plan, const std::string& baseline_source,
+                                               const std::string& cache_path = TuningCache::default_path());
 
 }  // namespace fuseblock::tune

@@ -61,9 +61,13 @@ struct Config {
   std::string rule;  // why it is a candidate, as `tune` prints it
   ConvKnobs conv{};  // for KnobSet::Conv (warps and stages then stay 4 and 2)
   KnobSet knobs = KnobSet::WarpsStages;
+  std::string strategy;  // for KnobSet::Conv: the conv strategy it runs (src/cuda/strategies)
   bool is_baseline() const { return warps == 4 && stages == 2 && conv == ConvKnobs{}; }
-  bool operator==(const Config& o) const { return warps == o.warps && stages == o.stages && conv == o.conv; }
-  std::string describe() const;  // "8 warps, 2 stages" or "mpw 2, 2 blocks/SM, epilogue unroll 1"
+  bool operator==(const Config& o) const {
+    return warps == o.warps && stages == o.stages && conv == o.conv && strategy == o.strategy;
+  }
+  // "8 warps, 2 stages" or "recompute_two_pass: mpw 2, 2 blocks/SM, epilogue unroll 1"
+  std::string describe() const;
 };
 
 inline constexpr int kMaxConfigs = 4;
@@ -72,7 +76,8 @@ inline constexpr double kMinGain = 0.02;
 // The candidates, baseline first, at most kMaxConfigs, no duplicates.
 std::vector<Config> candidate_configs(const KernelTraits& k);
 
-// Index of the configuration to keep: the fastest candidate if it beats the baseline (index 0)
+// Index of the configuration to keep: the fastest candidate if it beats the baseline (index 0,
+// the selection's default: for conv kernels, another strategy's candidates compete with it too)
 // by at least kMinGain, else the baseline. times_ms[i] belongs to configs[i].
 size_t pick_config(const std::vector<Config>& configs, const std::vector<double>& times_ms, std::string* why);
 

@@ -7,34 +7,43 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda/device_context.hpp"
 #include "cuda/executor.hpp"
+#include "cuda/emit_program_options.hpp"
 #include "cuda/nvrtc_compile.hpp"
 #include "verify/kernel_signature.hpp"
 
 namespace fuseblock::verify {
 namespace {
 
-// Writable kernel parameters and the plan tensor each one is.
-const std::map<std::string, std::string>& writable_roles() {
-  static const std::map<std::string, std::string> roles = {
-      {"y", "output"}, {"flags", "guard_flags"}, {"partials", "stats"}, {"nscale", "stats"}, {"nmean", "stats"},
-      {"ab", "stats"}};
-  return roles;
-}
-
 bool is_pow2(unsigned v) { return v && !(v & (v - 1)); }
 
-void plan_checks(const Plan& plan, const cuda::EmittedProgram& prog, VerifyReport& r) {
-  for (const KernelDesc& k : plan.kernels)
-    for (const std::string& w : k.writes)
-      r.checks.push_back({"plan", fmt::format("{} writes {}", k.name, w), w == "output" || w == "stats" || w == "guard_flags",
-                          w == "output" || w == "stats" || w == "guard_flags" ? "" : "not an output or declared scratch"});
-  // The executor's own scratch layout; full-size would be the output's size.
-  const int64_t scratch = static_cast<int64_t>(cuda::scratch_layout(prog, plan.pipeline.output_shape.at(0)).bytes);
-  const int64_t out_bytes = numel(plan.pipeline.output_shape) * 4;
-  const bool small = out_bytes == 0 || scratch * 8 <= out_bytes;
+bool writable_kind(cuda::BufferKind k) {
+  return k == cuda::BufferKind::Output || k == cuda::BufferKind::Scratch || k == cuda::BufferKind::Intermediate;
+}
+
+// Every buffer a step writes is the output, declared scratch or a declared intermediate; scratch
+// stays far below a full-size intermediate (an intermediate is full-size by design, and declared).
+void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport& r) {
+  for (const cuda::Step& st : prog.steps)
+    for (cuda::BufferRole role : st.writes) {
+      const cuda::Buffer* b = prog.find(role);
+      const bool ok = b && writable_kind(b->kind);
+      r.checks.push_back({"plan", fmt::format("{} writes {}", st.name, cuda::buffer_role_name(role)), ok,
+                          ok ? fmt::format("{} ({} B)", cuda::buffer_kind_name(b->kind), b->bytes)
+                             : "not the output, declared scratch or a declared intermediate"});
+    }
+  size_t scratch = 0, intermediates = 0;
+  for (const cuda::Buffer& b : prog.buffers) {
+    if (b.kind == cuda::BufferKind::Scratch) scratch += b.bytes;
+    if (b.kind == cuda::BufferKind::Intermediate) ++intermediates;
+  }
+  const int64_t out_bytes = static_cast<int64_t>(prog.bytes_of(cuda::BufferRole::Output));
+  const bool small = out_bytes == 0 || static_cast<int64_t>(scratch) * 8 <= out_bytes;
   r.checks.push_back({"plan", "scratch is far below a full-size intermediate", small,
                       fmt::format("{} B of scratch for a {} B output ({:.3f}%)", scratch, out_bytes,
-                                  out_bytes ? 100.0 * scratch / out_bytes : 0.0)});
+                                  out_bytes ? 100.0 * static_cast<double>(scratch) / static_cast<double>(out_bytes) : 0.0)});
+  r.checks.push_back({"plan", fmt::format("{} declares {} intermediate{}", prog.strategy, intermediates, intermediates == 1 ? "" : "s"),
+                      true, intermediates ? "stored once by design (the strategy's one intermediate)" : "nothing but the output is stored"});
+  (void)plan;
 }
 
 }  // namespace
@@ -65,7 +74,7 @@ std::string VerifyReport::text() const {
   return s;
 }
 
-VerifyReport verify_source(const Plan& plan, const cuda::EmittedProgram& prog, const std::string& source,
+VerifyReport verify_source(const Plan& plan, const cuda::LaunchProgram& prog, const std::string& source,
                            const std::string& arch) {
   VerifyReport r;
   r.arch = arch;
@@ -80,6 +89,10 @@ VerifyReport verify_source(const Plan& plan, const cuda::EmittedProgram& prog, c
   std::vector<KernelRule> rules;
   for (const KernelSignature& k : sigs) {
     KernelRule rule{k.name, {}, {}};
+    const cuda::Step* step = prog.find_step(k.name);
+    if (!step)
+      r.checks.push_back({"plan", fmt::format("{} is a step of the program", k.name), false,
+                          "a kernel in the source that the LaunchProgram never launches"});
     for (size_t i = 0; i < k.params.size(); ++i) {
       const KernelParam& p = k.params[i];
       if (!p.pointer) continue;
@@ -88,10 +101,22 @@ VerifyReport verify_source(const Plan& plan, const cuda::EmittedProgram& prog, c
         continue;
       }
       rule.allowed_params.insert(static_cast<int>(i));
-      auto role = writable_roles().find(p.name);
-      r.checks.push_back({"plan", fmt::format("{} may write '{}'", k.name, p.name), role != writable_roles().end(),
-                          role != writable_roles().end() ? "the " + role->second
-                                                         : "a writable pointer that is not an output or declared scratch"});
+      // The role the LaunchProgram binds to this parameter, and that buffer's kind.
+      const cuda::Arg* arg = step && i < step->args.size() ? &step->args[i] : nullptr;
+      const cuda::Buffer* b = arg && arg->kind == cuda::ArgKind::Buffer ? prog.find(arg->role) : nullptr;
+      const bool ok = b && writable_kind(b->kind);
+      std::string detail;
+      if (ok)
+        detail = fmt::format("bound to {} ({})", cuda::buffer_role_name(b->role), cuda::buffer_kind_name(b->kind));
+      else if (!arg)
+        detail = "no argument of the LaunchProgram binds it";
+      else if (arg->kind != cuda::ArgKind::Buffer)
+        detail = "bound to a scalar, not a buffer";
+      else
+        detail = fmt::format("bound to {}, which is {}", cuda::buffer_role_name(arg->role),
+                             prog.find(arg->role) ? cuda::buffer_kind_name(prog.find(arg->role)->kind) : "not a declared buffer");
+      r.checks.push_back({"plan", fmt::format("{} may write '{}'", k.name, p.name), ok,
+                          ok ? detail : "a writable pointer that is not an output or declared scratch: " + detail});
     }
     rules.push_back(rule);
     const bool bs_ok = k.launch_bound_threads == 0 || (is_pow2(static_cast<unsigned>(k.launch_bound_threads)) &&
@@ -121,14 +146,24 @@ VerifyReport verify_plan(const Plan& plan, const VerifyOptions& opts) {
   const bool gpu = cuda::available(&why);
   std::string arch = opts.arch;
   if (arch.empty()) arch = gpu ? cuda::use_device().arch() : "sm_90";
-  const cuda::EmittedProgram prog = cuda::emit_program(plan, opts.allow_tf32);
+  // On the GPU: the program the runtime runs (tuned where the cache says); else the default.
+  const bool on_gpu = gpu && opts.arch.empty();
+  std::shared_ptr<const cuda::Executor> ex = on_gpu ? cuda::executor_for(plan, opts.allow_tf32) : nullptr;
+  const cuda::LaunchProgram prog = ex ? ex->program() : cuda::default_program(plan, opts.allow_tf32);
+  if (!prog.has_kernels()) {
+    VerifyReport r;
+    r.arch = arch;
+    plan_checks(plan, prog, r);
+    r.checks.push_back({"ptx", "no kernels: the run is driver memsets alone", true, ""});
+    return r;
+  }
   VerifyReport r = verify_source(plan, prog, prog.source, arch);
-  if (gpu && opts.arch.empty()) {
+  if (on_gpu) {
     r.on_gpu = true;
     const cuda::DeviceInfo& dev = cuda::use_device();
-    for (const cuda::KernelLaunch& l : cuda::executor_for(plan, opts.allow_tf32)->launches()) {
-      if (l.driver_memset) {  // the driver's own fill of the output: no grid of ours to check
-        r.checks.push_back({"launch", "output written by cuMemsetD32Async (a constant fill, no dropout mask)", true, ""});
+    for (const cuda::KernelLaunch& l : ex->launches()) {
+      if (l.driver_memset) {  // the driver's own fill: no grid of ours to check
+        r.checks.push_back({"launch", l.kernel + " by cuMemsetD32Async", true, ""});
         continue;
       }
       const bool ok = l.grid_x > 0 && l.grid_x <= 0x7fffffffu && l.grid_y > 0 && l.grid_y <= 65535 &&

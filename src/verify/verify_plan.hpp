@@ -1,7 +1,7 @@
 // `fuseblock verify`: checks, without running anything, that a plan keeps the seed's fusion rule
 // at three levels, and says which check failed and why.
-//   plan   - the only global writes are the output and small scratch (guard flags, statistics);
-//            no kernel writes a full-size intermediate.
+//   plan   - from the LaunchProgram: every buffer a step writes is the output, declared scratch
+//            (small) or a declared intermediate; every writable kernel parameter is bound to one.
 //   PTX    - every global store's address derives from a writable (output or scratch) pointer
 //            parameter; stores counted per kernel; no local memory (no spills, no stack).
 //   launch - block sizes a power of two in [32, 1024]; with a GPU, grids > 0 and within the
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/emit_program.hpp"
+#include "cuda/program/launch_program.hpp"
 #include "fuseblock/plan.hpp"
 #include "verify/ptx_stores.hpp"
 
@@ -40,7 +40,7 @@ struct VerifyOptions {
 VerifyReport verify_plan(const Plan& plan, const VerifyOptions& opts = {});
 
 // The checks on a given program text (tests plant broken kernels through this).
-VerifyReport verify_source(const Plan& plan, const cuda::EmittedProgram& program, const std::string& source,
+VerifyReport verify_source(const Plan& plan, const cuda::LaunchProgram& program, const std::string& source,
                            const std::string& arch);
 
 }  // namespace fuseblock::verify

@@ -20,24 +20,21 @@ Plan plan_of(const Pipeline& p) {
 
 Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
   auto ex = cuda::executor_for(plan, tf32);
-  const cuda::EmittedProgram& prog = ex->program();
+  const cuda::LaunchProgram& prog = ex->program();
   Tensor y(plan.pipeline.output_shape);
   poison(y);
   cuda::DeviceBuffer dx = cuda::to_device(x.vec()), dy = cuda::to_device(y.vec());
   cuda::DeviceBuffer dw, db, dg, dbeta;
-  if (prog.general) {
-    dw = cuda::to_device(params.conv_weight.vec());
-    if (prog.conv_pipeline.conv.bias) db = cuda::to_device(params.conv_bias.vec());
-    if (prog.norm && prog.conv_pipeline.norm->affine) {
-      dg = cuda::to_device(params.norm_weight.vec());
-      dbeta = cuda::to_device(params.norm_bias.vec());
-    }
-  }
+  using R = cuda::BufferRole;  // upload the parameters the program declares
+  if (prog.find(R::ConvWeight)) dw = cuda::to_device(params.conv_weight.vec());
+  if (prog.find(R::ConvBias)) db = cuda::to_device(params.conv_bias.vec());
+  if (prog.find(R::NormWeight)) dg = cuda::to_device(params.norm_weight.vec());
+  if (prog.find(R::NormBias)) dbeta = cuda::to_device(params.norm_bias.vec());
   cuda::DeviceBuffer scratch(ex->scratch_bytes());
   cuda::RunArgs args;
   args.seed = plan.pipeline.dropout.seed;
   args.offset = plan.pipeline.dropout.offset;
-  if (prog.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
+  if (prog.find(R::GuardFlags)) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
   cuda::synchronize();
   dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));

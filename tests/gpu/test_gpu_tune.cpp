@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "cuda/device_context.hpp"
-#include "cuda/emit_program.hpp"
+#include "cuda/select/select.hpp"
 #include "fuseblock/random.hpp"
 #include "gpu_support.hpp"
 #include "profile/profile.hpp"
@@ -123,16 +123,16 @@ TEST(GpuTune, CliTuneTwiceThenTheRuntimeRunsTheCachedConfiguration) {
 
   // Plant a decision for epilogue unroll 2 under this program's key: the runtime must run it.
   const Plan plan = lower(parse_spec(kLowPressureSpec, "<low>"));
-  const tune::TuningKey key = tune::tuning_key(tune::current_device_identity(), cuda::emit_program(plan, false).source, plan.pipeline);
+  const tune::TuningKey key = tune::tuning_key(tune::current_device_identity(), cuda::default_program(plan, false).source, plan.pipeline);
   tune::TuningCache cache((dir / "tuning.json").string());
   std::optional<tune::TuningRecord> rec = cache.lookup(key);
   ASSERT_TRUE(rec.has_value()) << "the CLI stored under the key the library computes";
-  rec->chosen = tune::Config{4, 2, "planted by the test", tune::ConvKnobs{4, 2, 2}, tune::KnobSet::Conv};
+  rec->chosen = tune::Config{4, 2, "planted by the test", tune::ConvKnobs{4, 2, 2}, tune::KnobSet::Conv, "recompute_two_pass"};
   cache.store(key, *rec);
   r = cli(dir, "profile " + spec + " --strict-fp32 --runs 3");
   std::printf("%s", r.out.c_str());
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_TRUE(contains(r.out, "epilogue unroll 2 (from the tuning cache)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "epilogue unroll 2), from the tuning cache")) << r.out;
   EXPECT_TRUE(contains(r.out, "every element written")) << r.out;
 }
 

@@ -64,6 +64,11 @@ Comparison compare_with_oracle(const Tensor& y, const std::vector<double>& ref, 
   return c;
 }
 
+double rtol_for(DType storage, bool tf32) {
+  if (storage != DType::F32) return 2e-2;
+  return tf32 ? 3e-3 : 1e-5;
+}
+
 void poison(Tensor& y) {
   float v;
   std::memcpy(&v, &kPoisonBits, sizeof v);

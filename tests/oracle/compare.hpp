@@ -22,6 +22,10 @@ struct Comparison {
 Comparison compare_with_oracle(const Tensor& y, const std::vector<double>& ref, const OracleStats& stats,
                                double rtol = 1e-5);
 
+// The tolerance for a storage type (design.md section 5): f32 1e-5 (TF32 matmuls: 3e-3, pass
+// tf32), bf16 and f16 2e-2, relative to the values' magnitude as compare_with_oracle measures it.
+double rtol_for(DType storage, bool tf32 = false);
+
 // Fills y with a signalling-NaN pattern that no arithmetic produces (any operation on it quiets
 // it), so that an element still holding it afterwards was never written.
 void poison(Tensor& y);

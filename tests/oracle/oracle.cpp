@@ -23,6 +23,16 @@ constexpr int64_t kMaxOutput = int64_t{1} << 22;
 constexpr double kMaxMacs = 5e8;
 
 double as_stored_float(double v) { return std::fabs(v) >= kFloatOverflow ? std::copysign(kInf, v) : v; }
+
+// Round to nearest even with `precision` significant bits, `min_exp` the smallest normal
+// exponent (below it the step stays 2^(min_exp - precision + 1): subnormals), and overflow past
+// `max_finite`: v / step is an exact power-of-two scaling and nearbyint rounds ties to even.
+double round_to_precision(double v, int precision, int min_exp, double max_finite) {
+  if (!std::isfinite(v) || v == 0.0) return v;
+  const double step = std::ldexp(1.0, std::max(std::ilogb(v), min_exp) - (precision - 1));
+  const double r = std::nearbyint(v / step) * step;
+  return std::fabs(r) > max_finite ? std::copysign(kInf, v) : r;
+}
 double f32(double scalar) { return static_cast<double>(static_cast<float>(scalar)); }
 
 int64_t product(const Shape& s, size_t from) {
@@ -86,7 +96,7 @@ std::vector<double> conv(const Pipeline& p, const Params& params, const Tensor& 
             ++k_flat;
           } while (next_index(k, k_ext));
         }
-        out[static_cast<size_t>((n * Cout + co) * out_spatial + o_flat)] = as_stored_float(acc);
+        out[static_cast<size_t>((n * Cout + co) * out_spatial + o_flat)] = oracle_round(acc, p.types.storage);
         ++o_flat;
       } while (next_index(o, out_ext));
     }
@@ -116,7 +126,7 @@ void group_norm(const Pipeline& p, const Params& params, std::vector<double>& v,
         const double beta = g.affine ? static_cast<double>(params.norm_bias.data()[c]) : 0.0;
         const double terms = std::fabs(first[i] * rstd * gamma) + std::fabs(beta - mean * rstd * gamma);
         if (std::isfinite(terms)) stats.norm_terms = std::max(stats.norm_terms, terms);
-        first[i] = as_stored_float((first[i] - mean) * rstd * gamma + beta);
+        first[i] = oracle_round((first[i] - mean) * rstd * gamma + beta, p.types.storage);
       }
     }
 }
@@ -129,7 +139,7 @@ void dropout(const Pipeline& p, std::vector<double>& v) {
   for (size_t i = 0; i < v.size(); ++i) {
     const fb_u32x4 bits = fb_dropout_bits(d.seed, d.offset, i / 4);
     const double mask = bits.v[i % 4] < threshold ? 1.0 : 0.0;
-    v[i] = as_stored_float(v[i] * mask * scale);
+    v[i] = oracle_round(v[i] * mask * scale, p.types.storage);
   }
 }
 
@@ -182,6 +192,15 @@ double oracle_pointwise(const Op& op, double x) {
   throw std::invalid_argument(std::string("oracle: not a pointwise op: ") + op_name(op.kind));
 }
 
+double oracle_round(double v, DType storage) {
+  switch (storage) {
+    case DType::F32: return as_stored_float(v);
+    case DType::BF16: return round_to_precision(v, 8, -126, 0x1.fep127);
+    case DType::F16: return round_to_precision(v, 11, -14, 65504.0);
+  }
+  throw std::invalid_argument("oracle: unknown dtype");
+}
+
 std::vector<double> oracle_forward(const Pipeline& p, const Params& params, const Tensor& x, OracleStats* stats_out) {
   if (x.shape() != p.input_shape) throw std::invalid_argument("oracle: input shape differs from the pipeline's");
   if (numel(p.output_shape) > kMaxOutput) throw std::invalid_argument("oracle: output too large");
@@ -197,7 +216,7 @@ std::vector<double> oracle_forward(const Pipeline& p, const Params& params, cons
   }
   if (p.computes_conv) stats.magnitude = rms_of_finite(v);
   for (const Op& op : p.chain) {
-    for (double& e : v) e = as_stored_float(oracle_pointwise(op, e));
+    for (double& e : v) e = oracle_round(oracle_pointwise(op, e), p.types.storage);
     stats.magnitude = std::max(stats.magnitude, rms_of_finite(v));
   }
   dropout(p, v);

@@ -4,7 +4,11 @@
 //
 // Every op computes in double; its result then goes through float32's overflow (a magnitude
 // that float32 would round to Inf becomes Inf), because PyTorch stores each op's output as
-// float32 and so an Inf there is part of the semantics. Scalars are rounded to float32 first,
+// float32 and so an Inf there is part of the semantics. For a bf16 or f16 pipeline
+// (p.types.storage) each op's result is instead rounded, double -> that type, to nearest even,
+// with its overflow: the conv output (bias included), the GroupNorm output, each pointwise
+// result and dropout's result, the points where PyTorch eager stores a value in that type. The
+// rounding is the oracle's own (oracle_round), computed apart from the library's conversions. Scalars are rounded to float32 first,
 // as PyTorch applies a Python scalar to a float32 tensor. The dropout mask is a definition
 // (device_common/philox.h), not a computation, so the oracle takes it from there.
 #pragma once
@@ -35,5 +39,9 @@ std::vector<double> oracle_forward(const Pipeline& p, const Params& params, cons
 
 // One pointwise op in double by PyTorch's definition (exposed for the oracle's own tests).
 double oracle_pointwise(const Op& op, double x);
+
+// v as stored in `storage`: f32 keeps the double but overflows as float32 would; bf16 and f16
+// round to nearest even (8 and 11 significant bits, their subnormals and overflow included).
+double oracle_round(double v, DType storage);
 
 }  // namespace fuseblock

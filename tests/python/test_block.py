@@ -252,3 +252,38 @@ def test_spec_file_with_relative_params_file(tmp_path):
         assert np.array_equal(block.params()[name], a)
     x = rand(block.input_shape, 61)
     assert np.array_equal(block.run(x, device="cpu"), probe.run(x, params=params, device="cpu"))
+
+
+# ---- bf16 and f16 blocks -------------------------------------------------------------------
+
+
+def test_f16_block_takes_and_returns_float16():
+    block = fuseblock.Block(chain_spec("silu", 2, "p=0.3 training=false").replace("input f32", "input f16"))
+    assert block.dtype == "f16"
+    params = fuseblock.init_params(block, 3)
+    assert all(v.dtype == np.float16 for v in params.values())
+    x = rand(block.input_shape, 31, -2.0, 2.0).astype(np.float16)
+    y = block.run(x, params=params, device="cpu")
+    assert y.dtype == np.float16 and y.shape == block.output_shape
+    # Against the float64 reference on the same (half) values: within the half tolerance.
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    expected = reference_forward(x.astype(np.float64), p64, ref.silu)
+    assert np.std(expected) > 0.05
+    err = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
+    assert err < 2e-2
+    with pytest.raises(TypeError, match="float16"):
+        block.run(x.astype(np.float32), device="cpu")
+
+
+def test_bf16_block_uses_float32_arrays_of_bf16_values():
+    block = fuseblock.Block(chain_spec("gelu", 3, "p=0.3 training=false").replace("input f32", "input bf16"))
+    assert block.dtype == "bf16"
+    x = rand(block.input_shape, 41, -2.0, 2.0)
+    y = block.run(x, device="cpu")
+    assert y.dtype == np.float32
+    # Every output value is a bf16 value: its low 16 bits are zero.
+    assert np.all((y.view(np.uint32) & 0xFFFF) == 0)
+    # The input is rounded to bf16 (as torch's .to(torch.bfloat16)): already-rounded input gives the same.
+    bits = x.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+    assert np.array_equal(block.run(rounded, device="cpu"), y)

@@ -257,3 +257,64 @@ def test_cuda_misaligned_input_and_a_side_stream():
     side.synchronize()
     with torch.no_grad():
         torch.testing.assert_close(y, eager(x), rtol=1e-4, atol=1e-5)
+
+
+@cuda_only
+def test_cuda_device_state_matches_the_cpu_mask():
+    """The same [seed, offset] as a CUDA tensor (read by the kernels) and on the CPU: one mask."""
+    block, _ = chain_block("silu", "cpu", p=0.3)
+    x = rand((2, 3, 5, 6, 7), "cpu", 12, -2.0, 2.0)
+    seed = torch.tensor([123456789, 42], dtype=torch.int64)
+    args = lambda dev, s: (x.to(dev), block.conv.weight.detach().to(dev), block.conv.bias.detach().to(dev),  # noqa: E731
+                           block.norm.weight.detach().to(dev), block.norm.bias.detach().to(dev), s, block.spec, True,
+                           False)
+    y_cpu = torch.ops.fuseblock.block_forward(*args("cpu", seed))
+    y_dev = torch.ops.fuseblock.block_forward(*args("cuda", seed.cuda())).cpu()
+    assert torch.equal(y_cpu == 0, y_dev == 0)
+    torch.testing.assert_close(y_dev, y_cpu, rtol=1e-4, atol=1e-5)
+
+
+@cuda_only
+def test_cuda_graph_replays_draw_fresh_valid_masks():
+    """A training-mode Block captured in a CUDA graph: every replay draws a new mask (the state is
+    drawn on the device from PyTorch's generator, inside the graph), each a valid one: the dropped
+    share near p, and every kept value exactly the eval-mode value times 1 / (1 - p)."""
+    p = 0.3
+    block, _ = chain_block("silu", "cuda", p=p)
+    x = rand((4, 3, 6, 9, 10), "cuda", 13, 0.5, 2.0)
+    with torch.no_grad():
+        block.eval()
+        ref = block(x).clone()
+        block.train()
+        static_x = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph (compiles the kernels)
+            block(static_x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_y = block(static_x)
+        masks = []
+        for _ in range(3):
+            graph.replay()
+            torch.cuda.synchronize()
+            y = static_y.clone()
+            kept = y != 0
+            dropped = 1.0 - kept.float().mean().item()
+            n = y.numel()
+            assert abs(dropped - p) < 5 * math.sqrt(p * (1 - p) / n), dropped
+            keep = torch.tensor(1.0 - p, dtype=torch.float32).item()  # float32(1 - p), as PyTorch's scale
+            scale = torch.tensor(1.0 / keep, dtype=torch.float32, device="cuda")
+            torch.testing.assert_close(y[kept], ref[kept] * scale, rtol=0, atol=0)
+            masks.append(kept)
+        for i in range(len(masks)):
+            for j in range(i):
+                assert (masks[i] != masks[j]).float().mean().item() > 0.05, "a replay reused an earlier mask"
+    # torch.manual_seed makes the draws, and so the masks, reproducible.
+    with torch.no_grad():
+        torch.manual_seed(7)
+        a = block(x)
+        torch.manual_seed(7)
+        b = block(x)
+    assert torch.equal(a, b)

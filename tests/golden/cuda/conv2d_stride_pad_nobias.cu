@@ -506,7 +506,8 @@ __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
 __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,
     const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,
     const float* __restrict__ beta,
-    long long n, const fb_tile& T, int c0, unsigned long long seed, unsigned long long offset) {
+    long long n, const fb_tile& T, int c0, const unsigned long long* __restrict__ dropout_state) {
+  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];
   constexpr int SEGD = fbc::SEG_LEVEL == 2 ? 1 : fbc::TD;  // segments per channel along d
   constexpr int SEGH = fbc::SEG_LEVEL == 0 ? fbc::TH : 1;  // and along h
   const int L = fbc::SEG_LEVEL == 0 ? T.twv : (fbc::SEG_LEVEL == 1 ? T.thv * fbc::OW : T.tdv * fbc::OH * fbc::OW);
@@ -550,7 +551,7 @@ __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __res
   }
 }
 
-extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, unsigned long long seed, unsigned long long offset) {
+extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_output(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, float* __restrict__ y, const int* __restrict__ flags, const unsigned long long* __restrict__ dropout_state) {
   extern __shared__ __align__(16) float fb_smem[];
   float* const st = fb_smem + fbc::STAGE_OFFSET;
   const int c0 = blockIdx.y * fbc::CT;
@@ -594,7 +595,19 @@ extern "C" __global__ void __launch_bounds__(128, 2) fb_conv_output(const float*
       }
     }
     __syncthreads();  // staging complete
-    fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, seed, offset);
+    fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, dropout_state);
   }
+}
+
+// ---- dropout state: (seed, offset) in device memory ----
+extern "C" __global__ void __launch_bounds__(32) fb_dropout_seed(unsigned long long* __restrict__ state,
+    unsigned long long seed, unsigned long long offset) {
+  if (threadIdx.x == 0) {
+    state[0] = seed;
+    state[1] = offset;
+  }
+}
+extern "C" __global__ void __launch_bounds__(32) fb_dropout_advance(unsigned long long* __restrict__ state) {
+  if (threadIdx.x == 0) state[1] += 1ull;
 }
 

@@ -1,0 +1,171 @@
+// A LaunchProgram: everything a run of a plan on the GPU is, as data. A conv
+// strategy builds it (strategies/strategy.hpp); the executor launches it, and
+// explain, verify, profile, the scratch layout and tune read it, so none of
+// them re-derives what runs.
+//
+//   source   one NVRTC program holding every kernel of the run
+//   buffers  each tensor the run touches: its role, bytes and kind (input,
+//   output, parameter,
+//            scratch, intermediate); scratch and intermediates live in one
+//            caller-provided buffer
+//   steps    in launch order: an NVRTC kernel or a driver memset, with its grid
+//   rule, threads,
+//            dynamic shared memory, arguments bound by role, what it reads and
+//            writes, its FLOPs
+//
+// A program depends on the plan, the precision mode and the strategy's config,
+// never on the device: grids are rules that the executor resolves against the
+// device's residency.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fuseblock::cuda {
+
+enum class BufferKind { Input, Output, Parameter, Scratch, Intermediate };
+const char* buffer_kind_name(BufferKind k);
+
+enum class BufferRole {
+  Input,   // x
+  Output,  // y
+  ConvWeight,
+  ConvBias,
+  NormWeight,     // GroupNorm gamma
+  NormBias,       // GroupNorm beta
+  GuardFlags,     // N + 1 ints: per sample, and "some sample failed"
+  StatsPartials,  // partial statistics of the conv output
+  NormScale,      // per-(n, c) scale (two-pass recompute)
+  NormMean,       // per-(n, c) mean (two-pass recompute)
+  NormShift,      // per-(n, c) (a, b) of y = a * conv + b (sample-runs recompute)
+  DropoutState,   // 2 x u64 (seed, offset) in device memory: the caller's, or scratch the run fills
+};
+const char* buffer_role_name(BufferRole r);  // "input", "guard flags", ...
+
+struct Buffer {
+  BufferRole role;
+  BufferKind kind;
+  size_t bytes = 0;
+};
+
+// How a kernel's grid follows from the device (resident blocks of the kernel on
+// all SMs).
+enum class GridRule {
+  Fixed,        // grid_x x grid_y as given
+  GuardSlices,  // one wave: `samples` x blocks per sample, each checking a slice
+                // of >= 1024 elements
+  FillSlices,   // about one wave, each block a slice of one sample's input and a
+                // run of 4-element steps
+  ConvTiles,    // min(units, resident / grid_y) x grid_y, blocks striding over the
+                // units
+  SampleRuns,   // samples x clamp(resident / samples, 1, max_per_sample)
+};
+
+struct Grid {
+  GridRule rule = GridRule::Fixed;
+  int64_t grid_x = 1;          // Fixed
+  unsigned grid_y = 1;         // Fixed, ConvTiles
+  int64_t samples = 0;         // GuardSlices, FillSlices, SampleRuns
+  int64_t sample_elems = 0;    // GuardSlices, FillSlices: input elements per sample
+  int64_t output_elems = 0;    // FillSlices
+  int64_t units = 0;           // ConvTiles
+  int64_t max_per_sample = 0;  // SampleRuns
+};
+
+// One kernel argument, in parameter order.
+enum class ArgKind {
+  Buffer,           // the device pointer of `role`
+  GuardBound,       // float: the guard's |x| bound
+  DropoutSeed,      // unsigned long long
+  DropoutOffset,    // unsigned long long
+  BlocksPerSample,  // int: of step `step`'s resolved grid
+  SliceElems,       // long long: of step `step`
+  QuadsPerBlock,    // long long: of step `step`
+};
+
+struct Arg {
+  ArgKind kind = ArgKind::Buffer;
+  BufferRole role = BufferRole::Input;  // Buffer
+  int step = -1;                        // BlocksPerSample, SliceElems, QuadsPerBlock: -1 = this step
+  static Arg buffer(BufferRole r) { return {ArgKind::Buffer, r, -1}; }
+  static Arg scalar(ArgKind k, int step = -1) { return {k, BufferRole::Input, step}; }
+};
+
+enum class StepKind { Kernel, Memset };
+
+// Which runs launch a step. Dropout's (seed, offset) live in device memory (DropoutState): either
+// the caller's (drawn on the device, e.g. from PyTorch's generator, so a captured CUDA graph reads
+// fresh values on every replay) or, with explicit seeds (the C++ API, the CLI), scratch that the
+// run's first step fills from RunArgs.
+enum class StepWhen {
+  Always,
+  ExplicitDropoutSeeds,  // the caller gave seeds by value: write them into the scratch state
+  AdvanceDropoutState,   // the caller's device state, which the run advances for the next one
+};
+const char* step_kind_name(StepKind k);
+
+struct Step {
+  StepKind kind = StepKind::Kernel;
+  StepWhen when = StepWhen::Always;
+  std::string name;                               // the kernel's name; for a memset "memset <role>"
+  unsigned threads = 0;                           // Kernel
+  size_t dynamic_smem = 0;                        // Kernel
+  Grid grid;                                      // Kernel
+  std::vector<Arg> args;                          // Kernel
+  BufferRole memset_target = BufferRole::Output;  // Memset: 32-bit words of this buffer ...
+  uint32_t memset_bits = 0;                       // ... set to these bits
+  int64_t memset_words = 0;
+  // Launched as a programmatic dependent of the step before it where the device
+  // allows (sm_90+): the gated fallback's kernels, which mostly exit at once.
+  bool programmatic = false;
+  // Runs only for samples that failed the guard (the exact fallback): it reads
+  // the flags and exits at once for the others, so its bytes and FLOPs count as
+  // the flags alone.
+  bool gated = false;
+  std::vector<BufferRole> reads,
+      writes;        // what the step moves through device memory
+  double flops = 0;  // of a full run (a gated step: 0 when every sample passes)
+  std::string note;  // what the step does, for explain and profile
+};
+
+struct LaunchProgram {
+  std::string strategy;  // the strategy that built it ("recompute_two_pass", ...)
+  std::string config;    // its config, described
+  std::string source;    // empty when the run is memsets alone
+  std::vector<Buffer> buffers;
+  std::vector<Step> steps;
+  std::string geometry;       // the conv's tiling in one line (empty without a conv),
+                              // for explain
+  bool tensor_cores = false;  // the conv runs on the TF32 MMA engine (for the cost model)
+
+  const Buffer* find(BufferRole r) const;
+  size_t bytes_of(BufferRole r) const;  // 0 for a buffer the program does not have
+  bool has_kernels() const;
+  const Step* find_step(const std::string& name) const;
+};
+
+// Where each scratch or intermediate buffer lies in the caller's one scratch
+// allocation: in declaration order, each 256-byte aligned.
+struct ScratchLayout {
+  std::vector<std::pair<BufferRole, size_t>> offsets;
+  size_t bytes = 0;
+  std::optional<size_t> offset_of(BufferRole r) const;
+};
+ScratchLayout scratch_layout(const LaunchProgram& p);
+
+// A step's bytes: each buffer it reads or writes, once (a gated step: the guard
+// flags alone).
+double step_read_bytes(const LaunchProgram& p, const Step& s);
+double step_write_bytes(const LaunchProgram& p, const Step& s);
+
+// The fewest bytes the whole run must move: the output written once, plus the
+// input read once where some step reads it.
+double floor_bytes(const LaunchProgram& p);
+
+// The program as explain prints it: buffers, then steps with grid rule,
+// arguments, reads, writes.
+std::string describe(const LaunchProgram& p);
+
+}  // namespace fuseblock::cuda

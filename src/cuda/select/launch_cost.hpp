@@ -1,0 +1,21 @@
+// The cost model that ranks strategies: each step takes the longer of its bytes
+// at the copy bandwidth and its FLOPs at its engine's rate; the sum is divided
+// by the strategy's measured efficiency (the share of this floor it reached on
+// a GPU). Rates are the H200's measured ceilings (design.md section 4); FMA is
+// its fp32 datasheet rate (not measured).
+#pragma once
+#include "cuda/program/launch_program.hpp"
+
+namespace fuseblock::cuda {
+
+struct DeviceCeilings {
+  double copy_bytes_per_s = 4.19e12;  // read + write, device-to-device copy
+  double tf32_flops = 390e12;         // TF32 tensor-core matmul
+  double fp32_fma_flops = 67e12;      // fp32 FMA (datasheet)
+};
+
+// The floor of a program's run in ms: sum over steps of max(bytes / copy rate,
+// FLOPs / rate).
+double launch_floor_ms(const LaunchProgram& p, bool tensor_cores, const DeviceCeilings& c = {});
+
+}  // namespace fuseblock::cuda
