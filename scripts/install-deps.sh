@@ -2,7 +2,9 @@
 # Installs everything fuseblock needs to build and test, from Debian's packages and PyPI.
 # Safe to run again: packages already present are left as they are.
 set -euo pipefail
-debs=(cmake ninja-build g++ ccache libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
+# clang and libclang-rt-dev (libFuzzer and the sanitizer runtimes) build the fuzz targets
+# (scripts/fuzz.sh); --no-install-recommends would leave the runtimes out, so they are named.
+debs=(cmake ninja-build g++ ccache libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev clang libclang-rt-dev)
 missing=()
 for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if [ ${#missing[@]} -gt 0 ]; then

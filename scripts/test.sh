@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 600
+# The fuzz targets (spec parser, planner, .npy and safetensors readers), 15 s each.
+bash scripts/fuzz.sh 15
 if [ -f pyproject.toml ] && [ -d tests/python ]; then
   echo "installing the Python package (pip install .) ..."
   python3 -m pip install -q --disable-pip-version-check . 

@@ -103,6 +103,68 @@ TEST(Cli, CudaRequestWithoutGpuSaysSoAndFails) {
   EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
 }
 
+// ---- bad input the CLI must classify as the user's (exit 1, one clear message) ----------------
+
+TEST(Cli, VerifyArchIsCheckedBeforeCompiling) {
+  Result r = cli("verify --arch banana");
+  EXPECT_EQ(r.code, 1) << r.out;  // a user error, not an internal one (3)
+  EXPECT_TRUE(contains(r.out, "'banana' is not a GPU architecture")) << r.out;
+  EXPECT_TRUE(contains(r.out, "sm_90")) << r.out;
+  EXPECT_LT(r.out.size(), 400u) << "no emitted source in a user error:\n" << r.out;
+  for (const char* arch : {"sm_9", "sm_1000", "SM_90", "sm_90b", "sm_"}) {
+    r = cli(std::string("verify --arch ") + arch);
+    EXPECT_EQ(r.code, 1) << arch << ": " << r.out;
+  }
+  r = cli("verify --arch sm_999");  // well formed, but no NVRTC compiles for it
+  if (contains(r.out, "NVRTC") && !contains(r.out, "cannot compile")) GTEST_SKIP() << "no NVRTC: " << r.out;
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "cannot compile for sm_999")) << r.out;
+  EXPECT_LT(r.out.size(), 400u) << r.out;
+}
+
+TEST(Cli, SpecTextEmptyOrBesideASpecFileIsAnError) {
+  Result r = cli("explain --spec-text ''");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "<spec-text>:1:1: error: the spec is empty")) << r.out;
+  const std::string spec = temp_path("one.block");
+  std::ofstream(spec) << "input f32[1, 1, 4]\nconv1d 1 1\n";
+  r = cli("explain " + spec + " --spec-text 'input f32[1, 1, 4]; conv1d 2 1'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "both a spec file")) << r.out;
+  EXPECT_EQ(cli("explain " + spec).code, 0);
+  r = cli("explain /dev/zero");  // read no further than the spec's size limit
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "more than 1048576 bytes")) << r.out;
+  r = cli("run " + spec + " --device cpu --repeat 0");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "--repeat must be at least 1")) << r.out;
+}
+
+TEST(Cli, OutputThatIsAnInputIsRefusedBeforeRunning) {
+  const std::string in = temp_path("same.npy");
+  fuseblock::save_npy(in, fuseblock::Tensor({1, 1, 4}, 2.0f));
+  const std::string link = temp_path("same_link.npy");
+  std::filesystem::remove(link);
+  std::filesystem::create_symlink(in, link);
+  const std::string spec = "--device cpu --spec-text 'input f32[1, 1, 4]; conv1d 1 1' --input " + in;
+  const std::string dir = std::filesystem::path(in).parent_path().string();
+  for (const std::string& out : {in, link, dir + "/./" + std::filesystem::path(in).filename().string()}) {
+    Result r = cli("run " + spec + " --output " + out);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "is the same file as --input")) << r.out;
+    EXPECT_EQ(fuseblock::load_npy(in).vec(), std::vector<float>(4, 2.0f)) << "the input was replaced";
+  }
+  // The parameters file, also behind a safetensors tensor name.
+  const std::string params = temp_path("p.safetensors");
+  fuseblock::save_safetensors(params, {{"conv.weight", fuseblock::Tensor({1, 1, 1}, 1.0f)},
+                                       {"conv.bias", fuseblock::Tensor({1}, 0.0f)}});
+  Result r = cli("run " + spec + " --params " + params + " --output " + params + ":y");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "same file as the parameters")) << r.out;
+  r = cli("run " + spec + " --params " + params + " --output " + temp_path("other.npy"));
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
 // bf16 and f16 blocks: files in the block's dtype, the same output as the library's run, and the
 // errors for a file of another dtype, bf16 to .npy and half blocks on CUDA.
 TEST(Cli, RunsHalfBlocksWithFilesInTheirType) {

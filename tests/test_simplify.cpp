@@ -45,7 +45,7 @@ TEST(Simplify, Table) {
   check("minimum 0.0\nclamp min=0.0 max=1.0\nadd 3\n", "fill(3)", kGuard);
   check("maximum 2\nminimum 1\n", "fill(1)", kGuard);
   check("clamp min=2 max=1\n", "fill(1)", kGuard);           // min > max gives max
-  check("hardtanh min_val=0.25 max_val=0.25\n", "fill(0.25)", kGuard);
+  check("maximum 0.75\nhardtanh min_val=0.25 max_val=0.5\n", "fill(0.5)", kGuard);
   check("sigmoid\nmul 0\n", "fill(0)", kGuard);
   check("relu\nmul 0\n", "fill(0)", kGuard);                  // finite under the guard: 0 * y = 0
   // A NaN bound is NaN for every input: no guard needed.

@@ -309,6 +309,11 @@ TEST(Npy, Errors) {
       {"{'descr': '<f4', 'fortran_order': False, 'shape': 6}\n", "not a tuple"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}\n", "too large"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296)}\n", "too large"},
+      // Nesting: tens of thousands of '(' once overflowed the recursive parser's stack.
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(60000, '(') + "}\n", "nested more than 64"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(64, '[') + std::string(64, ']') + "}\n", "non-negative integer"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': ((2,), 3)}\n", "non-negative integer"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3]}\n", "expected ',' or ')'"},
   };
   for (const auto& [header, what] : malformed) {
     SCOPED_TRACE(header);

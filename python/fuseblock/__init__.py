@@ -17,6 +17,7 @@ spec's line:col and a hint.
 """
 from __future__ import annotations
 
+import operator
 import os
 from typing import Mapping, Optional, Sequence, Union
 
@@ -50,8 +51,42 @@ def _read_spec(spec: SpecSource) -> tuple[str, str, str]:
     if isinstance(spec, str) and "\n" in spec:
         return spec, "<spec>", ""
     path = os.fspath(spec)
-    with open(path, encoding="utf-8") as f:
-        return f.read(), path, os.path.dirname(path)
+    # One byte past the spec's size limit at most: the parser reports a longer spec, and a path
+    # like /dev/zero cannot make this read forever.
+    with open(path, "rb") as f:
+        data = f.read(_core.max_spec_bytes + 1)
+    return data.decode("utf-8", errors="replace"), path, os.path.dirname(path)
+
+
+def _user_error(message: str, hint: str = "") -> UserError:
+    """A fuseblock.UserError raised from Python, with the attributes the C++ ones carry."""
+    e = UserError(f"error: {message}" + (f"\n  hint: {hint}" if hint else ""))
+    e.line, e.col, e.hint, e.message = 0, 0, hint, message
+    return e
+
+
+def _int_in_range(name: str, value, lo: int, hi: int) -> int:
+    """value as a Python int in [lo, hi]: a float or other non-integer is a TypeError, an
+    integer out of range a UserError naming the argument (not the binding library's text)."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if not lo <= v <= hi:
+        raise _user_error(f"{name} is {v}, outside [{lo}, {hi}]",
+                          "sizes are >= 0; seeds and offsets are unsigned 64-bit integers")
+    return v
+
+
+def _flag(name: str, value) -> bool:
+    """A bool argument: anything else is a TypeError naming it (not the binding's signature dump)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
 
 
 # The numpy dtype a block's arrays have, by the block's spec dtype. numpy has no bfloat16: a bf16
@@ -83,8 +118,10 @@ class Block:
     def __init__(self, spec: SpecSource = None, *, assume_finite: bool = False,
                  training: Optional[bool] = None, input_shape: Optional[Sequence[int]] = None):
         self.spec_text, self.source_name, folder = _read_spec(spec)
-        self.assume_finite = assume_finite
-        shape = None if input_shape is None else [int(d) for d in input_shape]
+        self.assume_finite = assume_finite = _flag("assume_finite", assume_finite)
+        training = None if training is None else _flag("training", training)
+        shape = None if input_shape is None else [
+            _int_in_range(f"input_shape[{i}]", d, 0, _INT64_MAX) for i, d in enumerate(input_shape)]
         self._compiled = _core.CompiledBlock(self.spec_text, self.source_name, folder, assume_finite,
                                              training, shape)
         self._spec_params = None  # the spec's own parameters, made on first use
@@ -125,7 +162,8 @@ class Block:
         return self._to_block_dtype(self._compiled.params_to_dict(self._default_params()))
 
     def run(self, x, params: Optional[Mapping[str, np.ndarray]] = None, device: str = "auto", *,
-            allow_tf32: bool = True, dropout_seed: Optional[int] = None, dropout_offset: int = 0) -> np.ndarray:
+            allow_tf32: bool = True, dropout_seed: Optional[int] = None,
+            dropout_offset: Optional[int] = None) -> np.ndarray:
         """Runs the block on x (shape input_shape; float32, or float16 for an f16 block, or
         float32 holding bf16 values for a bf16 block: see `dtype`); returns a new array of the same
         numpy dtype.
@@ -135,12 +173,20 @@ class Block:
           may be left out).
         device: "auto" (CUDA where a usable GPU is found, else CPU), "cpu" or "cuda".
         allow_tf32: CUDA may use TF32 matrix units, as PyTorch's cudnn.allow_tf32 default.
-        dropout_seed, dropout_offset: the dropout mask's Philox stream (None: the spec's seed and
-          offset).
+        dropout_seed, dropout_offset: the dropout mask's Philox stream, unsigned 64-bit integers
+          (None: the spec's seed and offset; an offset needs a seed, and a seed alone has offset 0).
         """
         x = _block_array("x", x, self.dtype)
+        if not isinstance(device, str):
+            raise TypeError(f"device must be 'auto', 'cpu' or 'cuda', got {type(device).__name__} {device!r}")
+        allow_tf32 = _flag("allow_tf32", allow_tf32)
         p = self._default_params() if params is None else self._core_params(params)
-        stream = None if dropout_seed is None else (int(dropout_seed), int(dropout_offset))
+        if dropout_seed is None and dropout_offset is not None:
+            raise _user_error("dropout_offset is given without dropout_seed",
+                              "give both, or neither to use the spec's dropout seed and offset")
+        stream = None if dropout_seed is None else (
+            _int_in_range("dropout_seed", dropout_seed, 0, _UINT64_MAX),
+            _int_in_range("dropout_offset", 0 if dropout_offset is None else dropout_offset, 0, _UINT64_MAX))
         y = self._compiled.run(p, x, device, allow_tf32, stream)
         return y.astype(np.float16) if self.dtype == "f16" else y  # exact: y holds f16 values
 
@@ -163,4 +209,5 @@ def init_params(block: Block, seed: int) -> dict[str, np.ndarray]:
     """PyTorch's default initialisation of the block's parameters (kaiming-uniform conv weight
     with a = sqrt(5), bias uniform in +-1/sqrt(fan_in), GroupNorm weight 1 and bias 0), drawn
     from `seed` with fuseblock's Philox stream (not torch's generator)."""
-    return block._to_block_dtype(block._compiled.params_to_dict(block._compiled.init_params(int(seed))))
+    return block._to_block_dtype(
+        block._compiled.params_to_dict(block._compiled.init_params(_int_in_range("seed", seed, 0, _UINT64_MAX))))

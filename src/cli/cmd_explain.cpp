@@ -24,8 +24,7 @@ void add_explain_command(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("explain", "Show the IR after every pass and the final plan (guard, fallback, kernels)");
-  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
-  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
+  add_spec_options(cmd, o->spec);
   cmd->add_flag("--assume-finite", o->assume_finite, "Plan as if the input is promised finite and bounded (no guard)");
   cmd->add_flag("--strict-fp32", o->strict_fp32, "Plan the CUDA program for strict fp32 (no TF32 tensor cores)");
   registry()["explain"] = [o] {

@@ -35,7 +35,7 @@ struct ProfileOpts {
 // The arguments that make the ncu child profile the same plan (and not recurse).
 std::vector<std::string> child_args(const ProfileOpts& o) {
   std::vector<std::string> a = {"profile"};
-  if (!o.spec.text.empty()) a.insert(a.end(), {"--spec-text", o.spec.text});
+  if (o.spec.text_given) a.insert(a.end(), {"--spec-text", o.spec.text});
   else if (!o.spec.path.empty()) a.push_back(o.spec.path);
   if (o.strict_fp32) a.push_back("--strict-fp32");
   if (o.assume_finite) a.push_back("--assume-finite");
@@ -113,8 +113,7 @@ void add_profile_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "profile", "On the GPU: time per kernel and in total, GB/s, GFLOP/s, % of the floor against the device's measured "
                  "ceilings, registers, spills, occupancy and what limits it");
-  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
-  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
+  add_spec_options(cmd, o->spec);
   cmd->add_option("--runs", o->runs, "Timed runs (the median is reported), after 5 warm-up runs")->capture_default_str();
   cmd->add_flag("--strict-fp32", o->strict_fp32, "No TF32 matrix units (PyTorch's allow_tf32=False)");
   cmd->add_flag("--assume-finite", o->assume_finite, "Profile the plan without the guard");

@@ -8,9 +8,11 @@
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "cli/output_path.hpp"
 #include "cli/common.hpp"
 #include "cli/registry.hpp"
 #include "fuseblock/io.hpp"
+#include "params/file_io.hpp"
 #include "fuseblock/random.hpp"
 
 namespace fuseblock::cli {
@@ -29,7 +31,12 @@ struct RunOpts {
 
 int run_command(const RunOpts& o) {
   auto t0 = Clock::now();
+  if (o.repeat < 1) throw UserError(fmt::format("--repeat must be at least 1, got {}", o.repeat), "use e.g. --repeat 10");
   LoadedSpec spec = load_spec(o.spec);
+  if (!o.output.empty())
+    check_output_is_not_an_input(o.output, {{"--input", o.input.empty() ? "" : detail::tensor_file(o.input)},
+                                            {"the parameters", params_file(spec, o.params)},
+                                            {"the spec", o.spec.path == "-" ? "" : o.spec.path}});
   LowerOptions lo;
   lo.assume_finite = o.assume_finite;
   lo.simplify = !o.no_simplify;
@@ -95,8 +102,7 @@ int run_command(const RunOpts& o) {
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOpts>();
   CLI::App* cmd = app.add_subcommand("run", "Run a block and print the output's shape, statistics, NaN count, checksum, plan and time");
-  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
-  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
+  add_spec_options(cmd, o->spec);
   cmd->add_option("--device", o->device, "auto (GPU if there is one, else CPU), cpu or cuda")->capture_default_str();
   cmd->add_option("--input", o->input, "Input tensor in the block's dtype: .npy (float32 or float16, C order), file.safetensors or file.safetensors:NAME (F32, BF16, F16); default: uniform [0, 1) from --seed");
   cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")->capture_default_str();

@@ -73,8 +73,7 @@ void add_tune_command(CLI::App& app) {
   auto o = std::make_shared<TuneOpts>();
   CLI::App* cmd = app.add_subcommand("tune", "On the GPU: apply the seed's tuning rules to the conv kernels' knobs, measure at "
                                              "most 4 configurations, keep one only if >= 2% faster, cache the decision");
-  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
-  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
+  add_spec_options(cmd, o->spec);
   cmd->add_flag("--force", o->force, "Measure again even when the tuning cache holds a decision");
   cmd->add_flag("--strict-fp32", o->strict_fp32, "Tune the strict-fp32 kernels (no TF32 matrix units)");
   cmd->add_option("--runs", o->runs, "Timed runs per configuration (the median counts)")->capture_default_str();

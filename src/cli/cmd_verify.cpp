@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/check_arch.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/registry.hpp"
@@ -22,12 +23,12 @@ void add_verify_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("verify",
                                      "Check the plan and its compiled kernels: only outputs and small scratch are written, "
                                      "no local memory, valid launches (exit 0 only if all hold; no GPU needed)");
-  cmd->add_option("SPEC", o->spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
-  cmd->add_option("--spec-text", o->spec.text, "The spec itself, as text; ';' separates lines");
+  add_spec_options(cmd, o->spec);
   cmd->add_option("--arch", o->arch, "Compile for this architecture (e.g. sm_89); default: the GPU's, or sm_90 without one");
   cmd->add_flag("--assume-finite", o->assume_finite, "Verify the plan without the guard");
   cmd->add_flag("--strict-fp32", o->strict_fp32, "Verify the strict-fp32 kernels (no TF32 matrix units)");
   registry()["verify"] = [o] {
+    if (!o->arch.empty()) check_arch(o->arch);
     LoadedSpec spec = load_spec(o->spec);
     LowerOptions lo;
     lo.assume_finite = o->assume_finite;

@@ -12,13 +12,32 @@
 #include <fmt/format.h>
 
 #include "fuseblock/io.hpp"
+#include "spec/limits.hpp"
 
 namespace fuseblock::cli {
+
+// At most one byte past the spec's size limit: parse_spec reports a longer spec, and a spec path
+// like /dev/zero (or an endless stdin) cannot make the CLI read forever.
+static std::string read_spec_text(std::istream& in) {
+  std::string text(spec::kMaxSpecBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
+void add_spec_options(CLI::App* cmd, SpecSource& spec) {
+  cmd->add_option("SPEC", spec.path, "Block spec file ('-' for stdin); default: KernelBench level-2 problem 83");
+  cmd->add_option("--spec-text", spec.text, "The spec itself, as text; ';' separates lines")
+      ->each([&spec](const std::string&) { spec.text_given = true; });
+}
 
 LoadedSpec load_spec(const SpecSource& src) {
   LoadedSpec s;
   std::string text, name;
-  if (!src.text.empty()) {
+  if (src.text_given && !src.path.empty())
+    throw UserError(fmt::format("both a spec file ('{}') and --spec-text are given", src.path),
+                    "give one of them; without either the default block runs");
+  if (src.text_given) {
     // On a command line, ';' separates lines: --spec-text 'input f32[1, 3, 8]; conv1d 4 3'.
     text = src.text, name = "<spec-text>";
     for (char& c : text)
@@ -28,12 +47,12 @@ LoadedSpec load_spec(const SpecSource& src) {
     text = kDefaultSpec, name = "<default>";
     s.description = "<default> (KernelBench level-2 problem 83)";
   } else if (src.path == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    text = read_spec_text(std::cin);
     name = "<stdin>", s.description = "<stdin>";
   } else {
     std::ifstream f(src.path, std::ios::binary);
     if (!f) throw UserError(fmt::format("cannot read the spec file '{}'", src.path), "check the path; run without SPEC for the default block");
-    text.assign(std::istreambuf_iterator<char>(f), {});
+    text = read_spec_text(f);
     name = src.path, s.description = src.path;
     s.folder = std::filesystem::path(src.path).parent_path().string();
   }
@@ -41,13 +60,15 @@ LoadedSpec load_spec(const SpecSource& src) {
   return s;
 }
 
-Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_file, std::string* what) {
+std::string params_file(const LoadedSpec& spec, const std::string& params_flag) {
+  if (!params_flag.empty() || spec.block.params.safetensors.empty()) return params_flag;
+  std::filesystem::path f(spec.block.params.safetensors);
+  return (f.is_relative() && !spec.folder.empty()) ? (std::filesystem::path(spec.folder) / f).string() : f.string();
+}
+
+Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_flag, std::string* what) {
   const Pipeline& p = plan.guard ? plan.fallback : plan.pipeline;
-  std::string file = params_file;
-  if (file.empty() && !spec.block.params.safetensors.empty()) {
-    std::filesystem::path f(spec.block.params.safetensors);
-    file = (f.is_relative() && !spec.folder.empty()) ? (std::filesystem::path(spec.folder) / f).string() : f.string();
-  }
+  const std::string file = params_file(spec, params_flag);
   if (!file.empty()) {
     *what = "loaded from " + file;
     return load_params(p, file);

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock::cli {
@@ -11,7 +13,10 @@ namespace fuseblock::cli {
 struct SpecSource {
   std::string path;  // empty: the embedded default block; "-": standard input
   std::string text;  // --spec-text
+  bool text_given = false;  // --spec-text was on the command line (an empty text is still a spec)
 };
+// The SPEC argument and --spec-text, which every subcommand takes.
+void add_spec_options(CLI::App* cmd, SpecSource& spec);
 
 struct LoadedSpec {
   Block block;
@@ -21,7 +26,9 @@ struct LoadedSpec {
 
 LoadedSpec load_spec(const SpecSource& src);
 // The block's parameters: --params FILE, else the spec's `params file=`, else init from a seed.
-Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_file, std::string* what);
+Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::string& params_flag, std::string* what);
+// The safetensors file those parameters come from ("" when they are drawn from a seed).
+std::string params_file(const LoadedSpec& spec, const std::string& params_flag);
 
 // tune, profile and verify work on the CUDA kernels, which are float32 only in this version: a
 // UserError for a bf16 or f16 block, naming the command and what runs such a block.

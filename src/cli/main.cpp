@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "fuseblock/fuseblock.hpp"
+#include "params/temp_files.hpp"
 #include "spec/op_table.hpp"
 
 int main(int argc, char** argv) {
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   fuseblock::cli::add_verify_command(app);
   fuseblock::cli::add_tune_command(app);
   fuseblock::cli::add_profile_command(app);
+  fuseblock::detail::remove_temp_files_on_signals();  // no half-written --output left behind
   try {
     app.parse(argc, argv);
     if (help_spec) {

@@ -10,6 +10,8 @@
 #include <cstring>
 
 #include "fuseblock/error.hpp"
+#include "ir/checked.hpp"
+#include "params/temp_files.hpp"
 
 namespace fuseblock::detail {
 namespace {
@@ -74,6 +76,7 @@ void write_file_atomically(const std::string& path, const std::vector<Chunk>& ch
   int fd = ::mkstemp(name.data());
   if (fd < 0) throw UserError(path + ": cannot create a temporary file in its folder: " + errno_text(errno));
   std::string tmp(name.data());
+  TempFileRegistration removed_if_interrupted(tmp);
   auto fail = [&](const std::string& what, int e) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());
@@ -108,13 +111,11 @@ void write_file_atomically(const std::string& path, const std::vector<Chunk>& ch
 }
 
 uint64_t checked_nbytes(const Shape& shape, uint64_t elem_size, const std::string& file, const std::string& what) {
-  int64_t n = static_cast<int64_t>(elem_size);
-  for (int64_t d : shape) {
+  for (int64_t d : shape)
     if (d < 0) throw UserError(file + ": " + what + " has a negative dimension in shape " + shape_str(shape));
-    if (__builtin_mul_overflow(n, d, &n))
-      throw UserError(file + ": " + what + " has shape " + shape_str(shape) + ", too large to address");
-  }
-  return static_cast<uint64_t>(n);
+  std::optional<int64_t> n = fuseblock::checked_nbytes(shape, static_cast<int64_t>(elem_size));
+  if (!n) throw UserError(file + ": " + what + " has shape " + shape_str(shape) + ", too large to address");
+  return static_cast<uint64_t>(*n);
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {

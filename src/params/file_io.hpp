@@ -41,6 +41,9 @@ uint64_t checked_nbytes(const Shape& shape, uint64_t elem_size, const std::strin
 
 bool ends_with(const std::string& s, const std::string& suffix);
 
+// The file a tensor path names: "x.safetensors:NAME" -> "x.safetensors" (tensor_io.cpp).
+std::string tensor_file(const std::string& tensor_path);
+
 // One tensor of a safetensors file; `name` empty means "the only one there is" (safetensors.cpp).
 Tensor load_safetensors_tensor(const std::string& path, const std::string& name);
 

@@ -10,6 +10,7 @@
 
 #include "fuseblock/error.hpp"
 #include "fuseblock/io.hpp"
+#include "ir/checked.hpp"
 #include "params/element_codec.hpp"
 #include "params/file_io.hpp"
 
@@ -21,6 +22,7 @@ static_assert(std::endian::native == std::endian::little, "tensor files are read
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicLen = 6;
 constexpr uint32_t kMaxHeaderLen = 1u << 20;  // numpy's own headers are a few hundred bytes
+constexpr size_t kMaxNesting = 64;             // tuples inside tuples in a header
 
 // A value of the Python literal subset that .npy headers use.
 struct PyValue {
@@ -31,7 +33,7 @@ struct PyValue {
   std::vector<PyValue> items;
 };
 
-// Recursive-descent parser over the header text; errors name the file and the offending spot.
+// A parser over the header text; errors name the file and the offending spot.
 class HeaderParser {
  public:
   HeaderParser(const std::string& text, const std::string& file) : s_(text), file_(file) {}
@@ -86,8 +88,50 @@ class HeaderParser {
     return true;
   }
 
+  // Iterative: open tuples and lists wait on a stack, so a header of tens of thousands of '('
+  // is an error message, not a stack overflow. Their depth is limited as well, since PyValue's
+  // destructor recurses (numpy writes depth 1, a shape; structured dtypes a few more).
   PyValue parse_value() {
-    skip_ws();
+    std::vector<PyValue> open;  // containers being filled, innermost last
+    std::vector<char> closers;  // the character that closes each
+    while (true) {
+      skip_ws();
+      PyValue v;
+      const char c = peek();
+      if (c == '(' || c == '[') {
+        if (open.size() >= kMaxNesting) fail("tuples nested more than " + std::to_string(kMaxNesting) + " deep");
+        ++pos_;
+        open.emplace_back().kind = PyValue::Tuple;
+        closers.push_back(c == '(' ? ')' : ']');
+        skip_ws();
+        if (peek() != closers.back()) continue;  // the first item follows
+        ++pos_;  // an empty one: complete at once
+        v = std::move(open.back());
+        open.pop_back(), closers.pop_back();
+      } else {
+        v = parse_scalar();
+      }
+      // v is complete: it joins the innermost open container, which may end here too.
+      while (true) {
+        if (open.empty()) return v;
+        open.back().items.push_back(std::move(v));
+        skip_ws();
+        const char close = closers.back();
+        if (peek() == ',') {
+          ++pos_;
+          skip_ws();
+          if (peek() != close) break;  // the next item follows
+        } else if (peek() != close) {
+          fail(std::string("expected ',' or '") + close + "'");
+        }
+        ++pos_;
+        v = std::move(open.back());
+        open.pop_back(), closers.pop_back();
+      }
+    }
+  }
+
+  PyValue parse_scalar() {
     PyValue v;
     char c = peek();
     if (c == '\'' || c == '"') {
@@ -100,33 +144,18 @@ class HeaderParser {
         v.str += s_[pos_++];
       }
       ++pos_;
-    } else if (c == '(' || c == '[') {
-      char close = (c == '(') ? ')' : ']';
-      v.kind = PyValue::Tuple;
-      ++pos_;
-      skip_ws();
-      while (peek() != close) {
-        v.items.push_back(parse_value());
-        skip_ws();
-        if (peek() == ',') {
-          ++pos_;
-          skip_ws();
-        } else if (peek() != close) {
-          fail(std::string("expected ',' or '") + close + "'");
-        }
-      }
-      ++pos_;
     } else if (c == '-' || (c >= '0' && c <= '9')) {
       v.kind = PyValue::Int;
       bool neg = (c == '-');
       if (neg) ++pos_;
       if (!(peek() >= '0' && peek() <= '9')) fail("expected a digit");
+      CheckedInt n = 0;
       while (peek() >= '0' && peek() <= '9') {
-        if (__builtin_mul_overflow(v.integer, 10, &v.integer) ||
-            __builtin_add_overflow(v.integer, peek() - '0', &v.integer))
-          fail("an integer too large");
+        n = n * 10 + (peek() - '0');
+        if (!n.ok()) fail("an integer too large");
         ++pos_;
       }
+      v.integer = n.value();
       if (peek() == 'L') ++pos_;  // Python 2 long suffix, written by old numpy versions
       if (neg) v.integer = -v.integer;
     } else if (take_word("True")) {

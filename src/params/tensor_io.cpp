@@ -29,6 +29,8 @@ TensorPath parse_tensor_path(const std::string& path) {
 
 }  // namespace
 
+std::string detail::tensor_file(const std::string& tensor_path) { return parse_tensor_path(tensor_path).file; }
+
 Tensor load_tensor(const std::string& path) {
   TensorPath tp = parse_tensor_path(path);
   if (tp.format == TensorPath::Npy) return load_npy(tp.file);

@@ -95,22 +95,25 @@ Range dropout_range(const Op& op, const Range& in) {
 
 }  // namespace
 
+Range op_range(const Op& op, const Range& in, bool assume_bounded_input, double conv_bound) {
+  switch (op.kind) {
+    case OpKind::Input: return any_value();
+    case OpKind::Conv: return assume_bounded_input ? Range{-conv_bound, conv_bound, false} : any_value();
+    case OpKind::GroupNorm: {
+      const int64_t group_size = numel(op.shape) / std::max<int64_t>(1, op.shape.at(0)) / op.norm.num_groups;
+      return group_norm_range(op, in, group_size, conv_bound);
+    }
+    case OpKind::Dropout: return dropout_range(op, in);
+    default: return pointwise_range(op, in);
+  }
+}
+
 Block infer_ranges(const Block& b, bool assume_bounded_input, double conv_bound) {
   Block r = b;
   r.assumes_bounded_input = assume_bounded_input;
   Range cur = any_value();
   for (Op& op : r.ops) {
-    switch (op.kind) {
-      case OpKind::Input: cur = any_value(); break;
-      case OpKind::Conv: cur = assume_bounded_input ? Range{-conv_bound, conv_bound, false} : any_value(); break;
-      case OpKind::GroupNorm: {
-        const int64_t group_size = numel(op.shape) / std::max<int64_t>(1, op.shape.at(0)) / op.norm.num_groups;
-        cur = group_norm_range(op, cur, group_size, conv_bound);
-        break;
-      }
-      case OpKind::Dropout: cur = dropout_range(op, cur); break;
-      default: cur = pointwise_range(op, cur); break;
-    }
+    cur = op_range(op, cur, assume_bounded_input, conv_bound);
     op.range = cur;
   }
   return r;

@@ -1,9 +1,27 @@
 // infer_shapes: output shape of every op, and the shape rules PyTorch enforces.
 #include <fmt/format.h>
 
+#include "ir/checked.hpp"
 #include "passes/passes.hpp"
 
 namespace fuseblock {
+
+// A tensor whose byte count (float32) does not fit in int64 cannot exist: a user error naming
+// the tensor, at the attribute `arg` (the op itself when empty).
+static void check_tensor_size(const Block& b, const Op& op, const char* arg, const std::string& tensor, const Shape& s) {
+  if (!checked_nbytes(s, sizeof(float)))
+    fail_at(b, op, arg, fmt::format("{} would have shape {}: more bytes than a 64-bit size can count", tensor, shape_str(s)),
+            "use smaller sizes");
+}
+
+// The input shape as given (a spec's input line, or an override from the Python API).
+static void check_input_shape(const Block& b, const Shape& in) {
+  for (size_t d = 0; d < in.size(); ++d)
+    if (in[d] < 0)
+      fail_at(b, b.input(), "shape", fmt::format("the input shape {} has a negative size at dimension {}", shape_str(in), d),
+              "sizes are >= 0");
+  check_tensor_size(b, b.input(), "shape", "the input", in);
+}
 
 static Shape conv_output_shape(const Block& b, const Op& op, const Shape& in) {
   const ConvAttrs& c = op.conv;
@@ -27,8 +45,19 @@ static Shape conv_output_shape(const Block& b, const Op& op, const Shape& in) {
     if (c.stride[d] < 1) fail_at(b, op, "stride", fmt::format("stride must be >= 1, got {}", c.stride[d]), "");
     if (c.dilation[d] < 1) fail_at(b, op, "dilation", fmt::format("dilation must be >= 1, got {}", c.dilation[d]), "");
     if (c.padding[d] < 0) fail_at(b, op, "padding", fmt::format("padding must be >= 0, got {}", c.padding[d]), "");
-    const int64_t span = c.dilation[d] * (c.kernel[d] - 1) + 1;
-    const int64_t padded = in[d + 2] + 2 * c.padding[d];
+    const CheckedInt span_c = CheckedInt(c.dilation[d]) * (CheckedInt(c.kernel[d]) - 1) + 1;
+    if (!span_c.ok())
+      fail_at(b, op, c.dilation[d] > 1 ? "dilation" : "kernel_size",
+              fmt::format("kernel_size={} with dilation={} spans more than a 64-bit size holds along the {} spatial dim",
+                          c.kernel[d], c.dilation[d], axis[d]),
+              "use a smaller kernel_size or dilation");
+    const CheckedInt padded_c = CheckedInt(in[d + 2]) + CheckedInt(c.padding[d]) * 2;
+    if (!padded_c.ok())
+      fail_at(b, op, "padding",
+              fmt::format("padding={} on an input of size {} along the {} spatial dim overflows a 64-bit size",
+                          c.padding[d], in[d + 2], axis[d]),
+              "use a padding below the input size");
+    const int64_t span = span_c.value(), padded = padded_c.value();
     if (padded < span)
       fail_at(b, op, "kernel_size",
               fmt::format("the kernel spans {} along the {} spatial dim, but the (padded) input {} has only {} there",
@@ -36,6 +65,10 @@ static Shape conv_output_shape(const Block& b, const Op& op, const Shape& in) {
               "use a smaller kernel_size or dilation, or more padding");
     out.push_back((padded - span) / c.stride[d] + 1);
   }
+  Shape weight{c.out_channels, in[1]};
+  for (size_t d = 0; d < static_cast<size_t>(c.dims); ++d) weight.push_back(c.kernel[d]);
+  check_tensor_size(b, op, "out_channels", "conv.weight", weight);
+  check_tensor_size(b, op, "", "the conv's output", out);
   return out;
 }
 
@@ -43,6 +76,7 @@ Block infer_shapes(const Block& b) {
   Block r = b;
   FB_ASSERT(!r.ops.empty() && r.ops[0].kind == OpKind::Input, "a block starts with its input");
   Shape cur = r.ops[0].shape;
+  check_input_shape(r, cur);
   for (size_t i = 1; i < r.ops.size(); ++i) {
     Op& op = r.ops[i];
     op.dtype = r.ops[0].dtype;  // every value is stored in the input's type, as in a model .to(dtype)

@@ -55,52 +55,68 @@ Op make_fill(const Op& replaced, float value) {
   return fill;
 }
 
-// One rewrite, or false when none applies.
-bool rewrite_once(Block& b) {
-  for (size_t i = 1; i < b.ops.size(); ++i) {
-    Op& op = b.ops[i];
-    const Range& in = b.ops[i - 1].range;
-    // Dropout is x * mask * scale: the identity when off, and on a constant zero (no NaN, no
-    // Inf) every element stays zero whatever the mask.
-    if (op.kind == OpKind::Dropout && (op.dropout.is_identity() || (in.is_constant() && in.lo == 0.0))) {
-      b.ops.erase(b.ops.begin() + static_cast<long>(i));
+// One rewrite of the last op of `ops` (whose prefix is already simplified, with its ranges),
+// or false when none applies. Only the last op and the one before it can change: the ranges
+// flow forward, so nothing after an op decides what happens to it.
+bool rewrite_last(std::vector<Op>& ops, bool bounded, double conv_bound) {
+  if (ops.size() < 2) return false;
+  Op& op = ops.back();
+  Op& prev = ops[ops.size() - 2];
+  const Range& in = prev.range;
+  // Dropout is x * mask * scale: the identity when off, and on a constant zero (no NaN, no
+  // Inf) every element stays zero whatever the mask.
+  if (op.kind == OpKind::Dropout && (op.dropout.is_identity() || (in.is_constant() && in.lo == 0.0))) {
+    ops.pop_back();
+    return true;
+  }
+  if (!is_pointwise(op.kind)) return false;
+  if (op.kind != OpKind::Fill) {
+    if (op.range.is_constant()) {
+      // A constant zero whose ends disagree on the sign (y * 0 over y of both signs) is +0.
+      const double v = (op.range.lo == 0.0 && std::signbit(op.range.lo) != std::signbit(op.range.hi)) ? 0.0 : op.range.lo;
+      op = make_fill(op, f32(v));
+      op.range = op_range(op, in, bounded, conv_bound);
       return true;
     }
-    if (!is_pointwise(op.kind)) continue;
-    if (op.kind != OpKind::Fill) {
-      if (op.range.is_constant()) {
-        // A constant zero whose ends disagree on the sign (y * 0 over y of both signs) is +0.
-        const double v = (op.range.lo == 0.0 && std::signbit(op.range.lo) != std::signbit(op.range.hi)) ? 0.0 : op.range.lo;
-        op = make_fill(op, f32(v));
-        return true;
-      }
-      if (op.range.nan && op.range.lo > op.range.hi) {  // NaN whatever comes in
-        op = make_fill(op, std::nanf(""));
-        return true;
-      }
-    }
-    if (is_exact_identity(op) || is_identity_on(op, in)) {
-      b.ops.erase(b.ops.begin() + static_cast<long>(i));
+    if (op.range.nan && op.range.lo > op.range.hi) {  // NaN whatever comes in
+      op = make_fill(op, std::nanf(""));
+      op.range = op_range(op, in, bounded, conv_bound);
       return true;
     }
-    const Op& prev = b.ops[i - 1];
-    if ((op.kind == OpKind::Minimum || op.kind == OpKind::Maximum) && prev.kind == op.kind &&
-        !std::isnan(op.pw.a) && !std::isnan(prev.pw.a)) {
-      Op merged = prev;
-      merged.pw.a = op.kind == OpKind::Minimum ? std::fmin(prev.pw.a, op.pw.a) : std::fmax(prev.pw.a, op.pw.a);
-      b.ops[i - 1] = merged;
-      b.ops.erase(b.ops.begin() + static_cast<long>(i));
-      return true;
-    }
+  }
+  if (is_exact_identity(op) || is_identity_on(op, in)) {
+    ops.pop_back();
+    return true;
+  }
+  if ((op.kind == OpKind::Minimum || op.kind == OpKind::Maximum) && prev.kind == op.kind &&
+      !std::isnan(op.pw.a) && !std::isnan(prev.pw.a)) {
+    prev.pw.a = op.kind == OpKind::Minimum ? std::fmin(prev.pw.a, op.pw.a) : std::fmax(prev.pw.a, op.pw.a);
+    ops.pop_back();
+    // prev is now the last op; its input is unchanged, its own range is not.
+    prev.range = op_range(prev, ops.size() >= 2 ? ops[ops.size() - 2].range : Range{}, bounded, conv_bound);
+    return true;
   }
   return false;
 }
 
 }  // namespace
 
+// Each op is appended to the simplified prefix with its range from the prefix's last op, then
+// rewritten until no rule applies. Every rewrite removes an op or turns one into a Fill (which
+// no rule rewrites again), so the walk does O(ops) work; re-running infer_ranges after every
+// rewrite, as this pass once did, made planning quadratic in the chain's length.
 Block simplify(const Block& b, double conv_bound) {
   Block r = b;
-  for (int guard = 0; guard < 1000 && rewrite_once(r); ++guard) r = infer_ranges(r, r.assumes_bounded_input, conv_bound);
+  const bool bounded = r.assumes_bounded_input;
+  std::vector<Op> ops;
+  ops.reserve(r.ops.size());
+  for (Op& op : r.ops) {
+    if (!ops.empty()) op.range = op_range(op, ops.back().range, bounded, conv_bound);
+    ops.push_back(std::move(op));
+    while (rewrite_last(ops, bounded, conv_bound)) {
+    }
+  }
+  r.ops = std::move(ops);
   return r;
 }
 

@@ -12,6 +12,7 @@
 #include "fuseblock/fuseblock.hpp"
 #include "python/array_convert.hpp"
 #include "python/compiled_block.hpp"
+#include "spec/limits.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -41,6 +42,12 @@ nb::dict conv_geometry(const ConvAttrs& c) {
   return d;
 }
 
+// A message as a Python str; bytes that are not UTF-8 (a file name, a quoted word from the input)
+// become U+FFFD rather than turning the user's error into a UnicodeDecodeError.
+nb::str text(const std::string& s) {
+  return nb::steal<nb::str>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
+}
+
 // UserError -> fuseblock.UserError (a ValueError) whose message is the formatted error
 // ("spec:3:14: error: ...\n  hint: ...") and whose attributes give the parts.
 void register_errors(nb::module_& m) {
@@ -59,11 +66,11 @@ void register_errors(nb::module_& m) {
     try {
       std::rethrow_exception(p);
     } catch (const UserError& e) {
-      nb::object exc = nb::handle(user_error)(e.formatted());
+      nb::object exc = nb::handle(user_error)(text(e.formatted()));
       exc.attr("line") = e.loc().line;
       exc.attr("col") = e.loc().col;
-      exc.attr("hint") = e.hint();
-      exc.attr("message") = std::string(e.what());
+      exc.attr("hint") = text(e.hint());
+      exc.attr("message") = text(e.what());
       PyErr_SetObject(user_error, exc.ptr());
     } catch (const InternalError& e) {
       PyErr_SetString(internal_error, e.what());
@@ -96,6 +103,7 @@ NB_MODULE(_core, m) {
   register_errors(m);
 
   m.def("default_spec", [] { return std::string(kDefaultSpec); });
+  m.attr("max_spec_bytes") = spec::kMaxSpecBytes;
   m.def(
       "resolve_device",
       [](const std::string& device) {

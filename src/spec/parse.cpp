@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "fuseblock/fuseblock.hpp"
+#include "spec/limits.hpp"
 #include "spec/op_table.hpp"
 #include "spec/tokenize.hpp"
 
@@ -115,6 +116,14 @@ std::optional<int64_t> to_int(const std::string& s) {
   return v;
 }
 
+// The message for a word to_int rejected: an integer past int64's range is not "not an integer".
+std::string int_error(const std::string& text, const std::string& otherwise) {
+  int64_t v;
+  if (std::from_chars(text.data(), text.data() + text.size(), v).ec == std::errc::result_out_of_range)
+    return fmt::format("{} does not fit in a 64-bit integer (at most {})", text, std::numeric_limits<int64_t>::max());
+  return otherwise;
+}
+
 // Reads the arguments of one op line into `op`, against the op's ArgSpec list.
 class ArgReader {
  public:
@@ -178,7 +187,7 @@ class ArgReader {
     if (!has(name)) return dflt;
     const Token& t = scalar(name);
     auto v = to_int(t.text);
-    if (!v) lp_.fail(t.col, fmt::format("'{}' expects an integer, got '{}'", name, t.text));
+    if (!v) lp_.fail(t.col, int_error(t.text, fmt::format("'{}' expects an integer, got '{}'", name, t.text)));
     return *v;
   }
 
@@ -201,7 +210,7 @@ class ArgReader {
     const RawArg& a = given_.at(name);
     if (a.values.size() == 1 && !a.is_tuple) {
       auto v = to_int(a.values[0].text);
-      if (!v) lp_.fail(a.values[0].col, fmt::format("'{}' expects an integer or a tuple of {}, got '{}'", name, dims, a.values[0].text));
+      if (!v) lp_.fail(a.values[0].col, int_error(a.values[0].text, fmt::format("'{}' expects an integer or a tuple of {}, got '{}'", name, dims, a.values[0].text)));
       out = {*v, *v, *v};
       return out;
     }
@@ -210,7 +219,7 @@ class ArgReader {
                fmt::format("write {}={} or a tuple of {} integers", name, dflt, dims));
     for (int d = 0; d < dims; ++d) {
       auto v = to_int(a.values[static_cast<size_t>(d)].text);
-      if (!v) lp_.fail(a.values[static_cast<size_t>(d)].col, fmt::format("'{}' expects integers, got '{}'", name, a.values[static_cast<size_t>(d)].text));
+      if (!v) lp_.fail(a.values[static_cast<size_t>(d)].col, int_error(a.values[static_cast<size_t>(d)].text, fmt::format("'{}' expects integers, got '{}'", name, a.values[static_cast<size_t>(d)].text)));
       out[static_cast<size_t>(d)] = *v;
     }
     return out;
@@ -270,6 +279,10 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
     case OpKind::LeakyRelu: pw.a = r.f("negative_slope", 0.01), pw.has_a = true; break;
     case OpKind::Hardtanh:
       pw.a = r.f("min_val", -1.0), pw.b = r.f("max_val", 1.0), pw.has_a = pw.has_b = true;
+      if (!(pw.b > pw.a))  // nn.Hardtanh asserts max_val > min_val (NaN bounds fail it too)
+        lp.fail(r.has("max_val") ? r.loc("max_val").col : lp.keyword().col,
+                fmt::format("hardtanh needs max_val > min_val, got min_val={} max_val={}", pw.a, pw.b),
+                "as nn.Hardtanh; for min > max as torch.clamp computes it, write clamp min=... max=...");
       break;
     case OpKind::Softplus: pw.a = r.f("beta", 1.0), pw.b = r.f("threshold", 20.0), pw.has_a = pw.has_b = true; break;
     case OpKind::Gelu: {
@@ -318,7 +331,7 @@ Op parse_input(LineParser& lp) {
   if (args.size() != 1 || !args[0].is_tuple) lp.fail(t[2].col, "unexpected text after the input shape", hint);
   for (const Token& v : args[0].values) {
     auto n = to_int(v.text);
-    if (!n || *n < 0) lp.fail(v.col, fmt::format("a dimension must be a non-negative integer, got '{}'", v.text));
+    if (!n || *n < 0) lp.fail(v.col, int_error(v.text, fmt::format("a dimension must be a non-negative integer, got '{}'", v.text)));
     op.shape.push_back(*n);
   }
   if (op.shape.size() < 3 || op.shape.size() > 5)
@@ -330,6 +343,9 @@ Op parse_input(LineParser& lp) {
 void parse_params(LineParser& lp, ParamSource& ps) {
   static const spec::OpSpec params_spec{"params", OpKind::Input, 0,
                                         {{"seed", ArgType::Int, false}, {"file", ArgType::Word, false}}, ""};
+  if (ps.loc.known())
+    lp.fail(lp.keyword().col, fmt::format("params is given twice: first at line {}, column {}", ps.loc.line, ps.loc.col),
+            "keep one params line");
   ArgReader r(lp, params_spec, lp.parse_args(1));
   if (r.has("seed") && r.has("file")) lp.fail(r.loc("file").col, "params takes seed= or file=, not both");
   int64_t seed = r.i("seed", 0);
@@ -345,6 +361,9 @@ const char* stage_rule =
 }  // namespace
 
 Block parse_spec(std::string_view text, const std::string& source_name) {
+  if (text.size() > spec::kMaxSpecBytes)
+    throw UserError(fmt::format("the spec has more than {} bytes (1 MiB), the most fuseblock reads", spec::kMaxSpecBytes),
+                    "a block spec is a few lines: input, conv, group_norm, pointwise ops, dropout", {1, 1}, source_name);
   Block b;
   b.source_name = source_name;
   Stage stage = Stage::Start;
@@ -365,6 +384,9 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
     last_loc = lp.at(kw.col);
     if (kw.kind != Token::Word) lp.fail(kw.col, fmt::format("a line must start with an op name, found '{}'", kw.text), stage_rule);
     if (kw.text == "params") { parse_params(lp, b.params); continue; }
+    if (b.ops.size() >= spec::kMaxOps)
+      lp.fail(kw.col, fmt::format("the block has more than {} ops, the most fuseblock plans", spec::kMaxOps),
+              "merge the pointwise ops, or split the block");
     if (kw.text == "input") {
       if (stage != Stage::Start) lp.fail(kw.col, "the input is declared twice, or after an op", stage_rule);
       b.ops.push_back(parse_input(lp));

@@ -1,6 +1,7 @@
 #include "spec/tokenize.hpp"
 
 #include <cctype>
+#include <cstdio>
 
 #include "fuseblock/error.hpp"
 
@@ -9,6 +10,16 @@ namespace fuseblock::spec {
 static bool is_word_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-' || c == '+' ||
          c == '/' || c == ':' || c == '~';
+}
+
+// A character as an error message shows it: itself when printable ASCII, else its byte in hex,
+// so that the message stays valid UTF-8 (Python decodes it) and a control byte cannot garble a terminal.
+static std::string shown(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (u >= 0x20 && u < 0x7f) return std::string(1, c);
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "\\x%02x", u);
+  return buf;
 }
 
 std::vector<Token> tokenize_line(std::string_view line, int line_no, const std::string& source_name) {
@@ -34,7 +45,7 @@ std::vector<Token> tokenize_line(std::string_view line, int line_no, const std::
       continue;
     }
     if (!is_word_char(c))
-      throw UserError(std::string("unexpected character '") + c + "'",
+      throw UserError("unexpected character '" + shown(c) + "'",
                       "a spec line is: op name, then arguments like name=value (see `fuseblock --help-spec`)",
                       {line_no, col}, source_name);
     size_t start = i;
