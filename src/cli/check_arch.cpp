@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "cuda/nvrtc_compile.hpp"
+#include "cuda/runtime/nvrtc_compile.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cli {
