@@ -24,6 +24,7 @@ Selection select_strategy(const ConvProblem& problem, const DeviceLimits& device
     }
     c.config = st->configs(problem).front();
     const LaunchProgram prog = st->build(problem, c.config);
+    c.config_text = prog.config;
     const double floor = launch_floor_ms(prog, prog.tensor_cores);
     c.cost_ms = floor / st->measured_efficiency();
     c.why = fmt::format(
@@ -51,6 +52,7 @@ Selection select_strategy(const ConvProblem& problem, const DeviceLimits& device
       const std::vector<ConvTuning> cfgs = supported[i].strategy->configs(problem);
       if (std::find(cfgs.begin(), cfgs.end(), tuned->config) == cfgs.end()) break;  // stale: not a config it has
       s.candidates[i].config = tuned->config;
+      s.candidates[i].config_text = describe(tuned->config);
       s.chosen = i;
       s.chosen_by = "tuning cache (fuseblock tune measured it on this device)";
       break;
@@ -77,7 +79,7 @@ std::string Selection::text() const {
                      i == chosen  ? "*"
                      : c.rejected ? "x"
                                   : " ",
-                     c.strategy->name(), c.rejected ? c.why : fmt::format("[{}] {}", describe(c.config), c.why));
+                     c.strategy->name(), c.rejected ? c.why : fmt::format("[{}] {}", c.config_text, c.why));
   }
   s += fmt::format("chosen: {} (by {})\n", winner().strategy->name(), chosen_by);
   return s;

@@ -16,6 +16,7 @@ namespace fuseblock::cuda {
 struct Candidate {
   const ConvStrategy* strategy = nullptr;
   ConvTuning config;
+  std::string config_text;              // the config as its program describes it
   std::optional<std::string> rejected;  // why it cannot run (unsupported), when it cannot
   double cost_ms = 0;                   // the cost model's estimate (supported ones)
   std::string why;                      // why it ranks where it does, in words
