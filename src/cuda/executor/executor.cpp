@@ -11,11 +11,11 @@
 #include <map>
 #include <mutex>
 
+#include "cuda/codegen/emit_program_options.hpp"
 #include "cuda/runtime/cubin_cache.hpp"
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/runtime/driver_api.hpp"
 #include "cuda/strategies/constant_fill/emit_fill.hpp"
-#include "cuda/codegen/emit_program_options.hpp"
 #include "fuseblock/error.hpp"
 #include "tune/tuning_key.hpp"
 

@@ -48,9 +48,9 @@ void add_dropout_state(SourceWriter& w, LaunchProgram& prog, const DropoutAttrs&
   if (d.is_identity()) return;
   emit_dropout_state_kernels(w);
   prog.buffers.push_back({BufferRole::DropoutState, BufferKind::Scratch, 16});
-  Step seed = kernel_step("fb_dropout_seed", 32, 0, Grid{},
-                          {Arg::buffer(BufferRole::DropoutState), Arg::scalar(ArgKind::DropoutSeed),
-                           Arg::scalar(ArgKind::DropoutOffset)});
+  Step seed = kernel_step(
+      "fb_dropout_seed", 32, 0, Grid{},
+      {Arg::buffer(BufferRole::DropoutState), Arg::scalar(ArgKind::DropoutSeed), Arg::scalar(ArgKind::DropoutOffset)});
   seed.when = StepWhen::ExplicitDropoutSeeds;
   seed.writes = {BufferRole::DropoutState};
   seed.note = "writes the caller's explicit (seed, offset) into the device state";

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "cuda/strategies/program_parts.hpp"
+#include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {
@@ -88,10 +88,9 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
   if (p.norm->affine) fin.reads.push_back(R::NormWeight), fin.reads.push_back(R::NormBias);
   fin.writes = {R::NormShift};
   fin.note = "merges the partials in double; per-(n, c) a, b of y = a * conv + b";
-  Step out = kernel_step(
-      names.output, static_cast<unsigned>(g.threads), lean_output_smem_bytes(g), runs,
-      {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::NormShift), Arg::buffer(R::Output),
-       Arg::scalar(ArgKind::BlocksPerSample), Arg::buffer(R::DropoutState)});
+  Step out = kernel_step(names.output, static_cast<unsigned>(g.threads), lean_output_smem_bytes(g), runs,
+                         {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::NormShift),
+                          Arg::buffer(R::Output), Arg::scalar(ArgKind::BlocksPerSample), Arg::buffer(R::DropoutState)});
   out.reads = {R::Input, R::ConvWeight, R::NormShift};
   if (!p.dropout.is_identity()) out.reads.push_back(R::DropoutState);
   out.writes = {R::Output};
@@ -103,8 +102,8 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
   return prog;
 }
 
-// Measured on an H100 (problem83_silu, TF32, 2026-11-24): 0.562 ms against a
-// cost-model floor of 0.175 ms (docs/benchmarks.md).
+// Measured by `fuseblock tune` on an H200 (problem83_silu, TF32, 2026-11-30): 0.571 ms against a
+// cost-model floor of 0.176 ms (docs/benchmarks.md; on an H100 0.562 ms).
 double RecomputeSampleRuns::measured_efficiency() const { return 0.31; }
 
 }  // namespace fuseblock::cuda

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 #include "cuda/strategies/program_parts.hpp"
+#include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {
@@ -68,11 +68,10 @@ void append_recompute_two_pass(SourceWriter& w, LaunchProgram& prog, const Pipel
     prog.steps.push_back(stats);
     prog.steps.push_back(fin);
   }
-  Step out = kernel_step(
-      names.output, static_cast<unsigned>(g.threads), g.smem_bytes(), tiles,
-      {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::ConvBias), Arg::buffer(R::NormScale),
-       Arg::buffer(R::NormMean), Arg::buffer(R::NormBias), Arg::buffer(R::Output), flags,
-       Arg::buffer(R::DropoutState)});
+  Step out = kernel_step(names.output, static_cast<unsigned>(g.threads), g.smem_bytes(), tiles,
+                         {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::ConvBias),
+                          Arg::buffer(R::NormScale), Arg::buffer(R::NormMean), Arg::buffer(R::NormBias),
+                          Arg::buffer(R::Output), flags, Arg::buffer(R::DropoutState)});
   out.reads = conv_reads(cp);
   if (norm) {
     out.reads.push_back(R::NormScale), out.reads.push_back(R::NormMean);
@@ -146,8 +145,8 @@ LaunchProgram RecomputeTwoPass::build(const ConvProblem& problem, const ConvTuni
   return prog;
 }
 
-// Measured on an H100 (problem83_silu, TF32, 2026-11-24): 0.956 ms against a
-// cost-model floor of 0.175 ms (docs/benchmarks.md).
-double RecomputeTwoPass::measured_efficiency() const { return 0.18; }
+// Measured by `fuseblock tune` on an H200 (problem83_silu, TF32, 2026-11-30): 0.902 ms against a
+// cost-model floor of 0.1755 ms (docs/benchmarks.md; on an H100 0.956 ms).
+double RecomputeTwoPass::measured_efficiency() const { return 0.19; }
 
 }  // namespace fuseblock::cuda
