@@ -10,13 +10,13 @@
 // one constant: a memset writes it and fb_guard does the read half alone.
 #include "cuda/strategies/constant_fill/emit_fill.hpp"
 
-#include <fmt/format.h>
-
-#include <algorithm>
-
 #include "cuda/codegen/emit_common.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/error.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
 
 namespace fuseblock::cuda {
 namespace {
@@ -86,9 +86,7 @@ void emit_guard_kernel(SourceWriter& w, const Plan& plan) {
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path guard: per-sample |x| <= bound, input read once; the output is a memset ----");
-  w.line(
-      "extern \"C\" __global__ void __launch_bounds__(256) fb_guard(const float* __restrict__ x, int* __restrict__ "
-      "flags,");
+  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_guard(const float* __restrict__ x, int* __restrict__ flags,");
   w.line("    float bound, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
   w.line("  constexpr int U = {};", kUnroll);
@@ -108,9 +106,7 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
          guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
-  w.line(
-      "extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ "
-      "y,");
+  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,");
   w.line("    int* __restrict__ flags, float bound, const unsigned long long* __restrict__ dropout_state,");
   w.line("    long long q_per_block, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);

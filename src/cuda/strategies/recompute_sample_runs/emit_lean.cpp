@@ -15,7 +15,7 @@ namespace {
 
 int64_t junk_floats(const ConvGeometry& g) { return 32 * g.warps; }  // lean_kernels.cuh's JUNK_FLOATS
 int64_t b_table_floats(const ConvGeometry& g) { return g.ksteps * g.ntiles_n * 32 * 2; }  // the B table
-int64_t window_floats(const ConvGeometry& g) { return g.cin * g.xcp; }                    // one window buffer
+int64_t window_floats(const ConvGeometry& g) { return g.cin * g.xcp; }  // one window buffer
 int64_t ao_floats(const ConvGeometry& g) { return g.ksteps * 8; }
 
 // This path runs only with TF32 allowed, where the conv's inputs are rounded to 10 mantissa bits
@@ -24,8 +24,7 @@ int64_t ao_floats(const ConvGeometry& g) { return g.ksteps * 8; }
 // relative near |x| = 88), and __fdividef gives 0 where 1 + exp(-x) lies in (2^126, 2^128), i.e.
 // silu(x) = -0 instead of about -1e-36 for x in (-88.7, -87.3); NaN and +-Inf as the exact
 // formula. Measured on an H100: 0.07 ms of the 0.64 ms run (dev v7e).
-const char* kTf32Math =
-    R"(// SiLU and sigmoid on the TF32 path: __expf and __fdividef (NaN, +-Inf as x / (1 + exp(-x))).
+const char* kTf32Math = R"(// SiLU and sigmoid on the TF32 path: __expf and __fdividef (NaN, +-Inf as x / (1 + exp(-x))).
 __device__ __forceinline__ float fbl_silu_tf32(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 __device__ __forceinline__ float fbl_sigmoid_tf32(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 )";
@@ -38,9 +37,9 @@ bool lean_path_applies(const ConvGeometry& g, const Pipeline& p, bool gated) {
     if (g.s[i] != 1 || g.pad[i] != 0 || g.dil[i] != 1) return false;
   const int64_t ow = g.out[2], iw = g.in[2];
   return g.tiles_w == 1 && g.tw >= ow && g.xw >= iw && iw % 4 == 0 && g.threads % (iw / 4) == 0 &&
-         g.td * g.tiles_d == g.out[0] && g.mpw == g.ws && g.warps == g.td * g.th && g.ct == g.cout && g.cout == 16 &&
-         g.ntiles_n == 2 && (g.out[1] * ow) % 4 == 0 && (g.th * ow) % 4 == 0 && g.xwp % 4 == 0 && g.xpp % 4 == 0 &&
-         g.xcp % 4 == 0;
+         g.td * g.tiles_d == g.out[0] && g.mpw == g.ws && g.warps == g.td * g.th && g.ct == g.cout &&
+         g.cout == 16 && g.ntiles_n == 2 && (g.out[1] * ow) % 4 == 0 && (g.th * ow) % 4 == 0 && g.xwp % 4 == 0 &&
+         g.xpp % 4 == 0 && g.xcp % 4 == 0;
 }
 
 int64_t lean_staging_pitch(const ConvGeometry& g) {
@@ -55,8 +54,7 @@ size_t lean_stats_smem_bytes(const ConvGeometry& g) {
 
 size_t lean_output_smem_bytes(const ConvGeometry& g) {
   return static_cast<size_t>(window_floats(g) + g.cout * lean_staging_pitch(g) + junk_floats(g) + ao_floats(g) +
-                             b_table_floats(g)) *
-         4;  // one window buffer
+                             b_table_floats(g)) * 4;  // one window buffer
 }
 
 int64_t lean_max_blocks_per_sample(const ConvGeometry& g) {
@@ -74,9 +72,7 @@ void emit_lean_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g
   emit_mma_helpers(w);
   w.blank();
   w.raw(kTf32Math);
-  w.line(
-      "// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the "
-      "chain.");
+  w.line("// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.");
   w.open("__device__ __forceinline__ float fb_finish(float v, float a, float m, float b)");
   w.line("float r = fmaf(v - m, a, b);");
   emit_chain(w, p.chain, "r", /*tf32_math=*/true);

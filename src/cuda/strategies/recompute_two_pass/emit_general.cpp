@@ -76,8 +76,7 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
     FB_ASSERT(groups > 0 && g.cout % groups == 0, "group count must divide the channels");
     w.line("// Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.");
     // (256, 1): with (256) alone ptxas aimed at 8 blocks per SM, capped the kernel at 32 registers and spilled.
-    w.line(
-        "extern \"C\" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,");
+    w.line("extern \"C\" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,");
     w.line("    const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,");
     w.line("    const int* __restrict__ flags) {{");
     if (gated) emit_wait_for_previous_grid(w);
