@@ -85,10 +85,7 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
 
 def _run_cuda(block, x, params, stream, allow_tf32, state=None):
     device = x.device
-    ordinal = _core.cuda_device_ordinal()
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index != ordinal:
-        raise ValueError(f"fuseblock runs on cuda:{ordinal} (FUSEBLOCK_CUDA_DEVICE), but x is on cuda:{index}")
+    index = device.index if device.index is not None else torch.cuda.current_device()  # cuda:N, any N
     block.check_param_shapes({k: list(t.shape) for k, t in params.items()})
     x = x.detach().contiguous()
     if x.data_ptr() % 16:  # the kernels load 16-byte vectors: an offset view gets a fresh copy
@@ -99,13 +96,13 @@ def _run_cuda(block, x, params, stream, allow_tf32, state=None):
         return y
     # Scratch from PyTorch's allocator on the current stream: freed when this returns, reused
     # only by work ordered after the kernels on that stream.
-    scratch = torch.empty(block.cuda_scratch_bytes(allow_tf32), dtype=torch.uint8, device=device)
+    scratch = torch.empty(block.cuda_scratch_bytes(allow_tf32, index), dtype=torch.uint8, device=device)
     bound = _guard_bound(block, params) if block.guarded else 0.0
     ptr = lambda name: on_device[name].data_ptr() if name in on_device else 0  # noqa: E731
     block.launch_cuda(x.data_ptr(), y.data_ptr(), ptr("conv.weight"), ptr("conv.bias"), ptr("norm.weight"),
                       ptr("norm.bias"), scratch.data_ptr() if scratch.numel() else 0,
                       torch.cuda.current_stream(device).cuda_stream, allow_tf32, stream, bound,
-                      state.data_ptr() if state is not None else 0)
+                      state.data_ptr() if state is not None else 0, index)
     return y
 
 

@@ -55,29 +55,30 @@ class CompiledBlock {
 
   // The CUDA path on device pointers (compiled_block_cuda.cpp): the caller owns every buffer,
   // x and y 16-byte aligned, and `stream` orders the work; nothing is copied or synchronised.
-  // The executor is built (NVRTC, cubin cache) on first use and kept, per TF32 setting.
-  size_t cuda_scratch_bytes(bool allow_tf32) const;
+  // The executor is built (NVRTC, cubin cache) on first use and kept, per device and TF32
+  // setting. `device` is the CUDA ordinal of the tensors (cuda:N): its primary context is used.
+  size_t cuda_scratch_bytes(bool allow_tf32, int device) const;
   // What the guard's kernels compare |x| with, from the parameters' values (host copies).
   double guard_bound(const Params& params) const;
   // tensors.dropout_state, when set, is the (seed, offset) the caller drew on the device for this
   // call (read by the kernels when they run, so a captured graph reads each replay's draw);
   // else `dropout` (or the spec's seed and offset) is used.
   void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
-                   const std::optional<DropoutStream>& dropout, double guard_bound) const;
+                   const std::optional<DropoutStream>& dropout, double guard_bound, int device) const;
 
  private:
   // The pipeline whose parameter shapes are checked: the exact fallback when there is a guard
   // (the fill path reads no parameter, but a failing sample runs the exact pipeline).
   const Pipeline& param_pipeline() const { return plan_.guard ? plan_.fallback : plan_.pipeline; }
 
-  std::shared_ptr<const cuda::Executor> executor(bool allow_tf32) const;
+  std::shared_ptr<const cuda::Executor> executor(bool allow_tf32, int device) const;
 
   Block block_;
   LowerOptions lower_options_;
   Plan plan_;
   std::string folder_;
   mutable std::mutex executor_mu_;
-  mutable std::shared_ptr<const cuda::Executor> executors_[2];  // [allow_tf32]
+  mutable std::map<std::pair<int, bool>, std::shared_ptr<const cuda::Executor>> executors_;  // (device, tf32)
 };
 
 

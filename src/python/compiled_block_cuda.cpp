@@ -7,16 +7,19 @@
 
 namespace fuseblock::python {
 
-std::shared_ptr<const cuda::Executor> CompiledBlock::executor(bool allow_tf32) const {
-  // executor_for() keys its process-wide cache by the emitted program text; keeping the result
-  // here spares every call that emission.
+std::shared_ptr<const cuda::Executor> CompiledBlock::executor(bool allow_tf32, int device) const {
+  // executor_for() keys its process-wide cache by the device and the program text; keeping the
+  // result here spares every call that emission. The device's context is current on return.
+  cuda::use_device(device);
   std::lock_guard<std::mutex> lock(executor_mu_);
-  auto& slot = executors_[allow_tf32 ? 1 : 0];
+  auto& slot = executors_[{device, allow_tf32}];
   if (!slot) slot = cuda::executor_for(plan_, allow_tf32);
   return slot;
 }
 
-size_t CompiledBlock::cuda_scratch_bytes(bool allow_tf32) const { return executor(allow_tf32)->scratch_bytes(); }
+size_t CompiledBlock::cuda_scratch_bytes(bool allow_tf32, int device) const {
+  return executor(allow_tf32, device)->scratch_bytes();
+}
 
 double CompiledBlock::guard_bound(const Params& params) const {
   return plan_.guard ? guard_input_bound(params, plan_.guard->conv_output_bound) : 0.0;
@@ -24,14 +27,14 @@ double CompiledBlock::guard_bound(const Params& params) const {
 
 void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream,
                                 bool allow_tf32, const std::optional<DropoutStream>& dropout,
-                                double guard_bound) const {
+                                double guard_bound, int device) const {
   // The CUDA kernels are float32 only in this version; device memory of another type would be misread.
   const DType storage = plan_.pipeline.types.storage;
   if (storage != DType::F32)
     throw UserError(fmt::format("{} storage runs on the CPU backend only in this version", dtype_name(storage)),
                     "run the block on the CPU (device=\"cpu\")");
-  cuda::use_device();  // the primary context, current on this thread (PyTorch's context too)
-  std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32);
+  // The device's primary context, made current on this thread (PyTorch's context too).
+  std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32, device);
   cuda::RunArgs args;
   args.seed = dropout ? dropout->seed : plan_.pipeline.dropout.seed;
   args.offset = dropout ? dropout->offset : plan_.pipeline.dropout.offset;

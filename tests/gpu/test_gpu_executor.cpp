@@ -5,6 +5,7 @@
 
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/executor/executor.hpp"
+#include "cuda/runtime/driver_api.hpp"
 #include "gpu_support.hpp"
 #include "random_blocks.hpp"
 
@@ -47,6 +48,31 @@ TEST(GpuExecutor, ThreadsRunPlansConcurrently) {
   for (auto& t : threads) t.join();
   for (size_t i = 0; i < blocks.size(); ++i)
     EXPECT_EQ(0, std::memcmp(alone[i].data(), together[i].data(), static_cast<size_t>(alone[i].numel()) * 4)) << i;
+}
+
+TEST(GpuExecutor, EveryDeviceByOrdinalAndAClearErrorPastTheLast) {
+  REQUIRE_GPU();
+  int count = 0;
+  FB_CU(cuDeviceGetCount(&count));
+  const Plan plan = lower(parse_spec("input f32[2, 3, 6, 9, 10]\nconv3d 8 3\ngroup_norm 4\nsilu\n", "dev"));
+  const Params params = init_params(plan.pipeline, 3);
+  const Tensor x = uniform_tensor(plan.pipeline.input_shape, 4);
+  const Tensor want = run_cpu(plan, params, x);
+  for (int i = 0; i < count; ++i) {
+    EXPECT_EQ(cuda::use_device(i).ordinal, i);
+    EXPECT_EQ(cuda::use_device().ordinal, i) << "the thread's device follows use_device(ordinal)";
+    const Tensor got = run_gpu(plan, params, x, true);  // on device i: its own executor and module
+    const Agreement a = agree(plan.pipeline, got, want, 5e-3);
+    EXPECT_TRUE(a.ok) << "cuda:" << i << ": " << a.message;
+  }
+  try {
+    cuda::use_device(count);
+    ADD_FAILURE() << "cuda:" << count << " does not exist";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("there is no CUDA device " + std::to_string(count)), std::string::npos)
+        << e.what();
+  }
+  cuda::use_device(0);
 }
 
 TEST(GpuExecutor, MisalignedBuffersAreRefused) {

@@ -318,3 +318,45 @@ def test_cuda_graph_replays_draw_fresh_valid_masks():
         torch.manual_seed(7)
         b = block(x)
     assert torch.equal(a, b)
+
+
+@cuda_only
+def test_cuda_runs_on_the_tensors_device_and_two_devices_at_once():
+    """The op follows its tensor's device (cuda:N, its primary context, its current stream): each
+    GPU gives the CPU backend's result; with two GPUs, two threads run a block on each at once."""
+    import threading
+
+    block, _ = chain_block("gelu", "cpu", p=0.25)
+    block.eval()
+    x = rand((2, 3, 5, 6, 7), "cpu", 14, -1.0, 1.0)
+    with torch.no_grad():
+        want = block(x)
+    blocks = {}
+    for i in range(torch.cuda.device_count()):
+        dev = torch.device("cuda", i)
+        blocks[i] = fbt.Block.from_modules(block.conv, block.norm, nn.GELU(), nn.Dropout(0.25)).to(dev).eval()
+        with torch.no_grad(), torch.cuda.device(0):  # the current device is not the tensor's
+            got = blocks[i](x.to(dev))
+        assert got.device == dev
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-4, atol=1e-5)
+    if len(blocks) < 2:
+        return
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            dev = torch.device("cuda", i)
+            with torch.no_grad():
+                for _ in range(20):
+                    results[i] = blocks[i](x.to(dev)).cpu()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in (0, 1):
+        torch.testing.assert_close(results[i], want, rtol=1e-4, atol=1e-5)

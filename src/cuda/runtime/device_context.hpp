@@ -21,8 +21,12 @@ struct DeviceInfo {
   std::string describe() const;  // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)"
 };
 
-// Device $FUSEBLOCK_CUDA_DEVICE (default 0): retains its primary context once and makes it
-// current on the calling thread. Throws the "CUDA is not available" UserError without a GPU.
+// The calling thread's device: the last one use_device(ordinal) chose on this thread, else
+// $FUSEBLOCK_CUDA_DEVICE (default 0). Retains its primary context once per process and makes it
+// current on the thread. Throws the "CUDA is not available" UserError without a GPU.
 const DeviceInfo& use_device();
+// Device `ordinal` (cuda:N, e.g. the device of a framework's tensor), made the calling thread's
+// device as above. Throws a UserError naming the devices there are for an ordinal out of range.
+const DeviceInfo& use_device(int ordinal);
 
 }  // namespace fuseblock::cuda
