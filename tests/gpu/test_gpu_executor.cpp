@@ -6,6 +6,7 @@
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/executor/executor.hpp"
 #include "cuda/runtime/driver_api.hpp"
+#include "fuseblock/random.hpp"
 #include "gpu_support.hpp"
 #include "random_blocks.hpp"
 
