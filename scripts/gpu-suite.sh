@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers]   (default all)
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld]   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
 # `python` installs the package (pip --no-build-isolation) and runs its tests (torch ones
@@ -91,6 +91,9 @@ fi
 if has peers; then
   step peers peers.log 420 env PYTHONUNBUFFERED=1 python3 bench/peers.py --out "$out"
 fi
+if has realworld; then  # bench/realworld.py (after `python`): the users' shapes against eager and torch.compile
+  step realworld realworld.log 540 env PYTHONUNBUFFERED=1 python3 bench/realworld.py --out "$out" ${REALWORLD_ARGS:---quick}
+fi
 echo
 echo "== gpu-suite steps ($(date -u '+%Y-%m-%d %H:%M UTC')) =="
 printf '%s\n' "${summary[@]}"
@@ -99,10 +102,14 @@ if [ -f "$out/bench.log" ]; then
   sed -n '/^== fuseblock CUDA benchmark/,$p' "$out/bench.log"
   grep -E 'FAIL' "$out/bench.log" | head -5
 fi
+if [ -f "$out/realworld.log" ]; then
+  echo
+  sed -n '/^== real-world blocks/,$p' "$out/realworld.log"
+fi
 if [ -f "$out/peers.log" ]; then
   echo
   sed -n '/^case  *peer/,$p' "$out/peers.log"
 fi
 if [ -n "${OUT:-}" ]; then  # one archive of every log, beside the peer results
-  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
+  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|realworld\.json|realworld\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
 fi
