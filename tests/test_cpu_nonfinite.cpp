@@ -197,6 +197,35 @@ TEST(CpuNonFinite, LargeDcOffsetKeepsVariance) {
   }
 }
 
+// Conv outputs up to about 1e36 (issue 13 item 5): float32 sums and squares of them overflow
+// (PyTorch's CPU kernel gives NaN, its CUDA kernel rstd = 0, docs/semantics.md); fuseblock
+// normalizes as the oracle does. Cases: a sample scaled to 1e20, 1e30, 1e36 beside ordinary
+// ones; the issue's sample at 1e30 with another sample's input channel at -3e38; one channel at
+// 1e30 beside ordinary channels in its group, and alone in its group (G = C).
+TEST(CpuNonFinite, HugeConvOutputsNormalizeAsTheOracle) {
+  ConvSpec c = small_conv3d();
+  struct Case {
+    float sample0_scale, channel_value, weight_scale, channel0_weight;
+    int64_t groups;
+  };
+  const Case cases[] = {{1e20f, 0, 1, 1, 2},     {1e30f, 0, 1, 1, 2}, {3e36f, 0, 1, 1, 2},
+                        {1e30f, -3e38f, 1e-2f, 1, 2}, {1, 0, 1, 1e30f, 2}, {1, 0, 1, 1e30f, c.c_out}};
+  for (const Case& k : cases) {
+    std::mt19937_64 rng(13);
+    const Pipeline p = make_pipeline(c, group_norm(k.groups), {pointwise(OpKind::Silu)});
+    Params params = random_params(p, rng);
+    Tensor x = uniform_input(p.input_shape, rng, -1.0f, 1.0f);
+    const int64_t per = sample_size(x), plane = per / c.c_in;
+    for (int64_t i = 0; i < per; ++i) x.data()[i] *= k.sample0_scale;
+    if (k.channel_value != 0) std::fill(x.data() + per, x.data() + per + plane, k.channel_value);
+    const int64_t per_out = params.conv_weight.numel() / c.c_out;
+    for (int64_t i = 0; i < params.conv_weight.numel(); ++i)
+      params.conv_weight.data()[i] *= k.weight_scale * (i < per_out ? k.channel0_weight : 1.0f);
+    const Tensor y = run_and_compare(p, params, x);
+    for (float v : y.vec()) ASSERT_TRUE(std::isfinite(v)) << "scale " << k.sample0_scale << ", G " << k.groups;
+  }
+}
+
 // float32 overflow inside the chain is Inf (as PyTorch stores each op in float32), and Inf - Inf is NaN.
 TEST(CpuNonFinite, ChainOverflowGivesInfThenNan) {
   std::mt19937_64 rng(12);

@@ -18,8 +18,11 @@ Plan plan_of(const Pipeline& p) {
   return plan;
 }
 
-Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
-  auto ex = cuda::executor_for(plan, tf32);
+namespace {
+
+Tensor run_on(const cuda::Executor& executor, const Plan& plan, const Params& params, const Tensor& x,
+              int64_t* unwritten) {
+  const cuda::Executor* const ex = &executor;
   const cuda::LaunchProgram& prog = ex->program();
   Tensor y(plan.pipeline.output_shape);
   poison(y);
@@ -40,6 +43,18 @@ Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf3
   dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));
   if (unwritten) *unwritten = count_poisoned(y);
   return y;
+}
+
+}  // namespace
+
+Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
+  return run_on(*cuda::executor_for(plan, tf32), plan, params, x, unwritten);
+}
+
+Tensor run_gpu_program(const Plan& plan, const cuda::LaunchProgram& program, const Params& params, const Tensor& x,
+                       int64_t* unwritten) {
+  const cuda::Executor executor(plan, program);
+  return run_on(executor, plan, params, x, unwritten);
 }
 
 Tensor run_cpu(const Plan& plan, const Params& params, const Tensor& x) {

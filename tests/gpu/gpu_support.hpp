@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda/executor/cuda_backend.hpp"
+#include "cuda/program/launch_program.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fbgpu {
@@ -28,6 +29,9 @@ Plan plan_of(const Pipeline& p);
 // Runs the plan through its Executor on device buffers, the output poisoned first;
 // *unwritten counts elements still holding the poison afterwards.
 Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten = nullptr);
+// The same with a given program (a strategy's build rather than the selection's winner).
+Tensor run_gpu_program(const Plan& plan, const cuda::LaunchProgram& program, const Params& params, const Tensor& x,
+                       int64_t* unwritten = nullptr);
 Tensor run_cpu(const Plan& plan, const Params& params, const Tensor& x);
 
 struct Agreement {

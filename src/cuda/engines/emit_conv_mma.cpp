@@ -99,9 +99,11 @@ const char* kStage = R"(    // C fragments to staging (the epilogue adds the bia
     }
 )";
 
-// The statistics kernel's epilogue: per channel of the chunk, the tile's mean and M2 reduced
-// from the accumulators (lanes of one t4 hold the same channels: shuffles over g, then the warps
-// through shared memory), in a fixed order. Staging is free in this kernel and holds the sums.
+// The statistics kernel's epilogue: per channel of the chunk, the tile's mean and the root of M2
+// reduced from the accumulators (lanes of one t4 hold the same channels: shuffles over g, then
+// the warps through shared memory), in a fixed order. Staging is free in this kernel and holds
+// the sums. As the FMA engine's fb_stats_epilogue, the mean sums v / count and M2 sums deviations
+// scaled by fb_stats_scale (from the tile's max |v|), so neither overflows where the values do not.
 const char* kRegisterStats = R"(    {
       bool valid[fbc::MPW][2];
 #pragma unroll
@@ -112,48 +114,68 @@ const char* kRegisterStats = R"(    {
         for (int r = 0; r < 2; ++r)
           valid[j][r] = td < T.tdv && th < T.thv && (mt % fbc::WS) * 16 + g + 8 * r < T.twv;
       }
-      float s[fbc::NT][2];
+      const float inv_count = 1.0f / (float)(T.tdv * T.thv * T.twv);
+      float s[fbc::NT][2], m[fbc::NT][2];
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
         for (int odd = 0; odd < 2; ++odd) {
-          float v = 0.0f;
+          float v = 0.0f, max_abs = 0.0f;
 #pragma unroll
           for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
-              if (valid[j][r]) v += acc[j][nt][2 * r + odd];
-          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+              if (valid[j][r]) {
+                v = fmaf(acc[j][nt][2 * r + odd], inv_count, v);
+                max_abs = fmaxf(max_abs, fabsf(acc[j][nt][2 * r + odd]));
+              }
+          for (int o = 4; o < 32; o <<= 1) {
+            v += __shfl_xor_sync(0xffffffffu, v, o);
+            max_abs = fmaxf(max_abs, __shfl_xor_sync(0xffffffffu, max_abs, o));
+          }
           s[nt][odd] = v;
+          m[nt][odd] = max_abs;
         }
+      // The scratch fits the 2 * WARPS + 1 floats per channel that conv_geometry.cpp reserves:
+      // maxes share sq's place (read before sq is written), scales sums' first row (each column
+      // is read by its one thread before it writes there).
       float* const sums = st;                          // [WARPS][CT]
       float* const means = st + fbc::WARPS * fbc::CT;  // [CT]
       float* const sq = means + fbc::CT;               // [WARPS][CT]
+      float* const maxes = sq;                         // [WARPS][CT]
+      float* const scales = sums;                      // [CT]
       if (g == 0) {
 #pragma unroll
         for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-          for (int odd = 0; odd < 2; ++odd) sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
+          for (int odd = 0; odd < 2; ++odd) {
+            sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
+            maxes[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = m[nt][odd];
+          }
       }
       __syncthreads();
       if (threadIdx.x < fbc::CT) {
-        float v = 0.0f;
-        for (int wi = 0; wi < fbc::WARPS; ++wi) v += sums[wi * fbc::CT + threadIdx.x];
-        means[threadIdx.x] = v / (float)(T.tdv * T.thv * T.twv);
+        float v = 0.0f, max_abs = 0.0f;
+        for (int wi = 0; wi < fbc::WARPS; ++wi) {
+          v += sums[wi * fbc::CT + threadIdx.x];
+          max_abs = fmaxf(max_abs, maxes[wi * fbc::CT + threadIdx.x]);
+        }
+        means[threadIdx.x] = v;
+        scales[threadIdx.x] = fb_stats_scale(max_abs);
       }
       __syncthreads();
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
         for (int odd = 0; odd < 2; ++odd) {
-          const float mu = means[nt * 8 + 2 * t4 + odd];
+          const float scale = scales[nt * 8 + 2 * t4 + odd], shift = -means[nt * 8 + 2 * t4 + odd] * scale;
           float v = 0.0f;
 #pragma unroll
           for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
               if (valid[j][r]) {
-                const float d = acc[j][nt][2 * r + odd] - mu;
+                const float d = fmaf(acc[j][nt][2 * r + odd], scale, shift);  // scale * (v - mean)
                 v = fmaf(d, d, v);
               }
           for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -165,7 +187,8 @@ const char* kRegisterStats = R"(    {
         for (int wi = 0; wi < fbc::WARPS; ++wi) m2 += sq[wi * fbc::CT + threadIdx.x];
         // The accumulators hold the conv without its bias: the bias moves the mean, not M2.
         const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + threadIdx.x) : 0.0f;
-        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] = make_float2(means[threadIdx.x] + b, m2);
+        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] =
+            make_float2(means[threadIdx.x] + b, sqrtf(m2) / scales[threadIdx.x]);
       }
     }
 )";

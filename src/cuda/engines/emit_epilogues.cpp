@@ -1,7 +1,9 @@
 // What a conv kernel does with a staged tile (emit_conv.hpp):
-//  - statistics: per (sample, channel, tile), the tile's mean and M2 (sum of squared deviations
-//    from that mean), two passes over staging in fp32; the finalize kernel merges them with
-//    Chan's formula in double, so a large DC offset does not cancel the variance away;
+//  - statistics: per (sample, channel, tile), the tile's mean and the root of M2 (sum of squared
+//    deviations from that mean), two passes over staging in fp32; the finalize kernel merges them
+//    with Chan's formula in double, so a large DC offset does not cancel the variance away. The
+//    mean sums v / count and M2 sums deviations scaled by fb_stats_scale, and the root of M2 fits a
+//    float: nothing overflows where the values do not (conv outputs up to float's range);
 //  - output: walks the tile's output in runs of consecutive elements ("segments"), four
 //    elements per step aligned to multiples of 4 in the flat output index, so one Philox call
 //    gives the four dropout draws (element i uses word i % 4 of counter block i / 4, exactly as
@@ -17,29 +19,34 @@ __device__ __forceinline__ void fb_stats_epilogue(const float* st, const float* 
                                                   float2* __restrict__ partials, long long n, int t, const fb_tile& T,
                                                   int c0) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float count = (float)(T.tdv * T.thv * T.twv);
+  const float inv_count = 1.0f / (float)(T.tdv * T.thv * T.twv);
   for (int cl = warp; cl < fbc::CT && c0 + cl < fbc::COUT; cl += fbc::WARPS) {
     const float* sc = st + cl * fbc::CP;
-    float s = 0.0f;
+    float s = 0.0f, max_abs = 0.0f;
 #pragma unroll 4
     for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
       const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
-      if (od < T.tdv && oh < T.thv && ow < T.twv) s += sc[od * fbc::PP + oh * fbc::RP + ow];
+      if (od < T.tdv && oh < T.thv && ow < T.twv) {
+        const float v = sc[od * fbc::PP + oh * fbc::RP + ow];
+        s = fmaf(v, inv_count, s);  // the mean as a sum of v / count: no partial sum passes max |v|
+        max_abs = fmaxf(max_abs, fabsf(v));
+      }
     }
-    const float mean = fb_warp_sum(s) / count;
+    const float mean = fb_warp_sum(s);
+    const float scale = fb_stats_scale(fb_warp_max(max_abs)), shift = -mean * scale;
     float m2 = 0.0f;
 #pragma unroll 4
     for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
       const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
       if (od < T.tdv && oh < T.thv && ow < T.twv) {
-        const float d = sc[od * fbc::PP + oh * fbc::RP + ow] - mean;
+        const float d = fmaf(sc[od * fbc::PP + oh * fbc::RP + ow], scale, shift);  // scale * (v - mean)
         m2 = fmaf(d, d, m2);
       }
     }
     m2 = fb_warp_sum(m2);
     // Staging holds the conv without its bias: the bias moves the mean, not M2.
     const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + cl) : 0.0f;
-    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean + b, m2);
+    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean + b, sqrtf(m2) / scale);
   }
 }
 )";

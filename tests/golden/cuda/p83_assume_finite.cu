@@ -175,6 +175,28 @@ __device__ __forceinline__ float fb_warp_sum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float fb_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// The statistics' scale for values up to max_abs: 1 below 2^41, else the power of two 2^-k that
+// brings max_abs below 2^41. Scaled deviations from a mean then stay below 2^42, and up to 2^44
+// squares of them sum below 2^128 (float's range): M2 cannot overflow where the values do not.
+// A power of two, so scaling adds no rounding (underflow aside, which only values far below
+// max_abs, whose squares do not count, can reach).
+__device__ __forceinline__ float fb_stats_scale(float max_abs) {
+  const int e = (__float_as_int(max_abs) >> 23) & 0xff;  // biased exponent: max_abs < 2^(e - 126)
+  return e > 167 ? __int_as_float((127 - (e - 167)) << 23) : 1.0f;
+}
+
+// The reciprocal square root of var + eps (formed in double): in float, as PyTorch computes it,
+// where that fits a float; in double beyond (values above about 1e19), where PyTorch's CUDA
+// kernel, in float, gives rstd = 0 (docs/semantics.md).
+__device__ __forceinline__ double fb_rstd(double var_eps) {
+  return var_eps <= 3.4028234663852886e38 ? (double)(1.0f / sqrtf((float)var_eps)) : rsqrt(var_eps);
+}
+
 // Chan et al.'s merge of two (count, mean, M2) summaries, in double: exact enough for any offset.
 // __drcp_rn rather than a division: a double divide calls a slow-path subroutine that spills.
 __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m2, double nb, double mb, double m2b) {

@@ -175,6 +175,28 @@ __device__ __forceinline__ float fb_warp_sum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float fb_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// The statistics' scale for values up to max_abs: 1 below 2^41, else the power of two 2^-k that
+// brings max_abs below 2^41. Scaled deviations from a mean then stay below 2^42, and up to 2^44
+// squares of them sum below 2^128 (float's range): M2 cannot overflow where the values do not.
+// A power of two, so scaling adds no rounding (underflow aside, which only values far below
+// max_abs, whose squares do not count, can reach).
+__device__ __forceinline__ float fb_stats_scale(float max_abs) {
+  const int e = (__float_as_int(max_abs) >> 23) & 0xff;  // biased exponent: max_abs < 2^(e - 126)
+  return e > 167 ? __int_as_float((127 - (e - 167)) << 23) : 1.0f;
+}
+
+// The reciprocal square root of var + eps (formed in double): in float, as PyTorch computes it,
+// where that fits a float; in double beyond (values above about 1e19), where PyTorch's CUDA
+// kernel, in float, gives rstd = 0 (docs/semantics.md).
+__device__ __forceinline__ double fb_rstd(double var_eps) {
+  return var_eps <= 3.4028234663852886e38 ? (double)(1.0f / sqrtf((float)var_eps)) : rsqrt(var_eps);
+}
+
 // Chan et al.'s merge of two (count, mean, M2) summaries, in double: exact enough for any offset.
 // __drcp_rn rather than a division: a double divide calls a slow-path subroutine that spills.
 __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m2, double nb, double mb, double m2b) {
@@ -480,48 +502,68 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
         for (int r = 0; r < 2; ++r)
           valid[j][r] = td < T.tdv && th < T.thv && (mt % fbc::WS) * 16 + g + 8 * r < T.twv;
       }
-      float s[fbc::NT][2];
+      const float inv_count = 1.0f / (float)(T.tdv * T.thv * T.twv);
+      float s[fbc::NT][2], m[fbc::NT][2];
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
         for (int odd = 0; odd < 2; ++odd) {
-          float v = 0.0f;
+          float v = 0.0f, max_abs = 0.0f;
 #pragma unroll
           for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
-              if (valid[j][r]) v += acc[j][nt][2 * r + odd];
-          for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+              if (valid[j][r]) {
+                v = fmaf(acc[j][nt][2 * r + odd], inv_count, v);
+                max_abs = fmaxf(max_abs, fabsf(acc[j][nt][2 * r + odd]));
+              }
+          for (int o = 4; o < 32; o <<= 1) {
+            v += __shfl_xor_sync(0xffffffffu, v, o);
+            max_abs = fmaxf(max_abs, __shfl_xor_sync(0xffffffffu, max_abs, o));
+          }
           s[nt][odd] = v;
+          m[nt][odd] = max_abs;
         }
+      // The scratch fits the 2 * WARPS + 1 floats per channel that conv_geometry.cpp reserves:
+      // maxes share sq's place (read before sq is written), scales sums' first row (each column
+      // is read by its one thread before it writes there).
       float* const sums = st;                          // [WARPS][CT]
       float* const means = st + fbc::WARPS * fbc::CT;  // [CT]
       float* const sq = means + fbc::CT;               // [WARPS][CT]
+      float* const maxes = sq;                         // [WARPS][CT]
+      float* const scales = sums;                      // [CT]
       if (g == 0) {
 #pragma unroll
         for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-          for (int odd = 0; odd < 2; ++odd) sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
+          for (int odd = 0; odd < 2; ++odd) {
+            sums[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = s[nt][odd];
+            maxes[warp * fbc::CT + nt * 8 + 2 * t4 + odd] = m[nt][odd];
+          }
       }
       __syncthreads();
       if (threadIdx.x < fbc::CT) {
-        float v = 0.0f;
-        for (int wi = 0; wi < fbc::WARPS; ++wi) v += sums[wi * fbc::CT + threadIdx.x];
-        means[threadIdx.x] = v / (float)(T.tdv * T.thv * T.twv);
+        float v = 0.0f, max_abs = 0.0f;
+        for (int wi = 0; wi < fbc::WARPS; ++wi) {
+          v += sums[wi * fbc::CT + threadIdx.x];
+          max_abs = fmaxf(max_abs, maxes[wi * fbc::CT + threadIdx.x]);
+        }
+        means[threadIdx.x] = v;
+        scales[threadIdx.x] = fb_stats_scale(max_abs);
       }
       __syncthreads();
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
         for (int odd = 0; odd < 2; ++odd) {
-          const float mu = means[nt * 8 + 2 * t4 + odd];
+          const float scale = scales[nt * 8 + 2 * t4 + odd], shift = -means[nt * 8 + 2 * t4 + odd] * scale;
           float v = 0.0f;
 #pragma unroll
           for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
               if (valid[j][r]) {
-                const float d = acc[j][nt][2 * r + odd] - mu;
+                const float d = fmaf(acc[j][nt][2 * r + odd], scale, shift);  // scale * (v - mean)
                 v = fmaf(d, d, v);
               }
           for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -533,7 +575,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) fb_conv_stats(const float* 
         for (int wi = 0; wi < fbc::WARPS; ++wi) m2 += sq[wi * fbc::CT + threadIdx.x];
         // The accumulators hold the conv without its bias: the bias moves the mean, not M2.
         const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + threadIdx.x) : 0.0f;
-        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] = make_float2(means[threadIdx.x] + b, m2);
+        partials[(n * fbc::COUT + c0 + threadIdx.x) * fbc::TILES + t] =
+            make_float2(means[threadIdx.x] + b, sqrtf(m2) / scales[threadIdx.x]);
       }
     }
     float* const done = cur;
@@ -559,8 +602,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const floa
   double cnt = 0.0, mean = 0.0, m2 = 0.0;
   for (int i = threadIdx.x; i < CPG * fbc::TILES; i += 256) {
     const int c = grp * CPG + i / fbc::TILES, t = i % fbc::TILES;
-    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];
-    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y);
+    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];  // (mean, root of M2)
+    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y * (double)p.y);
   }
   // Tree merge in a fixed order: the statistics do not depend on timing.
   __shared__ double s_n[256], s_mean[256], s_m2[256];
@@ -579,12 +622,12 @@ extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const floa
     __syncthreads();
   }
   const double mu = s_mean[0];
-  // Biased variance, as GroupNorm; rstd in float, as PyTorch computes it.
-  const float rstd = 1.0f / sqrtf((float)(s_m2[0] * __drcp_rn(s_n[0]) + EPS));
+  // Biased variance, as GroupNorm.
+  const double rstd = fb_rstd(s_m2[0] * __drcp_rn(s_n[0]) + EPS);
   for (int c = threadIdx.x; c < CPG; c += 256) {
     const int ch = grp * CPG + c;
     const double gm = AFFINE ? (double)__ldg(gamma + ch) : 1.0;
-    nscale[n * fbc::COUT + ch] = (float)(gm * (double)rstd);
+    nscale[n * fbc::COUT + ch] = (float)(gm * rstd);
     nmean[n * fbc::COUT + ch] = (float)mu;
   }
 }

@@ -175,6 +175,28 @@ __device__ __forceinline__ float fb_warp_sum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float fb_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// The statistics' scale for values up to max_abs: 1 below 2^41, else the power of two 2^-k that
+// brings max_abs below 2^41. Scaled deviations from a mean then stay below 2^42, and up to 2^44
+// squares of them sum below 2^128 (float's range): M2 cannot overflow where the values do not.
+// A power of two, so scaling adds no rounding (underflow aside, which only values far below
+// max_abs, whose squares do not count, can reach).
+__device__ __forceinline__ float fb_stats_scale(float max_abs) {
+  const int e = (__float_as_int(max_abs) >> 23) & 0xff;  // biased exponent: max_abs < 2^(e - 126)
+  return e > 167 ? __int_as_float((127 - (e - 167)) << 23) : 1.0f;
+}
+
+// The reciprocal square root of var + eps (formed in double): in float, as PyTorch computes it,
+// where that fits a float; in double beyond (values above about 1e19), where PyTorch's CUDA
+// kernel, in float, gives rstd = 0 (docs/semantics.md).
+__device__ __forceinline__ double fb_rstd(double var_eps) {
+  return var_eps <= 3.4028234663852886e38 ? (double)(1.0f / sqrtf((float)var_eps)) : rsqrt(var_eps);
+}
+
 // Chan et al.'s merge of two (count, mean, M2) summaries, in double: exact enough for any offset.
 // __drcp_rn rather than a division: a double divide calls a slow-path subroutine that spills.
 __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m2, double nb, double mb, double m2b) {
@@ -377,8 +399,9 @@ __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
 //   fbl_finalize     per (sample, group): merge the partials in double, write y = a conv + b's a, b;
 //   fbl_conv_output  conv again, a conv + b, the chain, dropout, one float4 store per 4 outputs.
 // A block owns one sample's contiguous run of tiles (grid = samples x BPS, one wave on the device),
-// so its statistics stay in registers across tiles: per warp and channel, sums of (v - K) and
-// (v - K)^2 with K the warp's first row mean; one partial per (block, warp, channel). Each thread
+// so its statistics stay in registers across tiles: per warp and channel, sums of S (v - K) and
+// (S (v - K))^2 with K the warp's first row mean and S a power of two, 1 unless the values are
+// huge (fbl_conv_stats); one partial per (block, warp, channel). Each thread
 // copies the same window chunks for every tile (16-byte cp.async, zero-filled outside the input);
 // staging is written without branches; the epilogue reads staging as float4 and calls Philox once
 // per 4 outputs. Measured against src/'s earlier kernels and the sample-resident design in
@@ -591,7 +614,12 @@ __device__ __forceinline__ void fbl_tile_out(const float* st, float* __restrict_
 }
 
 // ---------------------------------------------------------------- the three kernels
-// Partial statistics: per (sample, part, warp, channel) float4 (K, sum(v - K), sum((v - K)^2), count).
+// Partial statistics: per (sample, part, warp, channel) float4 (K, mean of v - K, root of the sum of
+// (v - K)^2, count). Each lane sums its deviations scaled by S = 2^-k per channel: S = 1 (the sums
+// as they were) until a tile's scaled squares reach 2^64; that tile then lowers S (fb_stats_scale
+// of its max |v|, |K|), rescales the sums (exactly: powers of two) and is summed again. So nothing
+// overflows where the values do not, and the ordinary path costs one add per channel and tile.
+// The partial's mean and root fit a float without S; the finalize squares the root in double.
 extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_stats(const float* __restrict__ x,
     const float* __restrict__ w, float4* __restrict__ partials, int bps) {
   extern __shared__ __align__(16) float smem[];
@@ -607,11 +635,15 @@ extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_stats(const float*
   float* nxt = smem + fbl::WIN;
   fbl_issue(cur, xn, t0);
   fb_cp_commit();
-  float K[fbc::NT][2], s[fbc::NT][2], q[fbc::NT][2];
+  // Per lane and channel: the scale S, the shift as -K * S, s = sum S (v - K), q = sum (S (v - K))^2.
+  float S[fbc::NT][2], nks[fbc::NT][2], s[fbc::NT][2], q[fbc::NT][2];
 #pragma unroll
   for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-    for (int odd = 0; odd < 2; ++odd) K[nt][odd] = s[nt][odd] = q[nt][odd] = 0.0f;
+    for (int odd = 0; odd < 2; ++odd) {
+      S[nt][odd] = 1.0f;
+      nks[nt][odd] = s[nt][odd] = q[nt][odd] = 0.0f;
+    }
   bool have_k = false;
   float cnt = 0.0f;
   float lane_cnt = 0.0f;
@@ -635,27 +667,54 @@ extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_stats(const float*
         for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
           for (int odd = 0; odd < 2; ++odd) {
-            float v = 0.0f;
+            float v = 0.0f;  // sums v / OW: no partial sum passes max |v|
 #pragma unroll
             for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
-              for (int r = 0; r < 2; ++r) v += fbl_col_ok(j, r) ? acc[j][nt][2 * r + odd] : 0.0f;
+              for (int r = 0; r < 2; ++r) v = fmaf(fbl_col_ok(j, r) ? acc[j][nt][2 * r + odd] : 0.0f, 1.0f / fbc::OW, v);
             for (int o = 4; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            K[nt][odd] = v * (1.0f / fbc::OW);
+            nks[nt][odd] = -v;  // S = 1
           }
       }
 #pragma unroll
       for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
-        for (int odd = 0; odd < 2; ++odd)
+        for (int odd = 0; odd < 2; ++odd) {
+          float ts = 0.0f, tq = 0.0f;  // this tile's sums
 #pragma unroll
           for (int j = 0; j < fbc::MPW; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-              const float d = fbl_col_ok(j, r) ? acc[j][nt][2 * r + odd] - K[nt][odd] : 0.0f;
-              s[nt][odd] += d;
-              q[nt][odd] = fmaf(d, d, q[nt][odd]);
+              const float d = fbl_col_ok(j, r) ? fmaf(acc[j][nt][2 * r + odd], S[nt][odd], nks[nt][odd]) : 0.0f;
+              ts += d;
+              tq = fmaf(d, d, tq);
             }
+          if (!(tq < 0x1p64f)) {  // huge values for this scale (or NaN, Inf): lower the scale, sum again
+            float max_abs = fabsf(nks[nt][odd] / S[nt][odd]);  // |K|
+#pragma unroll
+            for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+              for (int r = 0; r < 2; ++r)
+                if (fbl_col_ok(j, r)) max_abs = fmaxf(max_abs, fabsf(acc[j][nt][2 * r + odd]));
+            const float lower = fminf(S[nt][odd], fb_stats_scale(max_abs)), ratio = lower / S[nt][odd];
+            S[nt][odd] = lower;
+            nks[nt][odd] *= ratio;
+            s[nt][odd] *= ratio;
+            q[nt][odd] = q[nt][odd] * ratio * ratio;
+            ts = tq = 0.0f;
+#pragma unroll
+            for (int j = 0; j < fbc::MPW; ++j)
+#pragma unroll
+              for (int r = 0; r < 2; ++r) {
+                const float d = fbl_col_ok(j, r) ? fmaf(acc[j][nt][2 * r + odd], lower, nks[nt][odd]) : 0.0f;
+                ts += d;
+                tq = fmaf(d, d, tq);
+              }
+            if (!(max_abs <= 0x1.fffffep127f)) tq = __int_as_float(0x7fc00000);  // an Inf: the group is NaN
+          }
+          s[nt][odd] += ts;
+          q[nt][odd] += tq;
+        }
       cnt += lane_cnt;
     }
     float* const done = cur;
@@ -667,14 +726,19 @@ extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_stats(const float*
   for (int nt = 0; nt < fbc::NT; ++nt)
 #pragma unroll
     for (int odd = 0; odd < 2; ++odd) {
-      float a = s[nt][odd], b = q[nt][odd];
+      // The lanes of a channel share K but not S: bring them to the smallest S, then sum.
+      float lowest = S[nt][odd];
+      for (int o = 4; o < 32; o <<= 1) lowest = fminf(lowest, __shfl_xor_sync(0xffffffffu, lowest, o));
+      const float ratio = lowest / S[nt][odd];
+      float a = s[nt][odd] * ratio, b = q[nt][odd] * ratio * ratio;
       for (int o = 4; o < 32; o <<= 1) {
         a += __shfl_xor_sync(0xffffffffu, a, o);
         b += __shfl_xor_sync(0xffffffffu, b, o);
       }
       const int c = nt * 8 + 2 * (lane & 3) + odd;
       if (g == 0)
-        partials[((n * bps + part) * fbc::WARPS + warp) * fbc::COUT + c] = make_float4(K[nt][odd], a, b, cnt);
+        partials[((n * bps + part) * fbc::WARPS + warp) * fbc::COUT + c] =
+            make_float4(-nks[nt][odd] / S[nt][odd], a / (lowest * cnt), sqrtf(b) / lowest, cnt);
     }
 }
 
@@ -696,9 +760,9 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
     const int c = grp * CPG + i % CPG, wp = i / CPG;  // wp = part * WARPS + warp
     const float4 p = partials[(n * bps * fbc::WARPS + wp) * fbc::COUT + c];
     if (p.w == 0.0f) continue;
-    const double pn = p.w, ps = p.y;
-    const double pm = (double)p.x + ps / pn + (fbc::HAS_BIAS ? (double)__ldg(bias + c) : 0.0);
-    const double pm2 = (double)p.z - ps * ps / pn;
+    const double pn = p.w, dm = p.y;  // dm: the mean of v - K
+    const double pm = (double)p.x + dm + (fbc::HAS_BIAS ? (double)__ldg(bias + c) : 0.0);
+    const double pm2 = (double)p.z * (double)p.z - pn * dm * dm;
     fb_chan_merge(cn, mean, m2, pn, pm, pm2 < 0.0 ? 0.0 : pm2);  // rounding below 0; NaN stays NaN
   }
   for (int o = 16; o > 0; o >>= 1) {
@@ -706,10 +770,12 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
                  om2 = __shfl_xor_sync(0xffffffffu, m2, o);
     fb_chan_merge(cn, mean, m2, on, om, om2);
   }
-  const float rstd = 1.0f / sqrtf((float)(m2 / cn + FBL_EPS));
+  const double rstd = fb_rstd(m2 / cn + FBL_EPS);
   if (lane < CPG) {
     const int c = grp * CPG + lane;
-    const float a = (FBL_AFFINE ? __ldg(gamma + c) : 1.0f) * rstd;
+    // In double, rounded once: the float product where rstd is a float, and no underflow of
+    // rstd's own rounding where it is not.
+    const float a = (float)((FBL_AFFINE ? (double)__ldg(gamma + c) : 1.0) * rstd);
     const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;
     ab[n * fbc::COUT + c] = make_float2(a, fmaf(a, cb - (float)mean, FBL_AFFINE ? __ldg(beta + c) : 0.0f));
   }

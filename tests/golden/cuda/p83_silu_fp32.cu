@@ -175,6 +175,28 @@ __device__ __forceinline__ float fb_warp_sum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float fb_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// The statistics' scale for values up to max_abs: 1 below 2^41, else the power of two 2^-k that
+// brings max_abs below 2^41. Scaled deviations from a mean then stay below 2^42, and up to 2^44
+// squares of them sum below 2^128 (float's range): M2 cannot overflow where the values do not.
+// A power of two, so scaling adds no rounding (underflow aside, which only values far below
+// max_abs, whose squares do not count, can reach).
+__device__ __forceinline__ float fb_stats_scale(float max_abs) {
+  const int e = (__float_as_int(max_abs) >> 23) & 0xff;  // biased exponent: max_abs < 2^(e - 126)
+  return e > 167 ? __int_as_float((127 - (e - 167)) << 23) : 1.0f;
+}
+
+// The reciprocal square root of var + eps (formed in double): in float, as PyTorch computes it,
+// where that fits a float; in double beyond (values above about 1e19), where PyTorch's CUDA
+// kernel, in float, gives rstd = 0 (docs/semantics.md).
+__device__ __forceinline__ double fb_rstd(double var_eps) {
+  return var_eps <= 3.4028234663852886e38 ? (double)(1.0f / sqrtf((float)var_eps)) : rsqrt(var_eps);
+}
+
 // Chan et al.'s merge of two (count, mean, M2) summaries, in double: exact enough for any offset.
 // __drcp_rn rather than a division: a double divide calls a slow-path subroutine that spills.
 __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m2, double nb, double mb, double m2b) {
@@ -378,29 +400,34 @@ __device__ __forceinline__ void fb_stats_epilogue(const float* st, const float* 
                                                   float2* __restrict__ partials, long long n, int t, const fb_tile& T,
                                                   int c0) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float count = (float)(T.tdv * T.thv * T.twv);
+  const float inv_count = 1.0f / (float)(T.tdv * T.thv * T.twv);
   for (int cl = warp; cl < fbc::CT && c0 + cl < fbc::COUT; cl += fbc::WARPS) {
     const float* sc = st + cl * fbc::CP;
-    float s = 0.0f;
+    float s = 0.0f, max_abs = 0.0f;
 #pragma unroll 4
     for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
       const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
-      if (od < T.tdv && oh < T.thv && ow < T.twv) s += sc[od * fbc::PP + oh * fbc::RP + ow];
+      if (od < T.tdv && oh < T.thv && ow < T.twv) {
+        const float v = sc[od * fbc::PP + oh * fbc::RP + ow];
+        s = fmaf(v, inv_count, s);  // the mean as a sum of v / count: no partial sum passes max |v|
+        max_abs = fmaxf(max_abs, fabsf(v));
+      }
     }
-    const float mean = fb_warp_sum(s) / count;
+    const float mean = fb_warp_sum(s);
+    const float scale = fb_stats_scale(fb_warp_max(max_abs)), shift = -mean * scale;
     float m2 = 0.0f;
 #pragma unroll 4
     for (int e = lane; e < fbc::TD * fbc::TH * fbc::TW; e += 32) {
       const int ow = e % fbc::TW, oh = (e / fbc::TW) % fbc::TH, od = e / (fbc::TW * fbc::TH);
       if (od < T.tdv && oh < T.thv && ow < T.twv) {
-        const float d = sc[od * fbc::PP + oh * fbc::RP + ow] - mean;
+        const float d = fmaf(sc[od * fbc::PP + oh * fbc::RP + ow], scale, shift);  // scale * (v - mean)
         m2 = fmaf(d, d, m2);
       }
     }
     m2 = fb_warp_sum(m2);
     // Staging holds the conv without its bias: the bias moves the mean, not M2.
     const float b = fbc::HAS_BIAS ? __ldg(bias + c0 + cl) : 0.0f;
-    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean + b, m2);
+    if (lane == 0) partials[(n * fbc::COUT + c0 + cl) * fbc::TILES + t] = make_float2(mean + b, sqrtf(m2) / scale);
   }
 }
 
@@ -476,8 +503,8 @@ extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const floa
   double cnt = 0.0, mean = 0.0, m2 = 0.0;
   for (int i = threadIdx.x; i < CPG * fbc::TILES; i += 256) {
     const int c = grp * CPG + i / fbc::TILES, t = i % fbc::TILES;
-    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];
-    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y);
+    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];  // (mean, root of M2)
+    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y * (double)p.y);
   }
   // Tree merge in a fixed order: the statistics do not depend on timing.
   __shared__ double s_n[256], s_mean[256], s_m2[256];
@@ -496,12 +523,12 @@ extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const floa
     __syncthreads();
   }
   const double mu = s_mean[0];
-  // Biased variance, as GroupNorm; rstd in float, as PyTorch computes it.
-  const float rstd = 1.0f / sqrtf((float)(s_m2[0] * __drcp_rn(s_n[0]) + EPS));
+  // Biased variance, as GroupNorm.
+  const double rstd = fb_rstd(s_m2[0] * __drcp_rn(s_n[0]) + EPS);
   for (int c = threadIdx.x; c < CPG; c += 256) {
     const int ch = grp * CPG + c;
     const double gm = AFFINE ? (double)__ldg(gamma + ch) : 1.0;
-    nscale[n * fbc::COUT + ch] = (float)(gm * (double)rstd);
+    nscale[n * fbc::COUT + ch] = (float)(gm * rstd);
     nmean[n * fbc::COUT + ch] = (float)mu;
   }
 }

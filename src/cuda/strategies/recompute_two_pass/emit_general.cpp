@@ -18,8 +18,8 @@ const char* kFinalizeBody = R"(  const long long n = (long long)blockIdx.x / G;
   double cnt = 0.0, mean = 0.0, m2 = 0.0;
   for (int i = threadIdx.x; i < CPG * fbc::TILES; i += 256) {
     const int c = grp * CPG + i / fbc::TILES, t = i % fbc::TILES;
-    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];
-    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y);
+    const float2 p = partials[(n * fbc::COUT + c) * fbc::TILES + t];  // (mean, root of M2)
+    fb_chan_merge(cnt, mean, m2, (double)fb_tile_count(t), (double)p.x, (double)p.y * (double)p.y);
   }
   // Tree merge in a fixed order: the statistics do not depend on timing.
   __shared__ double s_n[256], s_mean[256], s_m2[256];
@@ -38,12 +38,12 @@ const char* kFinalizeBody = R"(  const long long n = (long long)blockIdx.x / G;
     __syncthreads();
   }
   const double mu = s_mean[0];
-  // Biased variance, as GroupNorm; rstd in float, as PyTorch computes it.
-  const float rstd = 1.0f / sqrtf((float)(s_m2[0] * __drcp_rn(s_n[0]) + EPS));
+  // Biased variance, as GroupNorm.
+  const double rstd = fb_rstd(s_m2[0] * __drcp_rn(s_n[0]) + EPS);
   for (int c = threadIdx.x; c < CPG; c += 256) {
     const int ch = grp * CPG + c;
     const double gm = AFFINE ? (double)__ldg(gamma + ch) : 1.0;
-    nscale[n * fbc::COUT + ch] = (float)(gm * (double)rstd);
+    nscale[n * fbc::COUT + ch] = (float)(gm * rstd);
     nmean[n * fbc::COUT + ch] = (float)mu;
   }
 }
