@@ -48,6 +48,9 @@ struct GroupNormAttrs {
   double eps = 1e-5;
   bool affine = true;
   int64_t num_channels = 0;  // as spec'd, a check against the conv's channels (0: not given)
+  // Spec'd as instance_norm (nn.InstanceNormNd): GroupNorm with one channel per group, so
+  // infer_shapes sets num_groups to the conv's channels. Kept so that explain says what was written.
+  bool instance = false;
 };
 
 // Scalar arguments of a pointwise op. Their meaning per op:

@@ -78,6 +78,9 @@ static std::string attrs_str(const Op& op) {
                          tuple_str(op.conv.stride, op.conv.dims), tuple_str(op.conv.padding, op.conv.dims),
                          tuple_str(op.conv.dilation, op.conv.dims), op.conv.bias);
     case OpKind::GroupNorm:
+      if (op.norm.instance)
+        return fmt::format("instance_norm eps={} affine={} (group_norm num_groups={})", num(op.norm.eps), op.norm.affine,
+                           op.norm.num_groups);
       return fmt::format("group_norm num_groups={} eps={} affine={}", op.norm.num_groups, num(op.norm.eps),
                          op.norm.affine);
     case OpKind::Dropout:

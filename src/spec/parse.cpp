@@ -262,6 +262,20 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
       break;
     }
     case OpKind::GroupNorm:
+      if (std::string(spec.keyword) == "instance_norm") {
+        // nn.InstanceNormNd's defaults: affine=False; running statistics are not modelled.
+        op.norm.instance = true;
+        op.norm.num_groups = 0;  // the conv's channels, set by infer_shapes
+        op.norm.eps = r.f("eps", 1e-5);
+        op.norm.affine = r.b("affine", false);
+        op.norm.num_channels = r.i("num_features", 0);
+        r.f("momentum", 0.1);  // read for its type only: it updates running statistics, which are not kept
+        if (r.b("track_running_stats", false))
+          lp.fail(r.loc("track_running_stats").col, "instance_norm track_running_stats=true is not supported",
+                  "fuseblock normalizes with each sample's own statistics (track_running_stats=false, "
+                  "PyTorch's default); running statistics are out of scope");
+        break;
+      }
       op.norm.num_groups = r.i("num_groups", 1);
       op.norm.eps = r.f("eps", 1e-5);
       op.norm.affine = r.b("affine", true);
@@ -356,7 +370,7 @@ void parse_params(LineParser& lp, ParamSource& ps) {
 }
 
 const char* stage_rule =
-    "a block is: input, conv1d|conv2d|conv3d, optional group_norm, pointwise ops, optional dropout";
+    "a block is: input, conv1d|conv2d|conv3d, optional group_norm or instance_norm, pointwise ops, optional dropout";
 
 }  // namespace
 
@@ -410,7 +424,7 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
         break;
       case OpKind::GroupNorm:
         if (stage != Stage::Conv)
-          lp.fail(kw.col, stage == Stage::Input ? "group_norm needs a convolution before it" : "group_norm must come right after the convolution", stage_rule);
+          lp.fail(kw.col, kw.text + (stage == Stage::Input ? " needs a convolution before it" : " must come right after the convolution"), stage_rule);
         stage = Stage::Norm;
         break;
       case OpKind::Dropout:

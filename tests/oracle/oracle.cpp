@@ -131,6 +131,32 @@ void group_norm(const Pipeline& p, const Params& params, std::vector<double>& v,
     }
 }
 
+// PyTorch's InstanceNormNd (track_running_stats=False): per (sample, channel), over its own
+// spatial elements, (v - mean) / sqrt(biased var + eps) * gamma + beta. Written apart from
+// group_norm above, which the backend's lowering (num_groups = C) makes it equal to.
+void instance_norm(const Pipeline& p, const Params& params, std::vector<double>& v, OracleStats& stats) {
+  const GroupNormAttrs& g = *p.norm;
+  const int64_t N = p.output_shape[0], C = p.output_shape[1], S = product(p.output_shape, 2);
+  if (g.affine && (params.norm_weight.numel() != C || params.norm_bias.numel() != C))
+    throw std::invalid_argument("oracle: norm.weight / norm.bias size");
+  for (int64_t nc = 0; nc < N * C; ++nc) {
+    double* plane = v.data() + nc * S;
+    double mean = 0;
+    for (int64_t i = 0; i < S; ++i) mean += plane[i] / static_cast<double>(S);
+    double var = 0;
+    for (int64_t i = 0; i < S; ++i) var += (plane[i] - mean) * (plane[i] - mean) / static_cast<double>(S);
+    const int64_t c = nc % C;
+    const double gamma = g.affine ? static_cast<double>(params.norm_weight.data()[c]) : 1.0;
+    const double beta = g.affine ? static_cast<double>(params.norm_bias.data()[c]) : 0.0;
+    const double scale = gamma / std::sqrt(var + g.eps);
+    for (int64_t i = 0; i < S; ++i) {
+      const double terms = std::fabs(plane[i] * scale) + std::fabs(beta - mean * scale);
+      if (std::isfinite(terms)) stats.norm_terms = std::max(stats.norm_terms, terms);
+      plane[i] = oracle_round((plane[i] - mean) * scale + beta, p.types.storage);
+    }
+  }
+}
+
 void dropout(const Pipeline& p, std::vector<double>& v) {
   const DropoutAttrs& d = p.dropout;
   if (!d.training || d.p == 0.0) return;
@@ -208,9 +234,10 @@ std::vector<double> oracle_forward(const Pipeline& p, const Params& params, cons
   std::vector<double> v;
   if (p.computes_conv) {
     v = conv(p, params, x);
-    if (p.norm) {
+    if (p.norm && p.norm->instance)
+      instance_norm(p, params, v, stats);
+    else if (p.norm)
       group_norm(p, params, v, stats);
-    }
   } else {
     v.assign(static_cast<size_t>(numel(p.output_shape)), kNaN);
   }
