@@ -115,6 +115,13 @@ Block infer_shapes(const Block& b) {
         if (!(op.norm.eps >= 0.0)) fail_at(r, op, "eps", fmt::format("eps must be >= 0, got {}", op.norm.eps), "");
         break;
       }
+      case OpKind::PRelu:
+        // F.prelu: a weight of one element, or of the input's channel count.
+        if (op.pw.num_parameters != 1 && op.pw.num_parameters != cur.at(1))
+          fail_at(r, op, "num_parameters",
+                  fmt::format("prelu num_parameters={} but its input has {} channels", op.pw.num_parameters, cur.at(1)),
+                  fmt::format("use num_parameters=1 or num_parameters={}", cur.at(1)));
+        break;
       case OpKind::Fill:
         if (op.shape.empty()) op.shape = cur;  // eliminate_unused keeps the shape on the Fill
         cur = op.shape;

@@ -12,6 +12,8 @@ std::string forms_in(const Pipeline& p) {
     if (found.find(what) == std::string::npos) found += (found.empty() ? "" : ", ") + std::string(what);
   };
   if (p.norm && p.norm->instance) add("instance_norm");
+  for (const Op& op : p.chain)
+    if (op.kind == OpKind::PRelu) add("prelu");
   return found;
 }
 

@@ -290,6 +290,13 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
       if (!pw.has_a && !pw.has_b)
         lp.fail(lp.keyword().col, "clamp needs at least one of min and max (as torch.clamp)", "e.g. clamp min=0.0 max=1.0");
       break;
+    case OpKind::PRelu:
+      pw.num_parameters = r.i("num_parameters", 1);
+      pw.a = r.f("init", 0.25);  // has_a stays false: the slope is the parameter, init only fills it
+      if (pw.num_parameters < 1)
+        lp.fail(r.loc("num_parameters").col, fmt::format("prelu num_parameters must be 1 or the channel count, got {}", pw.num_parameters),
+                "as nn.PReLU: num_parameters=1 (one slope) or C (one per channel)");
+      break;
     case OpKind::LeakyRelu: pw.a = r.f("negative_slope", 0.01), pw.has_a = true; break;
     case OpKind::Hardtanh:
       pw.a = r.f("min_val", -1.0), pw.b = r.f("max_val", 1.0), pw.has_a = pw.has_b = true;
@@ -369,6 +376,15 @@ void parse_params(LineParser& lp, ParamSource& ps) {
   ps.loc = lp.at(lp.keyword().col);
 }
 
+// Each prelu's slopes are a parameter of their own: its index among the block's prelu ops names it.
+void number_prelu_parameters(Block& b) {
+  int count = 0;
+  for (const Op& op : b.ops) count += op.kind == OpKind::PRelu;
+  int index = 0;
+  for (Op& op : b.ops)
+    if (op.kind == OpKind::PRelu) op.pw.param_index = index++, op.pw.param_count = count;
+}
+
 const char* stage_rule =
     "a block is: input, conv1d|conv2d|conv3d, optional group_norm or instance_norm, pointwise ops, optional dropout";
 
@@ -439,6 +455,7 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
     Op op = parse_op(lp, *spec);
     b.ops.push_back(std::move(op));
   }
+  number_prelu_parameters(b);
   if (stage == Stage::Start)
     throw UserError("the spec is empty", "a block starts with a line like: input f32[128, 3, 16, 64, 64]", {1, 1}, source_name);
   if (stage == Stage::Input)

@@ -157,6 +157,21 @@ void instance_norm(const Pipeline& p, const Params& params, std::vector<double>&
   }
 }
 
+// nn.PReLU (F.prelu's kernel): x if x > 0, else weight[c] * x, weight[0] for every channel when
+// it has one element. NaN > 0 is false, so NaN gives weight * NaN = NaN.
+void prelu(const Pipeline& p, const Op& op, const Params& params, std::vector<double>& v) {
+  const int64_t C = p.output_shape[1], S = product(p.output_shape, 2);
+  const size_t k = static_cast<size_t>(op.pw.param_index);
+  if (k >= params.prelu_weight.size()) throw std::invalid_argument("oracle: prelu weight missing");
+  const Tensor& w = params.prelu_weight[k];
+  if (w.numel() != 1 && w.numel() != C) throw std::invalid_argument("oracle: prelu weight size");
+  for (size_t i = 0; i < v.size(); ++i) {
+    const int64_t c = static_cast<int64_t>(i) / S % C;
+    const double a = static_cast<double>(w.data()[w.numel() == 1 ? 0 : c]);
+    v[i] = oracle_round(v[i] > 0.0 ? v[i] : a * v[i], p.types.storage);
+  }
+}
+
 void dropout(const Pipeline& p, std::vector<double>& v) {
   const DropoutAttrs& d = p.dropout;
   if (!d.training || d.p == 0.0) return;
@@ -243,7 +258,10 @@ std::vector<double> oracle_forward(const Pipeline& p, const Params& params, cons
   }
   if (p.computes_conv) stats.magnitude = rms_of_finite(v);
   for (const Op& op : p.chain) {
-    for (double& e : v) e = oracle_round(oracle_pointwise(op, e), p.types.storage);
+    if (op.kind == OpKind::PRelu)
+      prelu(p, op, params, v);
+    else
+      for (double& e : v) e = oracle_round(oracle_pointwise(op, e), p.types.storage);
     stats.magnitude = std::max(stats.magnitude, rms_of_finite(v));
   }
   dropout(p, v);
