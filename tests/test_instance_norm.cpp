@@ -3,10 +3,7 @@
 // per-(sample, channel) loop in f32, bf16 and f16 with NaN and Inf, and CUDA's refusal.
 #include <gtest/gtest.h>
 
-#include "fuseblock/fuseblock.hpp"
-#include "oracle/compare.hpp"
-#include "oracle/oracle.hpp"
-#include "pipeline_fixtures.hpp"
+#include "block_forms_check.hpp"
 #include "plan/cpu_only_forms.hpp"
 #include "user_error_of.hpp"
 
@@ -67,33 +64,11 @@ TEST(InstanceNorm, CpuMatchesOracleInEveryDtypeWithNonFiniteInput) {
       "conv3d 3 2 bias=false\ninstance_norm affine=true\nleaky_relu 0.2\n",
   };
   const std::vector<std::string> inputs = {"[3, 2, 17]", "[2, 3, 9, 11]", "[2, 2, 4, 5, 6]"};
-  int cases = 0;
   for (uint64_t seed : test_seeds(300, 6))
     for (size_t i = 0; i < specs.size(); ++i)
-      for (const char* dt : {"f32", "bf16", "f16"}) {
-        const std::string spec = std::string("input ") + dt + inputs[i] + "\n" + specs[i];
-        std::mt19937_64 rng(seed);
-        const Block b = parse_spec(spec, "t.block");
-        LowerOptions exact_opts;
-        exact_opts.simplify = false;
-        const Plan plan = lower(b), exact = lower(b, exact_opts);
-        const DType d = exact.pipeline.types.storage;
-        Params params = random_params(exact.pipeline, rng);
-        for (Tensor* t : {&params.conv_weight, &params.conv_bias, &params.norm_weight, &params.norm_bias}) t->round_to(d);
-        Tensor x = uniform_input(exact.pipeline.input_shape, rng);
-        if (seed % 2) x.data()[rng() % static_cast<uint64_t>(x.numel())] = seed % 4 == 1 ? NAN : -INFINITY;
-        x.round_to(d);
-        RunOptions cpu;
-        cpu.device = Device::Cpu;
-        const Tensor y = run(plan, params, x, cpu);
-        OracleStats stats;
-        const std::vector<double> ref = oracle_forward(exact.pipeline, params, x, &stats);
-        const Comparison c = compare_with_oracle(y, ref, stats, rtol_for(d));
-        EXPECT_TRUE(c.ok) << c.message << "\nrepro: FB_TEST_SEED=" << seed
-                          << " fuseblock_tests --gtest_filter=InstanceNorm.*   # " << spec;
-        ++cases;
-      }
-  EXPECT_GT(cases, 0);
+      for (const char* dt : {"f32", "bf16", "f16"})
+        expect_spec_matches_oracle(std::string("input ") + dt + inputs[i] + "\n" + specs[i], seed,
+                                   static_cast<int>(seed % 3), "InstanceNorm.CpuMatchesOracleInEveryDtypeWithNonFiniteInput");
 }
 
 TEST(InstanceNorm, CudaRefusesItAndAutoPicksTheCpu) {

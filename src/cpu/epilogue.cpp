@@ -56,7 +56,11 @@ void apply_epilogue(const Pipeline& p, const Params& params, const float* scale,
         round_to(storage, v, len);
       }
       for (const Op& op : p.chain) {
-        if (op.kind == OpKind::PRelu) {
+        if (op.kind == OpKind::Dropout) {  // mid-chain: the later ops see x * mask * scale
+          if (op.dropout.is_identity()) continue;
+          DropoutMask chain_mask(op.dropout);
+          for (int64_t j = 0; j < len; ++j) v[j] = chain_mask.apply(v[j], i + j);
+        } else if (op.kind == OpKind::PRelu) {
           const float a = prelu_slope(op, params, nc % channels);
           for (int64_t j = 0; j < len; ++j) v[j] = eval_prelu(v[j], a);
         } else {

@@ -14,6 +14,7 @@ std::string forms_in(const Pipeline& p) {
   if (p.norm && p.norm->instance) add("instance_norm");
   for (const Op& op : p.chain)
     if (op.kind == OpKind::PRelu) add("prelu");
+    else if (op.kind == OpKind::Dropout) add("dropout before the chain's end");
   return found;
 }
 

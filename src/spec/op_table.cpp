@@ -91,7 +91,7 @@ std::string spec_reference() {
       "  conv1d|conv2d|conv3d ...   the convolution\n"
       "  group_norm|instance_norm   optional\n"
       "  pointwise ops ...          any number\n"
-      "  dropout ...                optional, last\n"
+      "  dropout ...                optional, anywhere in the chain (the ops after it see its result)\n"
       "  params seed=S | file=F     optional, anywhere: PyTorch-default init from seed S (default 0),\n"
       "                             or a safetensors file with conv.weight, conv.bias, norm.weight, norm.bias\n"
       "Arguments are name=value or positional in the order listed; tuples as (3, 3, 3) or [3, 3, 3];\n"

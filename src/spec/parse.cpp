@@ -236,8 +236,8 @@ class ArgReader {
   std::map<std::string, RawArg> given_;
 };
 
-// Where an op may stand: input, conv, group_norm, pointwise..., dropout.
-enum class Stage { Start, Input, Conv, Norm, Pointwise, Dropout };
+// Where an op may stand: input, conv, group_norm, pointwise ops and dropout in any order.
+enum class Stage { Start, Input, Conv, Norm, Pointwise };
 
 Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
   ArgReader r(lp, spec, lp.parse_args(1));
@@ -386,7 +386,7 @@ void number_prelu_parameters(Block& b) {
 }
 
 const char* stage_rule =
-    "a block is: input, conv1d|conv2d|conv3d, optional group_norm or instance_norm, pointwise ops, optional dropout";
+    "a block is: input, conv1d|conv2d|conv3d, optional group_norm or instance_norm, pointwise ops and dropout";
 
 }  // namespace
 
@@ -432,7 +432,6 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
               near.empty() ? "see `fuseblock --help-spec` for the ops" : fmt::format("did you mean '{}'?", near));
     }
     if (stage == Stage::Start) lp.fail(kw.col, "the block must start with its input", "add a first line like: input f32[1, 3, 16, 16]");
-    if (stage == Stage::Dropout) lp.fail(kw.col, fmt::format("'{}' after dropout: dropout must be the last op", kw.text), stage_rule);
     switch (spec->kind) {
       case OpKind::Conv:
         if (stage != Stage::Input) lp.fail(kw.col, "a block has exactly one convolution, right after the input", stage_rule);
@@ -443,9 +442,9 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
           lp.fail(kw.col, kw.text + (stage == Stage::Input ? " needs a convolution before it" : " must come right after the convolution"), stage_rule);
         stage = Stage::Norm;
         break;
-      case OpKind::Dropout:
+      case OpKind::Dropout:  // anywhere in the chain (MONAI's norm -> dropout -> activation order)
         if (stage == Stage::Input) lp.fail(kw.col, "dropout needs a convolution before it", stage_rule);
-        stage = Stage::Dropout;
+        stage = Stage::Pointwise;
         break;
       default:
         if (stage == Stage::Input) lp.fail(kw.col, fmt::format("'{}' needs a convolution before it", kw.text), stage_rule);

@@ -172,8 +172,7 @@ void prelu(const Pipeline& p, const Op& op, const Params& params, std::vector<do
   }
 }
 
-void dropout(const Pipeline& p, std::vector<double>& v) {
-  const DropoutAttrs& d = p.dropout;
+void dropout(const Pipeline& p, const DropoutAttrs& d, std::vector<double>& v) {
   if (!d.training || d.p == 0.0) return;
   const fb_u32 threshold = fb_keep_threshold(d.p);
   const double scale = static_cast<double>(fb_dropout_scale(d.p));
@@ -260,11 +259,13 @@ std::vector<double> oracle_forward(const Pipeline& p, const Params& params, cons
   for (const Op& op : p.chain) {
     if (op.kind == OpKind::PRelu)
       prelu(p, op, params, v);
+    else if (op.kind == OpKind::Dropout)  // before the chain's end: the ops after it see its result
+      dropout(p, op.dropout, v);
     else
       for (double& e : v) e = oracle_round(oracle_pointwise(op, e), p.types.storage);
     stats.magnitude = std::max(stats.magnitude, rms_of_finite(v));
   }
-  dropout(p, v);
+  dropout(p, p.dropout, v);
   stats.magnitude = std::max(stats.magnitude, rms_of_finite(v));
   if (stats_out) *stats_out = stats;
   return v;
