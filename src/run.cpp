@@ -2,9 +2,9 @@
 #include <fmt/format.h>
 
 #include "cpu/cpu_backend.hpp"
-#include "fuseblock/fuseblock.hpp"
 #include "cuda/executor/cuda_backend.hpp"
 #include "fuseblock/fuseblock.hpp"
+#include "plan/cpu_only_forms.hpp"
 
 namespace fuseblock {
 
@@ -34,6 +34,15 @@ Device resolve_device(Device requested, DType storage, std::string* why) {
   return Device::Cpu;
 }
 
+Device resolve_device(Device requested, const Plan& plan, std::string* why) {
+  if (const std::optional<std::string> reason = cpu_only_forms(plan)) {
+    if (requested == Device::Cuda) throw UserError(*reason, "use --device cpu (or --device auto)");
+    if (why) *why = *reason;
+    return Device::Cpu;
+  }
+  return resolve_device(requested, plan.pipeline.types.storage, why);
+}
+
 const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : d == Device::Cpu ? "cpu" : "auto"; }
 
 Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts) {
@@ -51,7 +60,7 @@ Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOpt
   check_params(p, params);
   if (plan.guard) check_params(plan.fallback, params);
   Tensor y(p.output_shape);
-  if (resolve_device(opts.device, storage) == Device::Cuda)
+  if (resolve_device(opts.device, plan) == Device::Cuda)
     cuda::run(plan, params, x, y, opts);
   else
     cpu::run(plan, params, x, y);

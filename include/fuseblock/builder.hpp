@@ -26,6 +26,7 @@ class BlockBuilder {
 
   BlockBuilder& conv(int dims, int64_t out_channels, int64_t kernel_size, ConvOptions o = {});
   BlockBuilder& group_norm(int64_t num_groups, double eps = 1e-5, bool affine = true);
+  BlockBuilder& instance_norm(double eps = 1e-5, bool affine = false);
   BlockBuilder& minimum(double other);
   BlockBuilder& maximum(double other);
   BlockBuilder& clamp(std::optional<double> min, std::optional<double> max);

@@ -39,6 +39,9 @@ Device resolve_device(Device requested, std::string* why = nullptr);
 // The same for a block of that storage type: bf16 and f16 run on the CPU only in this version, so
 // Auto gives Cpu (`why` says so) and Cuda is a UserError.
 Device resolve_device(Device requested, DType storage, std::string* why = nullptr);
+// The same for a plan: its storage type, and the forms that run on the CPU only in this version
+// (instance_norm, prelu, dropout before the chain's end, add_per_sample_channel).
+Device resolve_device(Device requested, const Plan& plan, std::string* why = nullptr);
 const char* device_name(Device d);
 // "auto", "cpu" or "cuda"; anything else is a UserError naming the choices.
 Device parse_device(const std::string& name);

@@ -26,11 +26,12 @@ enum class OpKind : uint8_t {
   Minimum, Maximum, Clamp, Relu, LeakyRelu, Gelu, Silu, Sigmoid, Tanh, Mish, Hardswish, Hardtanh,
   Softplus, Add, Sub, Mul, Div,
   Fill,  // made by simplify: every element is `a` (the op's input is no longer read)
+  PRelu,  // nn.PReLU: its slopes are a parameter (Params::prelu_weight), not a scalar
   Dropout,
 };
 
 const char* op_name(OpKind k);          // the spec keyword: "conv", "group_norm", "minimum", ...
-bool is_pointwise(OpKind k);            // Minimum .. Fill
+bool is_pointwise(OpKind k);            // Minimum .. PRelu
 
 struct ConvAttrs {
   int dims = 3;                          // 1, 2 or 3 (conv1d / conv2d / conv3d)
@@ -48,18 +49,29 @@ struct GroupNormAttrs {
   double eps = 1e-5;
   bool affine = true;
   int64_t num_channels = 0;  // as spec'd, a check against the conv's channels (0: not given)
+  // Spec'd as instance_norm (nn.InstanceNormNd): GroupNorm with one channel per group, so
+  // infer_shapes sets num_groups to the conv's channels. Kept so that explain says what was written.
+  bool instance = false;
 };
 
 // Scalar arguments of a pointwise op. Their meaning per op:
 //   minimum/maximum/add/sub/mul/div: a     clamp/hardtanh: a = min (has_a), b = max (has_b)
 //   leaky_relu: a = negative_slope         softplus: a = beta, b = threshold
 //   gelu: tanh_approx                      fill: a = value
+//   prelu: a = init (init_params only; has_a stays false: the slopes are run-time data),
+//          num_parameters (1 or C), param_index / param_count (which prelu of the block, of how many)
 // Scalars are applied in float32, as PyTorch applies Python scalars to a float32 tensor.
 struct PointwiseAttrs {
   double a = 0.0, b = 0.0;
   bool has_a = false, has_b = false;
   bool tanh_approx = false;
+  int64_t num_parameters = 1;
+  int param_index = -1, param_count = 0;
 };
+
+// The parameter key of a prelu op: "prelu.weight" when the block has one prelu, else
+// "prelu.0.weight", "prelu.1.weight", ... in spec order (as nn.Sequential numbers its modules).
+std::string prelu_weight_key(const PointwiseAttrs& pw);
 
 struct DropoutAttrs {
   double p = 0.5;

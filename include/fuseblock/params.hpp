@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fuseblock/plan.hpp"
 #include "fuseblock/tensor.hpp"
@@ -13,6 +14,9 @@ struct Params {
   Tensor conv_bias;    // [C_out], empty when the conv has no bias
   Tensor norm_weight;  // [C_out], empty when GroupNorm is not affine (or absent)
   Tensor norm_bias;    // [C_out]
+  // One per prelu op, in spec order (op.pw.param_index): [1] or [C_out]; keys "prelu.weight", or
+  // "prelu.0.weight", "prelu.1.weight", ... when the block has several (prelu_weight_key).
+  std::vector<Tensor> prelu_weight;
 };
 
 // These take the exact pipeline (plan.fallback when the plan has a guard): on the fill path
@@ -32,7 +36,8 @@ Params load_params(const Pipeline& p, const std::string& path);
 // Throws a UserError naming the tensor and its shape if a parameter's shape does not fit, or its
 // dtype tag is not a bf16/f16 block's storage type.
 void check_params(const Pipeline& p, const Params& params);
-// Largest |x| for which |conv output| <= conv_output_bound holds; NaN when any parameter is
+// Largest |x| for which |conv output| <= conv_output_bound holds; NaN when any parameter (prelu
+// slopes included: the guarded analysis assumes them finite) is
 // non-finite, -inf when a conv bias or a GroupNorm weight or bias alone exceeds the bound (then
 // every sample fails the guard). Pass the exact (fallback) pipeline's parameters.
 double guard_input_bound(const Params& params, double conv_output_bound);

@@ -33,8 +33,10 @@ struct Pipeline {
   bool computes_conv = true;           // false on the fill path
   ConvAttrs conv;                      // valid when computes_conv (in_channels filled in)
   std::optional<GroupNormAttrs> norm;  // absent when the block has none (or on the fill path)
-  std::vector<Op> chain;               // pointwise ops after the norm, in order
-  DropoutAttrs dropout;                // p = 0 or training = false when the block has none
+  std::vector<Op> chain;               // pointwise ops after the norm, in order, and any dropout
+                                       // before the last op (kind Dropout: x * mask * scale there)
+  DropoutAttrs dropout;                // the dropout that is the block's last op; p = 0 or
+                                       // training = false when there is none
   bool fill_path() const { return !computes_conv; }
 };
 

@@ -12,6 +12,7 @@
 #include "cuda/executor/cuda_backend.hpp"
 #include "cuda/executor/executor.hpp"
 #include "cuda/select/select.hpp"
+#include "plan/cpu_only_forms.hpp"
 #include "tune/tuning_key.hpp"
 
 namespace fuseblock::cli {
@@ -36,6 +37,10 @@ void add_explain_command(CLI::App& app) {
       std::cout << fmt::format("-- after {}:\n{}", step, dump(ir));
     });
     std::cout << "\n" << dump(plan);
+    if (const std::optional<std::string> cpu_only = cpu_only_forms(plan)) {
+      std::cout << fmt::format("\nCUDA: not used: {}\n", *cpu_only);
+      return 0;
+    }
     // The CUDA side: this GPU's limits and tuning cache where there is one, else an sm_90 device.
     std::string why;
     const bool gpu = cuda::available(&why);

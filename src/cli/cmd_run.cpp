@@ -47,7 +47,7 @@ int run_command(const RunOpts& o) {
 
   std::string why_not_cuda;
   const DType dtype = plan.pipeline.types.storage;
-  const Device device = resolve_device(parse_device(o.device), dtype, &why_not_cuda);
+  const Device device = resolve_device(parse_device(o.device), plan, &why_not_cuda);
   auto t1 = Clock::now();
   Tensor x;
   std::string input_what;

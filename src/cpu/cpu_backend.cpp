@@ -58,7 +58,7 @@ void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tens
   FB_ASSERT(y.shape() == p.output_shape, "output " + shape_str(y.shape()) + " != " + shape_str(p.output_shape));
   FB_ASSERT(0 <= n_begin && n_begin <= n_end && n_end <= batch(p.output_shape), "sample range");
   if (p.fill_path()) {
-    fill_samples(p, y.data(), n_begin, n_end);
+    fill_samples(p, params, y.data(), n_begin, n_end);
     return;
   }
 
@@ -88,7 +88,7 @@ void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tens
     if (p.norm)
       group_norm_fold(*p.norm, g.c_out, spatial, n1 - n0, y.data() + n0 * out_sample, gamma, beta, scale.data(),
                       shift.data());
-    apply_epilogue(p, p.norm ? scale.data() : nullptr, p.norm ? shift.data() : nullptr, y.data(), n0, n1);
+    apply_epilogue(p, params, p.norm ? scale.data() : nullptr, p.norm ? shift.data() : nullptr, y.data(), n0, n1);
   }
 }
 

@@ -10,8 +10,21 @@
 
 namespace fuseblock::cpu {
 
-void apply_epilogue(const Pipeline& p, const float* scale, const float* shift, float* y, int64_t n_begin,
-                    int64_t n_end) {
+namespace {
+
+// The slope prelu `op` applies in channel c.
+float prelu_slope(const Op& op, const Params& params, int64_t c) {
+  const size_t i = static_cast<size_t>(op.pw.param_index);
+  FB_ASSERT(i < params.prelu_weight.size(), "prelu without its weight (check_params should have caught it)");
+  const Tensor& w = params.prelu_weight[i];
+  FB_ASSERT(w.numel() == 1 || c < w.numel(), "prelu weight of " + std::to_string(w.numel()) + " elements");
+  return w.data()[w.numel() == 1 ? 0 : c];
+}
+
+}  // namespace
+
+void apply_epilogue(const Pipeline& p, const Params& params, const float* scale, const float* shift, float* y,
+                    int64_t n_begin, int64_t n_end) {
   const Shape& shape = p.output_shape;
   FB_ASSERT(shape.size() >= 2, "output shape " + shape_str(shape));
   const int64_t channels = shape[1];
@@ -43,7 +56,16 @@ void apply_epilogue(const Pipeline& p, const float* scale, const float* shift, f
         round_to(storage, v, len);
       }
       for (const Op& op : p.chain) {
-        for (int64_t j = 0; j < len; ++j) v[j] = eval_pointwise(op, v[j]);
+        if (op.kind == OpKind::Dropout) {  // mid-chain: the later ops see x * mask * scale
+          if (op.dropout.is_identity()) continue;
+          DropoutMask chain_mask(op.dropout);
+          for (int64_t j = 0; j < len; ++j) v[j] = chain_mask.apply(v[j], i + j);
+        } else if (op.kind == OpKind::PRelu) {
+          const float a = prelu_slope(op, params, nc % channels);
+          for (int64_t j = 0; j < len; ++j) v[j] = eval_prelu(v[j], a);
+        } else {
+          for (int64_t j = 0; j < len; ++j) v[j] = eval_pointwise(op, v[j]);
+        }
         round_to(storage, v, len);
       }
       if (dropout) {

@@ -18,7 +18,23 @@ float fill_value(const Pipeline& p) {
   return v;
 }
 
-void fill_samples(const Pipeline& p, float* y, int64_t n_begin, int64_t n_end) {
+namespace {
+
+// Whether every element of the fill path is one of two values (kept, dropped): the chain after
+// the Fill is made of scalar pointwise ops only.
+bool chain_is_scalar(const Pipeline& p) {
+  for (const Op& op : p.chain)
+    if (!is_pointwise(op.kind) || op.kind == OpKind::PRelu) return false;
+  return true;
+}
+
+}  // namespace
+
+void fill_samples(const Pipeline& p, const Params& params, float* y, int64_t n_begin, int64_t n_end) {
+  if (!chain_is_scalar(p)) {  // the Fill ignores y's contents; the rest is the exact epilogue
+    apply_epilogue(p, params, nullptr, nullptr, y, n_begin, n_end);
+    return;
+  }
   const float value = fill_value(p);
   int64_t per_sample = 1;
   for (size_t d = 1; d < p.output_shape.size(); ++d) per_sample *= p.output_shape[d];

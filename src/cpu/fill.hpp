@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "fuseblock/params.hpp"
 #include "fuseblock/plan.hpp"
 
 namespace fuseblock::cpu {
@@ -11,6 +12,8 @@ float fill_value(const Pipeline& p);
 
 // Writes samples [n_begin, n_end) of y (pointing at sample 0): the constant, through dropout's
 // mask (indexed over the whole tensor, as on the exact path).
-void fill_samples(const Pipeline& p, float* y, int64_t n_begin, int64_t n_end);
+// A chain that needs more than the constant after its Fill (a prelu's per-channel slopes) runs
+// through the epilogue element by element instead.
+void fill_samples(const Pipeline& p, const Params& params, float* y, int64_t n_begin, int64_t n_end);
 
 }  // namespace fuseblock::cpu

@@ -31,12 +31,17 @@ const char* op_name(OpKind k) {
     case OpKind::Mul: return "mul";
     case OpKind::Div: return "div";
     case OpKind::Fill: return "fill";
+    case OpKind::PRelu: return "prelu";
     case OpKind::Dropout: return "dropout";
   }
   return "?";
 }
 
-bool is_pointwise(OpKind k) { return k >= OpKind::Minimum && k <= OpKind::Fill; }
+bool is_pointwise(OpKind k) { return k >= OpKind::Minimum && k <= OpKind::PRelu; }
+
+std::string prelu_weight_key(const PointwiseAttrs& pw) {
+  return pw.param_count <= 1 ? "prelu.weight" : fmt::format("prelu.{}.weight", pw.param_index);
+}
 
 bool Range::is_finite() const { return !nan && std::isfinite(lo) && std::isfinite(hi); }
 
@@ -78,6 +83,9 @@ static std::string attrs_str(const Op& op) {
                          tuple_str(op.conv.stride, op.conv.dims), tuple_str(op.conv.padding, op.conv.dims),
                          tuple_str(op.conv.dilation, op.conv.dims), op.conv.bias);
     case OpKind::GroupNorm:
+      if (op.norm.instance)
+        return fmt::format("instance_norm eps={} affine={} (group_norm num_groups={})", num(op.norm.eps), op.norm.affine,
+                           op.norm.num_groups);
       return fmt::format("group_norm num_groups={} eps={} affine={}", op.norm.num_groups, num(op.norm.eps),
                          op.norm.affine);
     case OpKind::Dropout:
@@ -90,6 +98,7 @@ static std::string attrs_str(const Op& op) {
     case OpKind::Gelu: return fmt::format("gelu approximate={}", pw.tanh_approx ? "tanh" : "none");
     case OpKind::Softplus: return fmt::format("softplus beta={} threshold={}", num(pw.a), num(pw.b));
     case OpKind::LeakyRelu: return fmt::format("leaky_relu negative_slope={}", num(pw.a));
+    case OpKind::PRelu: return fmt::format("prelu num_parameters={} weight={}", pw.num_parameters, prelu_weight_key(pw));
     case OpKind::Minimum: case OpKind::Maximum: case OpKind::Add: case OpKind::Sub:
     case OpKind::Mul: case OpKind::Div: case OpKind::Fill:
       return fmt::format("{} {}", op_name(op.kind), num(pw.a));

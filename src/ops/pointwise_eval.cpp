@@ -27,6 +27,7 @@ float eval_pointwise(const Op& op, float x) {
     case OpKind::Mul: return fb_mul(x, a);
     case OpKind::Div: return fb_div(x, a);
     case OpKind::Fill: return a;
+    case OpKind::PRelu: FB_ASSERT(false, "prelu needs its slope: eval_prelu");
     default: break;
   }
   FB_ASSERT(false, std::string("not a pointwise op: ") + op_name(op.kind));

@@ -21,12 +21,30 @@ std::vector<ParamSlot> param_slots(const Pipeline& p) {
   for (int d = 0; d < c.dims; ++d) w.push_back(c.kernel[static_cast<size_t>(d)]);
   using Need = ParamSlot::Need;
   Need norm_need = (p.norm && p.norm->affine) ? Need::Required : Need::Optional;
-  return {
+  std::vector<ParamSlot> slots = {
       {"conv.weight", w, Need::Required, &Params::conv_weight},
       {"conv.bias", {c.out_channels}, c.bias ? Need::Required : Need::Absent, &Params::conv_bias},
       {"norm.weight", {c.out_channels}, norm_need, &Params::norm_weight},
       {"norm.bias", {c.out_channels}, norm_need, &Params::norm_bias},
   };
+  for (const Op& op : p.chain)
+    if (op.kind == OpKind::PRelu)
+      slots.push_back({prelu_weight_key(op.pw), {op.pw.num_parameters}, Need::Required, nullptr, op.pw.param_index});
+  return slots;
+}
+
+const Tensor& ParamSlot::of(const Params& p) const {
+  static const Tensor kNone;
+  if (member) return p.*member;
+  const size_t i = static_cast<size_t>(prelu_index);
+  return i < p.prelu_weight.size() ? p.prelu_weight[i] : kNone;
+}
+
+Tensor& ParamSlot::of(Params& p) const {
+  if (member) return p.*member;
+  const size_t i = static_cast<size_t>(prelu_index);
+  if (p.prelu_weight.size() <= i) p.prelu_weight.resize(i + 1);
+  return p.prelu_weight[i];
 }
 
 }  // namespace detail
@@ -34,21 +52,21 @@ std::vector<ParamSlot> param_slots(const Pipeline& p) {
 void check_params(const Pipeline& p, const Params& params) {
   using Need = detail::ParamSlot::Need;
   for (const detail::ParamSlot& s : detail::param_slots(p)) {
-    const Tensor& t = params.*s.member;
+    const Tensor& t = s.of(params);
     bool empty = t.numel() == 0 && t.shape().empty();  // a default-constructed Tensor: not given
     if (s.need == Need::Absent) {
       if (!empty)
-        throw UserError(std::string(s.name) + " has shape " + shape_str(t.shape()) +
+        throw UserError(s.name + " has shape " + shape_str(t.shape()) +
                             ", but the block has no such parameter (the conv has bias=false)",
                         "drop the tensor, or give the conv bias=true");
       continue;
     }
     if (empty) {
       if (s.need == Need::Optional) continue;
-      throw UserError(std::string(s.name) + " is missing, expected shape " + shape_str(s.shape));
+      throw UserError(s.name + " is missing, expected shape " + shape_str(s.shape));
     }
     if (t.shape() != s.shape)
-      throw UserError(std::string(s.name) + " has shape " + shape_str(t.shape()) + ", expected " + shape_str(s.shape));
+      throw UserError(s.name + " has shape " + shape_str(t.shape()) + ", expected " + shape_str(s.shape));
     // Every value is a float32 value, so any tensor serves an f32 block; a bf16 or f16 block needs
     // its parameters in its own type, as a PyTorch module moved with .to(dtype) has them.
     if (p.types.storage != DType::F32 && t.dtype() != p.types.storage)
@@ -76,6 +94,11 @@ double guard_input_bound(const Params& params, double conv_output_bound) {
   const double inf = std::numeric_limits<double>::infinity();
   for (const Tensor* t : {&params.conv_weight, &params.conv_bias, &params.norm_weight, &params.norm_bias})
     for (float v : t->vec())
+      if (!std::isfinite(v)) return nan;
+  // infer_ranges under the guard takes prelu slopes as any finite value: a NaN or Inf slope
+  // (NaN * x, Inf * 0) is outside what it proved.
+  for (const Tensor& t : params.prelu_weight)
+    for (float v : t.vec())
       if (!std::isfinite(v)) return nan;
   if (std::isnan(conv_output_bound)) return nan;
   // infer_ranges also assumed the GroupNorm affine parameters within the bound (so the affine

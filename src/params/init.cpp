@@ -39,7 +39,12 @@ Params init_params(const Pipeline& p, uint64_t seed) {
     using Need = detail::ParamSlot::Need;
     if (s.need == Need::Absent) continue;
     std::string name = s.name;
-    if (name == "conv.weight" || name == "conv.bias") {
+    if (!s.member) {  // a prelu: every slope is the module's `init` (nn.PReLU's init=0.25)
+      float init = 0.25f;
+      for (const Op& op : p.chain)
+        if (op.kind == OpKind::PRelu && op.pw.param_index == s.prelu_index) init = static_cast<float>(op.pw.a);
+      s.of(out) = rounded_to(Tensor(s.shape, init), p.types.storage);
+    } else if (name == "conv.weight" || name == "conv.bias") {
       // In PyTorch's order: the weight is drawn first, then the bias.
       const ConvAttrs& c = p.conv;
       double fan_in = static_cast<double>(c.in_channels);
@@ -47,12 +52,12 @@ Params init_params(const Pipeline& p, uint64_t seed) {
       double bound = fan_in > 0 ? 1.0 / std::sqrt(fan_in) : 0.0;
       Tensor t(s.shape);
       for (float& v : t.vec()) v = rng.symmetric(bound);
-      out.*s.member = rounded_to(std::move(t), p.types.storage);  // as module.to(dtype) after init
+      s.of(out) = rounded_to(std::move(t), p.types.storage);  // as module.to(dtype) after init
     } else {
       // GroupNorm. Optional means no norm in this pipeline: on the fill path the exact fallback
       // may still have one, and 1 / 0 is also exactly what a non-affine GroupNorm applies.
       if (s.need == Need::Optional && p.computes_conv) continue;
-      out.*s.member = rounded_to(Tensor(s.shape, name == "norm.weight" ? 1.0f : 0.0f), p.types.storage);
+      s.of(out) = rounded_to(Tensor(s.shape, name == "norm.weight" ? 1.0f : 0.0f), p.types.storage);
     }
   }
   return out;

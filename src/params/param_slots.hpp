@@ -1,6 +1,7 @@
 // Which parameter tensors a pipeline takes and their shapes: the one table that init_params,
 // load_params and check_params all read.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "fuseblock/params.hpp"
@@ -13,13 +14,18 @@ struct ParamSlot {
     Absent,    // the block has no such parameter (conv bias=false): it must be empty
     Optional,  // not read by this pipeline (no norm, or affine=false): empty or `shape`
   };
-  const char* name;  // KernelBench key: "conv.weight", ...
+  std::string name;  // KernelBench key: "conv.weight", ..., or a prelu's key (prelu_weight_key)
   Shape shape;
   Need need;
-  Tensor Params::*member;
+  Tensor Params::*member = nullptr;  // the tensor, or for a prelu slot nullptr and ...
+  int prelu_index = -1;              // ... its index in Params::prelu_weight
+
+  const Tensor& of(const Params& p) const;
+  Tensor& of(Params& p) const;  // grows prelu_weight to hold the slot
 };
 
-// conv.weight [C_out, C_in, k...]; conv.bias [C_out]; norm.weight and norm.bias [C_out].
+// conv.weight [C_out, C_in, k...]; conv.bias [C_out]; norm.weight and norm.bias [C_out]; one
+// slot per prelu op of p.chain, [num_parameters].
 // Always from p.conv, which holds the conv attributes on the fill path too. GroupNorm parameters
 // are Optional when the pipeline does not read them (no norm, or affine=false): on the fill path
 // the norm was folded away, but the exact fallback (which runs with the same Params) may need them.

@@ -252,7 +252,7 @@ Params load_params(const Pipeline& p, const std::string& path) {
                         std::string("save it as ") + dtype_info(storage).safetensors_name + " or F32 (F32 is rounded)");
       throw UserError(path + ": " + s.name + " has shape " + shape_str(e->shape) + ", expected " + shape_str(s.shape));
     }
-    out.*s.member = rounded_to(f.read(*e), storage);
+    s.of(out) = rounded_to(f.read(*e), storage);
   }
   return out;
 }

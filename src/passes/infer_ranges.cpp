@@ -2,7 +2,7 @@
 //
 // Without the assumption, the input may hold anything (NaN, +-inf). With it, the analysis
 // assumes what the plan's guard checks per sample at run time: input and parameters finite, and
-// |conv output| <= conv_bound, |GroupNorm weight and bias| <= conv_bound. That is what lets
+// |conv output| <= conv_bound, |GroupNorm weight and bias| <= conv_bound, prelu slopes finite. That is what lets
 // simplify prove a chain constant: min(y, 0) then clamp(0, 1) is 0 for every y that is not NaN.
 #include <algorithm>
 #include <cfloat>
@@ -80,6 +80,17 @@ Range pointwise_range(const Op& op, const Range& in) {
   return out;
 }
 
+// prelu: x where x > 0, a * x elsewhere, with slopes a that are run-time data. Under the guard
+// they are finite (guard_input_bound fails every sample otherwise), so a * x is any finite value
+// that may overflow, and NaN only from a NaN input or -inf * 0. Without it a slope may be NaN or
+// Inf, so every element <= 0 may become anything, NaN included.
+Range prelu_range(const Range& in, bool slopes_finite) {
+  if (in.lo > in.hi || in.lo > 0.0) return in;  // only NaN, or only x > 0: unchanged
+  if (!slopes_finite) return any_value();
+  if (in.lo == 0.0) return Range{-0.0, in.hi, in.nan};  // a * (+-0) is a zero of either sign
+  return Range{-kInf, kInf, in.nan || std::isinf(in.lo)};
+}
+
 Range dropout_range(const Op& op, const Range& in) {
   const DropoutAttrs& d = op.dropout;
   if (d.is_identity()) return in;
@@ -104,6 +115,7 @@ Range op_range(const Op& op, const Range& in, bool assume_bounded_input, double 
       return group_norm_range(op, in, group_size, conv_bound);
     }
     case OpKind::Dropout: return dropout_range(op, in);
+    case OpKind::PRelu: return prelu_range(in, assume_bounded_input);
     default: return pointwise_range(op, in);
   }
 }

@@ -72,6 +72,20 @@ static Shape conv_output_shape(const Block& b, const Op& op, const Shape& in) {
   return out;
 }
 
+// nn.InstanceNormNd's own checks: num_features against the channels, and (F.instance_norm's
+// _verify_spatial_size, always on without running statistics) more than one spatial element.
+static void check_instance_norm(const Block& b, const Op& op, const Shape& in) {
+  const int64_t C = in.at(1);
+  if (op.norm.num_channels != 0 && op.norm.num_channels != C)
+    fail_at(b, op, "num_features", fmt::format("num_features={} but the conv gives {} channels", op.norm.num_channels, C),
+            fmt::format("set num_features={} or leave it out", C));
+  int64_t spatial = 1;
+  for (size_t d = 2; d < in.size(); ++d) spatial *= in[d];
+  if (spatial == 1)
+    fail_at(b, op, "", fmt::format("instance_norm needs more than 1 spatial element, but the conv's output is {}", shape_str(in)),
+            "as F.instance_norm: each (sample, channel) is normalized over its own spatial elements");
+}
+
 Block infer_shapes(const Block& b) {
   Block r = b;
   FB_ASSERT(!r.ops.empty() && r.ops[0].kind == OpKind::Input, "a block starts with its input");
@@ -86,6 +100,10 @@ Block infer_shapes(const Block& b) {
         op.conv.in_channels = r.ops[0].shape.at(1);
         break;
       case OpKind::GroupNorm: {
+        if (op.norm.instance) {
+          check_instance_norm(r, op, cur);
+          op.norm.num_groups = cur.at(1);
+        }
         const int64_t C = cur.at(1), G = op.norm.num_groups;
         if (G <= 0) fail_at(r, op, "num_groups", fmt::format("num_groups must be positive, got {}", G), "");
         if (C % G != 0)
@@ -97,6 +115,13 @@ Block infer_shapes(const Block& b) {
         if (!(op.norm.eps >= 0.0)) fail_at(r, op, "eps", fmt::format("eps must be >= 0, got {}", op.norm.eps), "");
         break;
       }
+      case OpKind::PRelu:
+        // F.prelu: a weight of one element, or of the input's channel count.
+        if (op.pw.num_parameters != 1 && op.pw.num_parameters != cur.at(1))
+          fail_at(r, op, "num_parameters",
+                  fmt::format("prelu num_parameters={} but its input has {} channels", op.pw.num_parameters, cur.at(1)),
+                  fmt::format("use num_parameters=1 or num_parameters={}", cur.at(1)));
+        break;
       case OpKind::Fill:
         if (op.shape.empty()) op.shape = cur;  // eliminate_unused keeps the shape on the Fill
         cur = op.shape;

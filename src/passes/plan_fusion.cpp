@@ -15,13 +15,16 @@ Pipeline to_pipeline(const Block& exact, const Block& simplified) {
   p.conv = conv->conv;
   p.computes_conv = simplified.find(OpKind::Conv) != nullptr;
   if (const Op* n = simplified.find(OpKind::GroupNorm)) p.norm = n->norm;
-  for (const Op& op : simplified.ops)
-    if (is_pointwise(op.kind)) p.chain.push_back(op);
-  if (const Op* d = simplified.find(OpKind::Dropout)) {
-    p.dropout = d->dropout;
-  } else {
-    p.dropout.p = 0.0;
-    p.dropout.training = false;
+  // A dropout that is the block's last op is Pipeline::dropout (what every backend runs); one
+  // earlier in the chain stays there as a chain op, which the CPU backend applies in place.
+  p.dropout.p = 0.0;
+  p.dropout.training = false;
+  for (size_t i = 0; i < simplified.ops.size(); ++i) {
+    const Op& op = simplified.ops[i];
+    if (op.kind == OpKind::Dropout && i + 1 == simplified.ops.size())
+      p.dropout = op.dropout;
+    else if (is_pointwise(op.kind) || op.kind == OpKind::Dropout)
+      p.chain.push_back(op);
   }
   return p;
 }

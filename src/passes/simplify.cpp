@@ -36,6 +36,7 @@ bool is_identity_on(const Op& op, const Range& in) {
     case OpKind::Minimum: return in.hi <= f32(pw.a);
     case OpKind::Maximum: return in.lo >= f32(pw.a);
     case OpKind::Relu: return in.lo >= 0.0;
+    case OpKind::PRelu: return in.lo > 0.0;  // a zero would meet the slope (a NaN slope: NaN)
     case OpKind::Clamp:
     case OpKind::Hardtanh:
       return (!pw.has_a || in.lo >= f32(pw.a)) && (!pw.has_b || in.hi <= f32(pw.b)) &&

@@ -17,7 +17,8 @@ std::string dump(const Pipeline& p) {
                    dtype_name(p.types.compute), dtype_name(p.types.accumulation));
   if (p.computes_conv)
     s += fmt::format("  conv{}d {} -> {} channels\n", p.conv.dims, p.conv.in_channels, p.conv.out_channels);
-  if (p.norm) s += fmt::format("  group_norm groups={} eps={:g} affine={}\n", p.norm->num_groups, p.norm->eps, p.norm->affine);
+  if (p.norm && p.norm->instance) s += fmt::format("  instance_norm (group_norm groups={}) eps={:g} affine={}\n", p.norm->num_groups, p.norm->eps, p.norm->affine);
+  else if (p.norm) s += fmt::format("  group_norm groups={} eps={:g} affine={}\n", p.norm->num_groups, p.norm->eps, p.norm->affine);
   std::string chain;
   for (const Op& op : p.chain)
     chain += fmt::format("{}{}", chain.empty() ? "" : " -> ", op.kind == OpKind::Fill ? fmt::format("fill({:g})", op.pw.a) : op_name(op.kind));

@@ -5,19 +5,14 @@
 
 #include <fmt/format.h>
 
+#include "params/param_slots.hpp"
+
 namespace fuseblock::python {
 
 namespace {
 
-// The four parameter names, as in a KernelBench model's state_dict.
-struct ParamName {
-  const char* key;
-  Tensor Params::*member;
-};
-constexpr ParamName kParamNames[] = {{"conv.weight", &Params::conv_weight},
-                                     {"conv.bias", &Params::conv_bias},
-                                     {"norm.weight", &Params::norm_weight},
-                                     {"norm.bias", &Params::norm_bias}};
+// The parameter names (as in a KernelBench model's state_dict, and each prelu's weight) are the
+// slots of the block's exact pipeline: params/param_slots.hpp.
 
 void override_training(Block& b, bool training) {
   for (Op& op : b.ops)
@@ -61,18 +56,20 @@ Params CompiledBlock::init_params(uint64_t seed) const { return fuseblock::init_
 
 Params CompiledBlock::params_from(std::map<std::string, Tensor> tensors) const {
   Params p;
-  for (const ParamName& n : kParamNames) {
-    auto it = tensors.find(n.key);
+  const std::vector<detail::ParamSlot> slots = detail::param_slots(param_pipeline());
+  std::string names;
+  for (const detail::ParamSlot& s : slots) {
+    names += (names.empty() ? "" : ", ") + s.name;
+    auto it = tensors.find(s.name);
     if (it == tensors.end()) continue;
-    p.*n.member = std::move(it->second);
+    s.of(p) = std::move(it->second);
     tensors.erase(it);
   }
   if (!tensors.empty())
-    throw UserError(fmt::format("unknown parameter '{}'", tensors.begin()->first),
-                    "the parameters are conv.weight, conv.bias, norm.weight and norm.bias");
+    throw UserError(fmt::format("unknown parameter '{}'", tensors.begin()->first), "the parameters are " + names);
   // Arrays arrive as float32: in a bf16 or f16 block they are rounded to its type, as
   // module.to(dtype) rounds a module's parameters (f16 arrays convert exactly).
-  for (const ParamName& n : kParamNames) (p.*n.member).round_to(param_pipeline().types.storage);
+  for (const detail::ParamSlot& s : slots) s.of(p).round_to(param_pipeline().types.storage);
   check_params(param_pipeline(), p);
   return p;
 }
@@ -85,8 +82,8 @@ void CompiledBlock::check_param_shapes(const std::map<std::string, Shape>& shape
 
 std::map<std::string, Tensor> CompiledBlock::params_to_map(const Params& p) const {
   std::map<std::string, Tensor> out;
-  for (const ParamName& n : kParamNames)
-    if (!(p.*n.member).empty()) out[n.key] = p.*n.member;
+  for (const detail::ParamSlot& s : detail::param_slots(param_pipeline()))
+    if (!s.of(p).empty()) out[s.name] = s.of(p);
   return out;
 }
 

@@ -32,6 +32,9 @@ BlockBuilder& BlockBuilder::conv(int dims, int64_t out_channels, int64_t kernel_
 BlockBuilder& BlockBuilder::group_norm(int64_t g, double eps, bool affine) {
   return line(fmt::format("group_norm num_groups={} eps={} affine={}", g, spec_number(eps), affine));
 }
+BlockBuilder& BlockBuilder::instance_norm(double eps, bool affine) {
+  return line(fmt::format("instance_norm eps={} affine={}", spec_number(eps), affine));
+}
 BlockBuilder& BlockBuilder::minimum(double v) { return line("minimum " + spec_number(v)); }
 BlockBuilder& BlockBuilder::maximum(double v) { return line("maximum " + spec_number(v)); }
 BlockBuilder& BlockBuilder::clamp(std::optional<double> lo, std::optional<double> hi) {

@@ -19,6 +19,10 @@ const std::vector<OpSpec>& op_table() {
        {{"num_groups", T::Int, true}, {"eps", T::Float, false}, {"affine", T::Bool, false},
         {"num_channels", T::Int, false}},
        "nn.GroupNorm: num_groups [eps=1e-5 affine=true]"},
+      {"instance_norm", OpKind::GroupNorm, 0,
+       {{"num_features", T::Int, false}, {"eps", T::Float, false}, {"momentum", T::Float, false},
+        {"affine", T::Bool, false}, {"track_running_stats", T::Bool, false}},
+       "nn.InstanceNorm1d/2d/3d: [num_features eps=1e-5 affine=false]; GroupNorm with one channel a group"},
       {"minimum", OpKind::Minimum, 0, {{"other", T::Float, true}}, "torch.minimum(x, other); NaN propagates"},
       {"maximum", OpKind::Maximum, 0, {{"other", T::Float, true}}, "torch.maximum(x, other); NaN propagates"},
       {"clamp", OpKind::Clamp, 0, {{"min", T::Float, false}, {"max", T::Float, false}},
@@ -35,6 +39,8 @@ const std::vector<OpSpec>& op_table() {
        "nn.Hardtanh [min_val=-1 max_val=1]"},
       {"softplus", OpKind::Softplus, 0, {{"beta", T::Float, false}, {"threshold", T::Float, false}},
        "nn.Softplus [beta=1 threshold=20]"},
+      {"prelu", OpKind::PRelu, 0, {{"num_parameters", T::Int, false}, {"init", T::Float, false}},
+       "nn.PReLU [num_parameters=1 (or C) init=0.25]: x > 0 ? x : weight[c] * x; weight is the parameter prelu.weight"},
       {"add", OpKind::Add, 0, {{"other", T::Float, true}}, "x + other"},
       {"sub", OpKind::Sub, 0, {{"other", T::Float, true}}, "x - other"},
       {"mul", OpKind::Mul, 0, {{"other", T::Float, true}}, "x * other"},
@@ -83,14 +89,17 @@ std::string spec_reference() {
       "  input f32[N, C, D...]      the input's dtype (f32, bf16 or f16: every value is stored in it)\n"
       "                             and shape (1 to 3 spatial dims)\n"
       "  conv1d|conv2d|conv3d ...   the convolution\n"
-      "  group_norm ...             optional\n"
+      "  group_norm|instance_norm   optional\n"
       "  pointwise ops ...          any number\n"
-      "  dropout ...                optional, last\n"
+      "  dropout ...                optional, anywhere in the chain (the ops after it see its result)\n"
       "  params seed=S | file=F     optional, anywhere: PyTorch-default init from seed S (default 0),\n"
       "                             or a safetensors file with conv.weight, conv.bias, norm.weight, norm.bias\n"
       "Arguments are name=value or positional in the order listed; tuples as (3, 3, 3) or [3, 3, 3];\n"
       "'#' starts a comment. Ops:\n";
-  for (const OpSpec& op : op_table()) s += "  " + std::string(op.keyword) + std::string(12 - std::string(op.keyword).size(), ' ') + op.help + "\n";
+  for (const OpSpec& op : op_table()) {
+    const std::string kw = op.keyword;
+    s += "  " + kw + std::string(kw.size() < 14 ? 14 - kw.size() : 1, ' ') + op.help + "\n";
+  }
   return s;
 }
 

@@ -236,8 +236,8 @@ class ArgReader {
   std::map<std::string, RawArg> given_;
 };
 
-// Where an op may stand: input, conv, group_norm, pointwise..., dropout.
-enum class Stage { Start, Input, Conv, Norm, Pointwise, Dropout };
+// Where an op may stand: input, conv, group_norm, pointwise ops and dropout in any order.
+enum class Stage { Start, Input, Conv, Norm, Pointwise };
 
 Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
   ArgReader r(lp, spec, lp.parse_args(1));
@@ -262,6 +262,20 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
       break;
     }
     case OpKind::GroupNorm:
+      if (std::string(spec.keyword) == "instance_norm") {
+        // nn.InstanceNormNd's defaults: affine=False; running statistics are not modelled.
+        op.norm.instance = true;
+        op.norm.num_groups = 0;  // the conv's channels, set by infer_shapes
+        op.norm.eps = r.f("eps", 1e-5);
+        op.norm.affine = r.b("affine", false);
+        op.norm.num_channels = r.i("num_features", 0);
+        r.f("momentum", 0.1);  // read for its type only: it updates running statistics, which are not kept
+        if (r.b("track_running_stats", false))
+          lp.fail(r.loc("track_running_stats").col, "instance_norm track_running_stats=true is not supported",
+                  "fuseblock normalizes with each sample's own statistics (track_running_stats=false, "
+                  "PyTorch's default); running statistics are out of scope");
+        break;
+      }
       op.norm.num_groups = r.i("num_groups", 1);
       op.norm.eps = r.f("eps", 1e-5);
       op.norm.affine = r.b("affine", true);
@@ -275,6 +289,13 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
       pw.has_b = r.has("max"), pw.b = r.f("max", 0.0);
       if (!pw.has_a && !pw.has_b)
         lp.fail(lp.keyword().col, "clamp needs at least one of min and max (as torch.clamp)", "e.g. clamp min=0.0 max=1.0");
+      break;
+    case OpKind::PRelu:
+      pw.num_parameters = r.i("num_parameters", 1);
+      pw.a = r.f("init", 0.25);  // has_a stays false: the slope is the parameter, init only fills it
+      if (pw.num_parameters < 1)
+        lp.fail(r.loc("num_parameters").col, fmt::format("prelu num_parameters must be 1 or the channel count, got {}", pw.num_parameters),
+                "as nn.PReLU: num_parameters=1 (one slope) or C (one per channel)");
       break;
     case OpKind::LeakyRelu: pw.a = r.f("negative_slope", 0.01), pw.has_a = true; break;
     case OpKind::Hardtanh:
@@ -355,8 +376,17 @@ void parse_params(LineParser& lp, ParamSource& ps) {
   ps.loc = lp.at(lp.keyword().col);
 }
 
+// Each prelu's slopes are a parameter of their own: its index among the block's prelu ops names it.
+void number_prelu_parameters(Block& b) {
+  int count = 0;
+  for (const Op& op : b.ops) count += op.kind == OpKind::PRelu;
+  int index = 0;
+  for (Op& op : b.ops)
+    if (op.kind == OpKind::PRelu) op.pw.param_index = index++, op.pw.param_count = count;
+}
+
 const char* stage_rule =
-    "a block is: input, conv1d|conv2d|conv3d, optional group_norm, pointwise ops, optional dropout";
+    "a block is: input, conv1d|conv2d|conv3d, optional group_norm or instance_norm, pointwise ops and dropout";
 
 }  // namespace
 
@@ -402,7 +432,6 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
               near.empty() ? "see `fuseblock --help-spec` for the ops" : fmt::format("did you mean '{}'?", near));
     }
     if (stage == Stage::Start) lp.fail(kw.col, "the block must start with its input", "add a first line like: input f32[1, 3, 16, 16]");
-    if (stage == Stage::Dropout) lp.fail(kw.col, fmt::format("'{}' after dropout: dropout must be the last op", kw.text), stage_rule);
     switch (spec->kind) {
       case OpKind::Conv:
         if (stage != Stage::Input) lp.fail(kw.col, "a block has exactly one convolution, right after the input", stage_rule);
@@ -410,12 +439,12 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
         break;
       case OpKind::GroupNorm:
         if (stage != Stage::Conv)
-          lp.fail(kw.col, stage == Stage::Input ? "group_norm needs a convolution before it" : "group_norm must come right after the convolution", stage_rule);
+          lp.fail(kw.col, kw.text + (stage == Stage::Input ? " needs a convolution before it" : " must come right after the convolution"), stage_rule);
         stage = Stage::Norm;
         break;
-      case OpKind::Dropout:
+      case OpKind::Dropout:  // anywhere in the chain (MONAI's norm -> dropout -> activation order)
         if (stage == Stage::Input) lp.fail(kw.col, "dropout needs a convolution before it", stage_rule);
-        stage = Stage::Dropout;
+        stage = Stage::Pointwise;
         break;
       default:
         if (stage == Stage::Input) lp.fail(kw.col, fmt::format("'{}' needs a convolution before it", kw.text), stage_rule);
@@ -425,6 +454,7 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
     Op op = parse_op(lp, *spec);
     b.ops.push_back(std::move(op));
   }
+  number_prelu_parameters(b);
   if (stage == Stage::Start)
     throw UserError("the spec is empty", "a block starts with a line like: input f32[128, 3, 16, 64, 64]", {1, 1}, source_name);
   if (stage == Stage::Input)

@@ -131,8 +131,48 @@ void group_norm(const Pipeline& p, const Params& params, std::vector<double>& v,
     }
 }
 
-void dropout(const Pipeline& p, std::vector<double>& v) {
-  const DropoutAttrs& d = p.dropout;
+// PyTorch's InstanceNormNd (track_running_stats=False): per (sample, channel), over its own
+// spatial elements, (v - mean) / sqrt(biased var + eps) * gamma + beta. Written apart from
+// group_norm above, which the backend's lowering (num_groups = C) makes it equal to.
+void instance_norm(const Pipeline& p, const Params& params, std::vector<double>& v, OracleStats& stats) {
+  const GroupNormAttrs& g = *p.norm;
+  const int64_t N = p.output_shape[0], C = p.output_shape[1], S = product(p.output_shape, 2);
+  if (g.affine && (params.norm_weight.numel() != C || params.norm_bias.numel() != C))
+    throw std::invalid_argument("oracle: norm.weight / norm.bias size");
+  for (int64_t nc = 0; nc < N * C; ++nc) {
+    double* plane = v.data() + nc * S;
+    double mean = 0;
+    for (int64_t i = 0; i < S; ++i) mean += plane[i] / static_cast<double>(S);
+    double var = 0;
+    for (int64_t i = 0; i < S; ++i) var += (plane[i] - mean) * (plane[i] - mean) / static_cast<double>(S);
+    const int64_t c = nc % C;
+    const double gamma = g.affine ? static_cast<double>(params.norm_weight.data()[c]) : 1.0;
+    const double beta = g.affine ? static_cast<double>(params.norm_bias.data()[c]) : 0.0;
+    const double scale = gamma / std::sqrt(var + g.eps);
+    for (int64_t i = 0; i < S; ++i) {
+      const double terms = std::fabs(plane[i] * scale) + std::fabs(beta - mean * scale);
+      if (std::isfinite(terms)) stats.norm_terms = std::max(stats.norm_terms, terms);
+      plane[i] = oracle_round((plane[i] - mean) * scale + beta, p.types.storage);
+    }
+  }
+}
+
+// nn.PReLU (F.prelu's kernel): x if x > 0, else weight[c] * x, weight[0] for every channel when
+// it has one element. NaN > 0 is false, so NaN gives weight * NaN = NaN.
+void prelu(const Pipeline& p, const Op& op, const Params& params, std::vector<double>& v) {
+  const int64_t C = p.output_shape[1], S = product(p.output_shape, 2);
+  const size_t k = static_cast<size_t>(op.pw.param_index);
+  if (k >= params.prelu_weight.size()) throw std::invalid_argument("oracle: prelu weight missing");
+  const Tensor& w = params.prelu_weight[k];
+  if (w.numel() != 1 && w.numel() != C) throw std::invalid_argument("oracle: prelu weight size");
+  for (size_t i = 0; i < v.size(); ++i) {
+    const int64_t c = static_cast<int64_t>(i) / S % C;
+    const double a = static_cast<double>(w.data()[w.numel() == 1 ? 0 : c]);
+    v[i] = oracle_round(v[i] > 0.0 ? v[i] : a * v[i], p.types.storage);
+  }
+}
+
+void dropout(const Pipeline& p, const DropoutAttrs& d, std::vector<double>& v) {
   if (!d.training || d.p == 0.0) return;
   const fb_u32 threshold = fb_keep_threshold(d.p);
   const double scale = static_cast<double>(fb_dropout_scale(d.p));
@@ -208,18 +248,24 @@ std::vector<double> oracle_forward(const Pipeline& p, const Params& params, cons
   std::vector<double> v;
   if (p.computes_conv) {
     v = conv(p, params, x);
-    if (p.norm) {
+    if (p.norm && p.norm->instance)
+      instance_norm(p, params, v, stats);
+    else if (p.norm)
       group_norm(p, params, v, stats);
-    }
   } else {
     v.assign(static_cast<size_t>(numel(p.output_shape)), kNaN);
   }
   if (p.computes_conv) stats.magnitude = rms_of_finite(v);
   for (const Op& op : p.chain) {
-    for (double& e : v) e = oracle_round(oracle_pointwise(op, e), p.types.storage);
+    if (op.kind == OpKind::PRelu)
+      prelu(p, op, params, v);
+    else if (op.kind == OpKind::Dropout)  // before the chain's end: the ops after it see its result
+      dropout(p, op.dropout, v);
+    else
+      for (double& e : v) e = oracle_round(oracle_pointwise(op, e), p.types.storage);
     stats.magnitude = std::max(stats.magnitude, rms_of_finite(v));
   }
-  dropout(p, v);
+  dropout(p, p.dropout, v);
   stats.magnitude = std::max(stats.magnitude, rms_of_finite(v));
   if (stats_out) *stats_out = stats;
   return v;

@@ -7,6 +7,7 @@
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_two_pass/recompute_two_pass.hpp"
 #include "fuseblock/error.hpp"
+#include "plan/cpu_only_forms.hpp"
 
 namespace fuseblock::cuda {
 namespace {
@@ -14,6 +15,7 @@ constexpr unsigned kFillThreads = 256;
 }
 
 std::optional<std::string> ConstantFill::unsupported(const ConvProblem& problem, const DeviceLimits&) const {
+  if (auto why = cpu_only_forms(*problem.plan)) return why;
   if (!problem.pipeline().fill_path())
     return std::string(
         "the chain does not fold to a constant (simplify found "

@@ -5,6 +5,7 @@
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "fuseblock/error.hpp"
+#include "plan/cpu_only_forms.hpp"
 
 namespace fuseblock::cuda {
 namespace {
@@ -15,6 +16,7 @@ constexpr unsigned kFinalizeThreads = 256;  // fbl_finalize: a warp per (sample,
 
 std::optional<std::string> RecomputeSampleRuns::unsupported(const ConvProblem& problem,
                                                             const DeviceLimits& device) const {
+  if (auto why = cpu_only_forms(*problem.plan)) return why;
   const Pipeline& p = problem.pipeline();
   if (p.fill_path()) return std::string("the chain folds to a constant: there is no conv to run");
   if (!problem.allow_tf32) return std::string("needs the TF32 MMA engine: strict fp32 (or a GPU before sm_80)");

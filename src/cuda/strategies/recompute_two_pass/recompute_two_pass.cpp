@@ -5,6 +5,7 @@
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 #include "fuseblock/error.hpp"
+#include "plan/cpu_only_forms.hpp"
 
 namespace fuseblock::cuda {
 namespace {
@@ -94,6 +95,7 @@ void append_recompute_two_pass(SourceWriter& w, LaunchProgram& prog, const Pipel
 }
 
 std::optional<std::string> RecomputeTwoPass::unsupported(const ConvProblem& problem, const DeviceLimits& device) const {
+  if (auto why = cpu_only_forms(*problem.plan)) return why;
   if (problem.pipeline().fill_path())
     return std::string(
         "the chain folds to a constant: there is no conv to run "

@@ -1,0 +1,35 @@
+#include "plan/cpu_only_forms.hpp"
+
+#include <fmt/format.h>
+
+namespace fuseblock {
+namespace {
+
+// The forms `p` uses that the CUDA kernels do not emit, as spec keywords.
+std::string forms_in(const Pipeline& p) {
+  std::string found;
+  auto add = [&](const char* what) {
+    if (found.find(what) == std::string::npos) found += (found.empty() ? "" : ", ") + std::string(what);
+  };
+  if (p.norm && p.norm->instance) add("instance_norm");
+  for (const Op& op : p.chain)
+    if (op.kind == OpKind::PRelu) add("prelu");
+    else if (op.kind == OpKind::Dropout) add("dropout before the chain's end");
+  return found;
+}
+
+}  // namespace
+
+std::optional<std::string> cpu_only_forms(const Plan& plan) {
+  std::string found = forms_in(plan.pipeline);
+  if (plan.guard) {
+    const std::string more = forms_in(plan.fallback);
+    if (!more.empty() && found.find(more) == std::string::npos) found += (found.empty() ? "" : ", ") + more;
+  }
+  if (found.empty()) return std::nullopt;
+  return fmt::format("the block uses {}: instance_norm, prelu, dropout before the chain's end and "
+                     "add_per_sample_channel run on the CPU backend in this version",
+                     found);
+}
+
+}  // namespace fuseblock
