@@ -109,7 +109,7 @@ def peers_for(spec, dtype, args):
         out["max-autotune"] = torch.compile(eager, mode="max-autotune")
     conv, norm, act, drop = eager
     out["fuseblock"] = fbt.Block.from_modules(conv, norm, act, drop)
-    return out, modules(spec, torch.float64, "cuda")
+    return out, modules(spec, torch.float64, "cuda").eval()  # the reference: eval mode, no dropout
 
 
 def run(args):
