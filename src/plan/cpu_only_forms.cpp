@@ -21,6 +21,8 @@ std::string forms_in(const Pipeline& p) {
 }  // namespace
 
 std::optional<std::string> cpu_only_forms(const Plan& plan) {
+  if (plan.pipeline.types.storage != DType::F32)  // the CUDA kernels are float32 in this version
+    return fmt::format("{} storage runs on the CPU backend only in this version", dtype_name(plan.pipeline.types.storage));
   std::string found = forms_in(plan.pipeline);
   if (plan.guard) {
     const std::string more = forms_in(plan.fallback);

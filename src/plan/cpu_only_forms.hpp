@@ -1,4 +1,4 @@
-// The block forms that only the CPU backend runs in this version (instance_norm, prelu, dropout
+// The blocks that only the CPU backend runs in this version (bf16/f16 storage, instance_norm, prelu, dropout
 // before the chain's end, the per-(sample, channel) input): every CUDA strategy's unsupported()
 // and the device choice ask this one function, so that `--device auto` picks the CPU and
 // `--device cuda` fails with the same reason.
