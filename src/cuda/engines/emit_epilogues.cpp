@@ -8,6 +8,7 @@
 //    elements per step aligned to multiples of 4 in the flat output index, so one Philox call
 //    gives the four dropout draws (element i uses word i % 4 of counter block i / 4, exactly as
 //    the CPU backend) and an interior step is one 16-byte store.
+#include "cuda/codegen/element_types.hpp"
 #include "cuda/codegen/emit_common.hpp"
 #include "cuda/engines/emit_conv.hpp"
 
@@ -98,9 +99,10 @@ void emit_output_epilogue_fn(SourceWriter& w, const ConvGeometry& g, const Pipel
   w.line("return r;");
   w.close();
   w.blank();
-  w.line("__device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,");
-  w.line("    const float* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,");
-  w.line("    const float* __restrict__ beta,");
+  const EmittedTypes T = emitted_types(p.types);
+  w.line("__device__ __forceinline__ void fb_output_epilogue(const float* st, {}* __restrict__ y,", T.storage);
+  w.line("    const {0}* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,", T.storage);
+  w.line("    const {}* __restrict__ beta,", T.storage);
   w.line("    long long n, const fb_tile& T, int c0, const unsigned long long* __restrict__ dropout_state) {{");
   if (d.active) w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
   w.raw(kOutputLoop);
@@ -128,6 +130,9 @@ void emit_output_epilogue_fn(SourceWriter& w, const ConvGeometry& g, const Pipel
   else
     w.line("        o[k] = r;");
   w.line("      }}");
+  // The stores write 4 float32 results as one 16-byte pack: an f32 storage pack (the strategies
+  // refuse other storage types, plan/cpu_only_forms.hpp).
+  FB_ASSERT(T.pack == "float4" && T.compute == "float", "the output epilogue stores f32 packs");
   w.raw(kOutputStore);
 }
 

@@ -10,6 +10,7 @@
 // one constant: a memset writes it and fb_guard does the read half alone.
 #include "cuda/strategies/constant_fill/emit_fill.hpp"
 
+#include "cuda/codegen/element_types.hpp"
 #include "cuda/codegen/emit_common.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/error.hpp"
@@ -86,7 +87,10 @@ void emit_guard_kernel(SourceWriter& w, const Plan& plan) {
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path guard: per-sample |x| <= bound, input read once; the output is a memset ----");
-  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_guard(const float* __restrict__ x, int* __restrict__ flags,");
+  const EmittedTypes T = emitted_types(p.types);
+  FB_ASSERT(T.pack == "float4", "the guard reads its input as float4 packs: f32 storage");
+  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_guard(const {}* __restrict__ x, int* __restrict__ flags,",
+         T.storage);
   w.line("    float bound, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
   w.line("  constexpr int U = {};", kUnroll);
@@ -106,7 +110,10 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
   w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
          guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
-  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const float* __restrict__ x, float* __restrict__ y,");
+  const EmittedTypes T = emitted_types(p.types);
+  FB_ASSERT(T.pack == "float4", "the fill kernel reads and writes float4 packs: f32 storage");
+  w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const {0}* __restrict__ x, {0}* __restrict__ y,",
+         T.storage);
   w.line("    int* __restrict__ flags, float bound, const unsigned long long* __restrict__ dropout_state,");
   w.line("    long long q_per_block, int blocks_per_sample, long long slice) {{");
   w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);
@@ -127,13 +134,13 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   if (d.active) {
     w.line("    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);");
     w.line("    const unsigned th = {}u;", d.threshold);
-    w.line("    const float4 v = make_float4(bits.v[0] < th ? kept : dropped, bits.v[1] < th ? kept : dropped,");
+    w.line("    const {} v = make_{}(bits.v[0] < th ? kept : dropped, bits.v[1] < th ? kept : dropped,", T.pack, T.pack);
     w.line("                                 bits.v[2] < th ? kept : dropped, bits.v[3] < th ? kept : dropped);");
   } else {
-    w.line("    const float4 v = make_float4(kept, kept, kept, kept);");
+    w.line("    const {} v = make_{}(kept, kept, kept, kept);", T.pack, T.pack);
   }
   w.line("    if (4 * q + 3 < OUT_TOTAL) {{");
-  w.line("      reinterpret_cast<float4*>(y)[q] = v;");
+  w.line("      reinterpret_cast<{}*>(y)[q] = v;", T.pack);
   w.line("    }} else {{");
   w.line("      const float e[4] = {{v.x, v.y, v.z, v.w}};");
   w.line("      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];");

@@ -5,6 +5,7 @@
 // samples whose guard flag is 0.
 #include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 
+#include "cuda/codegen/element_types.hpp"
 #include "cuda/codegen/emit_common.hpp"
 #include "cuda/engines/emit_conv.hpp"
 #include "fuseblock/error.hpp"
@@ -53,6 +54,7 @@ const char* kFinalizeBody = R"(  const long long n = (long long)blockIdx.x / G;
 
 void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g, bool gated,
                           GeneralKernelNames* names) {
+  const EmittedTypes T = emitted_types(p.types);  // storage type names for the tensors' parameters
   emit_conv_tile_code(w, g);
   if (g.engine == ConvEngine::MmaTf32)
     emit_mma_helpers(w);
@@ -65,8 +67,9 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
     ConvKernelSpec stats;
     stats.name = "fb_conv_stats";
     stats.params =
-        "const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, "
-        "float2* __restrict__ partials, const int* __restrict__ flags";
+        fmt::format("const {0}* __restrict__ x, const {0}* __restrict__ w, const {0}* __restrict__ bias, "
+                    "float2* __restrict__ partials, const int* __restrict__ flags",
+                    T.storage);
     stats.epilogue = {"fb_stats_epilogue(st, bias, partials, n, t, T, c0);"};
     stats.gated = gated;
     stats.stats_from_registers = g.engine == ConvEngine::MmaTf32;
@@ -77,7 +80,7 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
     w.line("// Merges a (sample, group)'s partial statistics; writes per-(n, c) scale and mean.");
     // (256, 1): with (256) alone ptxas aimed at 8 blocks per SM, capped the kernel at 32 registers and spilled.
     w.line("extern \"C\" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const float2* __restrict__ partials,");
-    w.line("    const float* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,");
+    w.line("    const {}* __restrict__ gamma, float* __restrict__ nscale, float* __restrict__ nmean,", T.storage);
     w.line("    const int* __restrict__ flags) {{");
     if (gated) emit_wait_for_previous_grid(w);
     w.line("  constexpr int G = {}, CPG = {};", groups, g.cout / groups);
@@ -94,9 +97,10 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
   ConvKernelSpec out;
   out.name = "fb_conv_output";
   out.params =
-      "const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, "
-      "const float* __restrict__ nscale, const float* __restrict__ nmean, const float* __restrict__ beta, "
-      "float* __restrict__ y, const int* __restrict__ flags, const unsigned long long* __restrict__ dropout_state";
+      fmt::format("const {0}* __restrict__ x, const {0}* __restrict__ w, const {0}* __restrict__ bias, "
+                  "const float* __restrict__ nscale, const float* __restrict__ nmean, const {0}* __restrict__ beta, "
+                  "{0}* __restrict__ y, const int* __restrict__ flags, const unsigned long long* __restrict__ dropout_state",
+                  T.storage);
   out.epilogue = {"fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, dropout_state);"};
   out.gated = gated;
   emit_conv_kernel(w, g, out);
