@@ -42,6 +42,11 @@ struct ConvAttrs {
   std::array<int64_t, 3> padding{0, 0, 0};
   std::array<int64_t, 3> dilation{1, 1, 1};
   bool bias = true;
+  // `add_per_sample_channel` follows the conv: a second run-time input of shape [N, C_out], in the
+  // storage type, is added to the conv output (bias included) before the norm, as diffusers'
+  // ResnetBlock2D adds its time embedding (conv1(x) + temb[:, :, None, None]). Part of what the
+  // conv op produces, so the Pipeline carries it in its conv (Pipeline::channel_add()).
+  bool channel_add = false;
 };
 
 struct GroupNormAttrs {
