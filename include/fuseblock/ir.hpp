@@ -1,7 +1,8 @@
 // The block IR: a chain of ops, each consuming the previous op's value.
 //
 // A block is always   input -> conv -> [group_norm] -> pointwise* -> [dropout]
-// (the parser and the builder enforce that order), so the IR is a vector of Op in data-flow
+// (the parser and the builder enforce that order; dropout may also sit inside the chain, and a
+// per-(sample, channel) add after the conv is a flag of the conv, ConvAttrs::channel_add), so the IR is a vector of Op in data-flow
 // order. Passes (src/passes/, one per file) read a Block and return a new one; they fill in the
 // per-op shape and value range, and rewrite the chain (folding, elimination).
 #pragma once
