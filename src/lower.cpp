@@ -45,7 +45,8 @@ Plan lower(const Block& block, const LowerOptions& opts, const StepObserver& on_
     exact_simplified = simplify(plan.exact, bound);
     step("simplify", exact_simplified);
     simplified = exact_simplified;
-    if (!has_fill(exact_simplified)) {
+    // A per-(sample, channel) input is not guarded: its block never takes the guarded fill path.
+    if (!has_fill(exact_simplified) && !plan.exact.find(OpKind::Conv)->conv.channel_add) {
       // Try again under the guard's assumption; keep it only if it removes the conv.
       Block bounded = infer_ranges(shaped, /*assume_bounded_input=*/true, bound);
       step("infer_ranges (under guard)", bounded);

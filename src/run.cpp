@@ -45,7 +45,37 @@ Device resolve_device(Device requested, const Plan& plan, std::string* why) {
 
 const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : d == Device::Cpu ? "cpu" : "auto"; }
 
-Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts) {
+Shape channel_add_shape(const Plan& plan) {
+  return {plan.pipeline.output_shape.at(0), plan.pipeline.output_shape.at(1)};
+}
+
+namespace {
+
+void check_channel_add(const Plan& plan, const Tensor* add) {
+  const Pipeline& p = plan.pipeline;
+  const std::string shape = shape_str(channel_add_shape(plan));
+  if (!p.channel_add() && add)
+    throw UserError("a per-(sample, channel) input was given, but the block has no add_per_sample_channel",
+                    fmt::format("add the line 'add_per_sample_channel' after the conv to add a {} input, or leave it out", shape));
+  if (!p.channel_add()) return;
+  if (!add)
+    throw UserError(fmt::format("the block adds a per-(sample, channel) input of shape {} (add_per_sample_channel), "
+                                "but none was given",
+                                shape),
+                    "give it: run(plan, params, x, channel_add), --channel-add FILE, or channel_add=array");
+  if (add->shape() != channel_add_shape(plan))
+    throw UserError(fmt::format("the per-(sample, channel) input has shape {}, but the block expects {}",
+                                shape_str(add->shape()), shape),
+                    "one value per (sample, conv output channel), as temb[:, :, None, None] broadcasts");
+  const DType storage = p.types.storage;
+  if (storage != DType::F32 && add->dtype() != storage)
+    throw UserError(fmt::format("the per-(sample, channel) input holds {} values, but the block's storage is {}",
+                                dtype_name(add->dtype()), dtype_name(storage)),
+                    fmt::format("give a {} tensor (round_to converts one)", dtype_name(storage)));
+}
+
+Tensor run_checked(const Plan& plan, const Params& params, const Tensor& x, const Tensor* channel_add,
+                   const RunOptions& opts) {
   const Pipeline& p = plan.pipeline;
   if (x.shape() != p.input_shape)
     throw UserError(fmt::format("the input tensor has shape {}, but the block expects {}", shape_str(x.shape()),
@@ -58,14 +88,25 @@ Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOpt
                     fmt::format("give a {} input (round_to(DType::{}) converts one), or change the spec's input line",
                                 dtype_name(storage), dtype_info(storage).safetensors_name));
   check_params(p, params);
+  check_channel_add(plan, channel_add);
   if (plan.guard) check_params(plan.fallback, params);
   Tensor y(p.output_shape);
   if (resolve_device(opts.device, plan) == Device::Cuda)
     cuda::run(plan, params, x, y, opts);
   else
-    cpu::run(plan, params, x, y);
+    cpu::run(plan, params, x, y, channel_add);
   y.round_to(storage);  // only tags it: every backend writes values of the storage type
   return y;
+}
+
+}  // namespace
+
+Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts) {
+  return run_checked(plan, params, x, nullptr, opts);
+}
+
+Tensor run(const Plan& plan, const Params& params, const Tensor& x, const Tensor& channel_add, const RunOptions& opts) {
+  return run_checked(plan, params, x, &channel_add, opts);
 }
 
 }  // namespace fuseblock

@@ -39,9 +39,10 @@ inline void inject_nonfinite(Tensor& t, std::mt19937_64& rng, int count) {
 }
 
 // Runs `spec` (seeded by `seed`) and checks it against the oracle. `nonfinite` injects that many
-// NaN/Inf into the input.
+// NaN/Inf into the input, and as many into the per-(sample, channel) input of a block with
+// add_per_sample_channel (random values in [-add_scale, add_scale], in the storage type).
 inline void expect_spec_matches_oracle(const std::string& spec, uint64_t seed, int nonfinite = 0,
-                                       const std::string& test = "", const Params* given = nullptr) {
+                                       const std::string& test = "", const Params* given = nullptr, float add_scale = 2.0f) {
   const std::string repro_line = "repro: FB_TEST_SEED=" + std::to_string(seed) + " fuseblock_tests --gtest_filter=" +
                                  test + "   # " + spec;
   std::mt19937_64 rng(seed);
@@ -58,9 +59,15 @@ inline void expect_spec_matches_oracle(const std::string& spec, uint64_t seed, i
   x.round_to(d);
   RunOptions cpu;
   cpu.device = Device::Cpu;
-  const Tensor y = run(plan, params, x, cpu);
+  Tensor add;
+  if (p.channel_add()) {
+    add = uniform_input(channel_add_shape(exact), rng, -add_scale, add_scale);
+    inject_nonfinite(add, rng, nonfinite);
+    add.round_to(d);
+  }
+  const Tensor y = p.channel_add() ? run(plan, params, x, add, cpu) : run(plan, params, x, cpu);
   OracleStats stats;
-  const std::vector<double> ref = oracle_forward(p, params, x, &stats);
+  const std::vector<double> ref = oracle_forward(p, params, x, &stats, p.channel_add() ? &add : nullptr);
   const Comparison c = compare_with_oracle(y, ref, stats, rtol_for(d));
   EXPECT_TRUE(c.ok) << c.message << "\n" << repro_line;
 }

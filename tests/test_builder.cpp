@@ -47,3 +47,11 @@ TEST(Builder, ErrorsPointAtTheCall) {
   EXPECT_THROW(BlockBuilder({2, 3, 8, 8}).conv(2, 4, 3).dropout(1.5).build(), UserError);
   EXPECT_THROW(BlockBuilder({2, 3, 8, 8}).relu().build(), UserError);
 }
+
+TEST(Builder, AddPerSampleChannelMarksTheConv) {
+  const Block b = BlockBuilder({2, 3, 9}).conv(1, 4, 3).add_per_sample_channel().group_norm(2).build();
+  const Op* conv = b.find(OpKind::Conv);
+  ASSERT_NE(conv, nullptr);
+  EXPECT_TRUE(conv->conv.channel_add);
+  EXPECT_EQ(b.ops.size(), 3u);  // input, conv, group_norm: the add is not an op of its own
+}

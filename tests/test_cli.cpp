@@ -205,3 +205,37 @@ TEST(Cli, RunsHalfBlocksWithFilesInTheirType) {
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "verify works on the CUDA kernels, which are float32 only")) << r.out;
 }
+
+// add_per_sample_channel: --channel-add FILE is added per (sample, channel) before the norm
+// (here no norm: the difference from a zero add is the added value); errors name the shape.
+TEST(Cli, ChannelAddIsReadFromAFileAndRequiredExactlyWhenTheBlockHasIt) {
+  const std::string spec = "--spec-text 'input f32[2, 3, 5]; conv1d 4 3; add_per_sample_channel'";
+  const std::string zeros = temp_path("add0.npy"), add = temp_path("add.npy");
+  const std::string y0_path = temp_path("ya0.npy"), y1_path = temp_path("ya1.npy");
+  fuseblock::save_npy(zeros, fuseblock::Tensor({2, 4}, 0.0f));
+  const std::vector<float> a{1, -2, 3, 0.5f, 10, 20, -30, 40};
+  fuseblock::save_npy(add, fuseblock::Tensor({2, 4}, a));
+  Result r = cli("run --device cpu -q " + spec + " --channel-add " + zeros + " --output " + y0_path);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = cli("run --device auto -q " + spec + " --channel-add " + add + " --output " + y1_path);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const fuseblock::Tensor y0 = fuseblock::load_tensor(y0_path), y1 = fuseblock::load_tensor(y1_path);
+  ASSERT_EQ(y1.shape(), (fuseblock::Shape{2, 4, 3}));
+  for (int64_t i = 0; i < y1.numel(); ++i) EXPECT_NEAR(y1.data()[i] - y0.data()[i], a[static_cast<size_t>(i / 3)], 1e-4) << i;
+
+  r = cli("run --device cpu -q " + spec);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "--channel-add was not given")) << r.out;
+  EXPECT_TRUE(contains(r.out, "[2, 4]")) << r.out;
+  fuseblock::save_npy(add, fuseblock::Tensor({2, 3}, 1.0f));
+  r = cli("run --device cpu -q " + spec + " --channel-add " + add);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "has shape [2, 3], but the block expects [2, 4]")) << r.out;
+  r = cli("run --device cpu -q --spec-text 'input f32[2, 3, 5]; conv1d 4 3' --channel-add " + zeros);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "has no add_per_sample_channel")) << r.out;
+  r = cli("run --device cuda -q " + spec + " --channel-add " + zeros);
+  EXPECT_NE(r.code, 0);
+  r = cli("--help-spec");
+  EXPECT_TRUE(contains(r.out, "add_per_sample_channel")) << r.out;
+}

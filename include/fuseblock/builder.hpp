@@ -25,6 +25,8 @@ class BlockBuilder {
   explicit BlockBuilder(const Shape& input_shape);
 
   BlockBuilder& conv(int dims, int64_t out_channels, int64_t kernel_size, ConvOptions o = {});
+  // conv(x) + add[:, :, None, ...] with a run-time [N, C_out] input (run()'s channel_add overload).
+  BlockBuilder& add_per_sample_channel();
   BlockBuilder& group_norm(int64_t num_groups, double eps = 1e-5, bool affine = true);
   BlockBuilder& instance_norm(double eps = 1e-5, bool affine = false);
   BlockBuilder& minimum(double other);

@@ -48,6 +48,13 @@ Device parse_device(const std::string& name);
 
 // Runs the plan on `x` (shape plan.pipeline.input_shape, and for a bf16 or f16 block that dtype,
 // as are the parameters: check_params); returns the output, tagged with the block's dtype.
+// A block with add_per_sample_channel needs the other overload (a UserError here names the shape).
 Tensor run(const Plan& plan, const Params& params, const Tensor& x, const RunOptions& opts = {});
+// The same with the block's per-(sample, channel) input: shape [N, C_out], in the block's storage
+// type, added to the conv output before the norm. A block without add_per_sample_channel refuses it.
+Tensor run(const Plan& plan, const Params& params, const Tensor& x, const Tensor& channel_add,
+           const RunOptions& opts = {});
+// The shape a block's per-(sample, channel) input must have: [N, C_out].
+Shape channel_add_shape(const Plan& plan);
 
 }  // namespace fuseblock

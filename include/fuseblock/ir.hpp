@@ -1,7 +1,8 @@
 // The block IR: a chain of ops, each consuming the previous op's value.
 //
 // A block is always   input -> conv -> [group_norm] -> pointwise* -> [dropout]
-// (the parser and the builder enforce that order), so the IR is a vector of Op in data-flow
+// (the parser and the builder enforce that order; dropout may also sit inside the chain, and a
+// per-(sample, channel) add after the conv is a flag of the conv, ConvAttrs::channel_add), so the IR is a vector of Op in data-flow
 // order. Passes (src/passes/, one per file) read a Block and return a new one; they fill in the
 // per-op shape and value range, and rewrite the chain (folding, elimination).
 #pragma once
@@ -42,6 +43,11 @@ struct ConvAttrs {
   std::array<int64_t, 3> padding{0, 0, 0};
   std::array<int64_t, 3> dilation{1, 1, 1};
   bool bias = true;
+  // `add_per_sample_channel` follows the conv: a second run-time input of shape [N, C_out], in the
+  // storage type, is added to the conv output (bias included) before the norm, as diffusers'
+  // ResnetBlock2D adds its time embedding (conv1(x) + temb[:, :, None, None]). Part of what the
+  // conv op produces, so the Pipeline carries it in its conv (Pipeline::channel_add()).
+  bool channel_add = false;
 };
 
 struct GroupNormAttrs {

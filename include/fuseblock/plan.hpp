@@ -38,6 +38,8 @@ struct Pipeline {
   DropoutAttrs dropout;                // the dropout that is the block's last op; p = 0 or
                                        // training = false when there is none
   bool fill_path() const { return !computes_conv; }
+  // The block adds a per-(sample, channel) run-time input after the conv (ConvAttrs::channel_add).
+  bool channel_add() const { return conv.channel_add; }
 };
 
 // The run-time condition under which the fill path equals the exact block, checked per sample.

@@ -163,7 +163,7 @@ class Block:
 
     def run(self, x, params: Optional[Mapping[str, np.ndarray]] = None, device: str = "auto", *,
             allow_tf32: bool = True, dropout_seed: Optional[int] = None,
-            dropout_offset: Optional[int] = None) -> np.ndarray:
+            dropout_offset: Optional[int] = None, channel_add=None) -> np.ndarray:
         """Runs the block on x (shape input_shape; float32, or float16 for an f16 block, or
         float32 holding bf16 values for a bf16 block: see `dtype`); returns a new array of the same
         numpy dtype.
@@ -175,6 +175,9 @@ class Block:
         allow_tf32: CUDA may use TF32 matrix units, as PyTorch's cudnn.allow_tf32 default.
         dropout_seed, dropout_offset: the dropout mask's Philox stream, unsigned 64-bit integers
           (None: the spec's seed and offset; an offset needs a seed, and a seed alone has offset 0).
+        channel_add: the per-(sample, channel) input of a block with add_per_sample_channel, shape
+          [N, C_out] in x's dtype (temb of conv1(x) + temb[:, :, None, None]); required by such a
+          block, refused by any other.
         """
         x = _block_array("x", x, self.dtype)
         if not isinstance(device, str):
@@ -187,7 +190,8 @@ class Block:
         stream = None if dropout_seed is None else (
             _int_in_range("dropout_seed", dropout_seed, 0, _UINT64_MAX),
             _int_in_range("dropout_offset", 0 if dropout_offset is None else dropout_offset, 0, _UINT64_MAX))
-        y = self._compiled.run(p, x, device, allow_tf32, stream)
+        add = None if channel_add is None else _block_array("channel_add", channel_add, self.dtype)
+        y = self._compiled.run(p, x, device, allow_tf32, stream, add)
         return y.astype(np.float16) if self.dtype == "f16" else y  # exact: y holds f16 values
 
     def _default_params(self):

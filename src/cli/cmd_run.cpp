@@ -23,7 +23,7 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 
 struct RunOpts {
   SpecSource spec;
-  std::string device = "auto", input, output, params;
+  std::string device = "auto", input, output, params, channel_add;
   uint64_t input_seed = 0;
   int repeat = 1;
   bool assume_finite = false, no_simplify = false, strict_fp32 = false, quiet = false;
@@ -35,6 +35,7 @@ int run_command(const RunOpts& o) {
   LoadedSpec spec = load_spec(o.spec);
   if (!o.output.empty())
     check_output_is_not_an_input(o.output, {{"--input", o.input.empty() ? "" : detail::tensor_file(o.input)},
+                                            {"--channel-add", o.channel_add.empty() ? "" : detail::tensor_file(o.channel_add)},
                                             {"the parameters", params_file(spec, o.params)},
                                             {"the spec", o.spec.path == "-" ? "" : o.spec.path}});
   LowerOptions lo;
@@ -66,6 +67,26 @@ int run_command(const RunOpts& o) {
     input_what = fmt::format("uniform [0, 1) seed={}{}", o.input_seed,
                              dtype == DType::F32 ? "" : fmt::format(", rounded to {}", dtype_name(dtype)));
   }
+  // The block's per-(sample, channel) input (add_per_sample_channel): run() checks its shape, and
+  // that it is given exactly when the block has the op.
+  Tensor add;
+  if (!o.channel_add.empty()) {
+    if (!plan.pipeline.channel_add())
+      throw UserError(fmt::format("--channel-add {} was given, but the block has no add_per_sample_channel", o.channel_add),
+                      fmt::format("add the line 'add_per_sample_channel' after the conv (it takes a {} input), or "
+                                  "leave --channel-add out",
+                                  shape_str(channel_add_shape(plan))));
+    add = load_tensor(o.channel_add);
+    if (add.dtype() != dtype)
+      throw UserError(fmt::format("{} holds {} data, but the block's storage is {}", o.channel_add,
+                                  dtype_name(add.dtype()), dtype_name(dtype)),
+                      fmt::format("write it as {} of shape {}", dtype_name(dtype), shape_str(channel_add_shape(plan))));
+  } else if (plan.pipeline.channel_add()) {
+    throw UserError(fmt::format("the block adds a per-(sample, channel) input (add_per_sample_channel) and "
+                                "--channel-add was not given"),
+                    fmt::format("give --channel-add FILE: .npy or .safetensors[:NAME] of shape {}, in {}",
+                                shape_str(channel_add_shape(plan)), dtype_name(dtype)));
+  }
   const double input_ms = ms_since(t1);
 
   RunOptions ro;
@@ -75,7 +96,7 @@ int run_command(const RunOpts& o) {
   double run_ms = 0, best_ms = 1e300;
   for (int i = 0; i < std::max(1, o.repeat); ++i) {
     auto t2 = Clock::now();
-    y = run(plan, params, x, ro);
+    y = plan.pipeline.channel_add() ? run(plan, params, x, add, ro) : run(plan, params, x, ro);
     run_ms = ms_since(t2);
     best_ms = std::min(best_ms, run_ms);
   }
@@ -105,6 +126,7 @@ void add_run_command(CLI::App& app) {
   add_spec_options(cmd, o->spec);
   cmd->add_option("--device", o->device, "auto (GPU if there is one, else CPU), cpu or cuda")->capture_default_str();
   cmd->add_option("--input", o->input, "Input tensor in the block's dtype: .npy (float32 or float16, C order), file.safetensors or file.safetensors:NAME (F32, BF16, F16); default: uniform [0, 1) from --seed");
+  cmd->add_option("--channel-add", o->channel_add, "The per-(sample, channel) input of a block with add_per_sample_channel: shape [N, C_out], the block's dtype (.npy or .safetensors[:NAME])");
   cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")->capture_default_str();
   cmd->add_option("--output", o->output, "Write the output tensor here, in the block's dtype (.npy, not for bf16, or .safetensors; written atomically)");
   cmd->add_option("--params", o->params, "Parameters from this safetensors file (conv.weight, conv.bias, norm.weight, norm.bias); default: the spec's params line");

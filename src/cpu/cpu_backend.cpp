@@ -34,6 +34,19 @@ const float* param_data(const Tensor& t, int64_t expect, const char* name) {
   return t.data();
 }
 
+// conv(x) + add[:, :, None, ...] for samples [n0, n1) of y, as PyTorch eager adds two tensors of
+// the storage type: the sum in float32 (its opmath), rounded once to the storage type.
+void add_per_sample_channel(DType storage, const float* add, int64_t channels, int64_t spatial, float* y, int64_t n0,
+                            int64_t n1) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = n0 * channels; nc < n1 * channels; ++nc) {
+    float* plane = y + nc * spatial;
+    const float a = add[nc];
+    for (int64_t i = 0; i < spatial; ++i) plane[i] += a;
+    round_to(storage, plane, spatial);
+  }
+}
+
 }  // namespace
 
 bool guard_passes(const float* sample, int64_t count, double bound) {
@@ -53,7 +66,7 @@ bool guard_passes(const float* sample, int64_t count, double bound) {
 }
 
 void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tensor& y, int64_t n_begin,
-                  int64_t n_end) {
+                  int64_t n_end, const Tensor* channel_add) {
   FB_ASSERT(x.shape() == p.input_shape, "input " + shape_str(x.shape()) + " != " + shape_str(p.input_shape));
   FB_ASSERT(y.shape() == p.output_shape, "output " + shape_str(y.shape()) + " != " + shape_str(p.output_shape));
   FB_ASSERT(0 <= n_begin && n_begin <= n_end && n_end <= batch(p.output_shape), "sample range");
@@ -63,6 +76,9 @@ void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tens
   }
 
   const ConvGeometry g = ConvGeometry::from(p.conv, p.input_shape, p.output_shape);
+  FB_ASSERT(p.channel_add() == (channel_add != nullptr), "the per-(sample, channel) input is given iff the block has it");
+  FB_ASSERT(!channel_add || channel_add->shape() == (Shape{p.output_shape.at(0), g.c_out}),
+            "the per-(sample, channel) input is [N, C_out] (run() checks it)");
   const float* weight = param_data(params.conv_weight, g.weight_count(), "conv.weight");
   const float* bias = p.conv.bias ? param_data(params.conv_bias, g.c_out, "conv.bias") : nullptr;
   const float *gamma = nullptr, *beta = nullptr;
@@ -85,6 +101,7 @@ void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tens
     // The conv output as PyTorch stores it: rounded once from the float32 sum (bias included) to
     // the storage type, before the statistics read it.
     round_to(p.types.storage, y.data() + n0 * out_sample, (n1 - n0) * out_sample);
+    if (channel_add) add_per_sample_channel(p.types.storage, channel_add->data(), g.c_out, spatial, y.data(), n0, n1);
     if (p.norm)
       group_norm_fold(*p.norm, g.c_out, spatial, n1 - n0, y.data() + n0 * out_sample, gamma, beta, scale.data(),
                       shift.data());
@@ -92,15 +109,16 @@ void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tens
   }
 }
 
-void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y) {
+void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const Tensor* channel_add) {
   const Pipeline& p = plan.pipeline;
   FB_ASSERT(x.shape() == p.input_shape, "input " + shape_str(x.shape()) + " != " + shape_str(p.input_shape));
   FB_ASSERT(y.shape() == p.output_shape, "output " + shape_str(y.shape()) + " != " + shape_str(p.output_shape));
   const int64_t N = batch(p.input_shape);
   if (!plan.guard || plan.assume_finite) {
-    run_pipeline(p, params, x, y, 0, N);
+    run_pipeline(p, params, x, y, 0, N, channel_add);
     return;
   }
+  FB_ASSERT(!channel_add, "a block with a per-(sample, channel) input never takes the guarded path (lower)");
   FB_ASSERT(plan.fallback.input_shape == p.input_shape && plan.fallback.output_shape == p.output_shape,
             "fallback pipeline shapes differ from the guarded pipeline's");
   const double bound = guard_input_bound(params, plan.guard->conv_output_bound);

@@ -18,8 +18,9 @@ namespace fuseblock::cpu {
 // Runs `plan` on x (shape plan.pipeline.input_shape) into y, which the caller allocated with
 // shape plan.pipeline.output_shape (its contents are ignored; every element is written).
 // With a guard (and !plan.assume_finite), each sample is checked: samples that pass run
-// plan.pipeline, samples that fail run plan.fallback.
-void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y);
+// plan.pipeline, samples that fail run plan.fallback. `channel_add` ([N, C_out]) is the block's
+// per-(sample, channel) input when its pipeline has one (Pipeline::channel_add()), else nullptr.
+void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const Tensor* channel_add = nullptr);
 
 // The guard's test on one sample: every element finite and |x| <= bound. A NaN bound (non-finite
 // parameters) fails every sample.
@@ -27,6 +28,6 @@ bool guard_passes(const float* sample, int64_t count, double bound);
 
 // Runs pipeline `p` for samples [n_begin, n_end) of x into the same samples of y.
 void run_pipeline(const Pipeline& p, const Params& params, const Tensor& x, Tensor& y, int64_t n_begin,
-                  int64_t n_end);
+                  int64_t n_end, const Tensor* channel_add = nullptr);
 
 }  // namespace fuseblock::cpu

@@ -81,7 +81,8 @@ static std::string attrs_str(const Op& op) {
       return fmt::format("conv{}d out_channels={} kernel_size={} stride={} padding={} dilation={} bias={}",
                          op.conv.dims, op.conv.out_channels, tuple_str(op.conv.kernel, op.conv.dims),
                          tuple_str(op.conv.stride, op.conv.dims), tuple_str(op.conv.padding, op.conv.dims),
-                         tuple_str(op.conv.dilation, op.conv.dims), op.conv.bias);
+                         tuple_str(op.conv.dilation, op.conv.dims), op.conv.bias) +
+             (op.conv.channel_add ? " + add_per_sample_channel" : "");
     case OpKind::GroupNorm:
       if (op.norm.instance)
         return fmt::format("instance_norm eps={} affine={} (group_norm num_groups={})", num(op.norm.eps), op.norm.affine,

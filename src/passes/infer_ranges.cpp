@@ -109,7 +109,10 @@ Range dropout_range(const Op& op, const Range& in) {
 Range op_range(const Op& op, const Range& in, bool assume_bounded_input, double conv_bound) {
   switch (op.kind) {
     case OpKind::Input: return any_value();
-    case OpKind::Conv: return assume_bounded_input ? Range{-conv_bound, conv_bound, false} : any_value();
+    // The per-(sample, channel) input is run-time data the guard does not check: any value, NaN
+    // included, so a block with it never folds to a constant (nor takes the guarded fill path).
+    case OpKind::Conv:
+      return assume_bounded_input && !op.conv.channel_add ? Range{-conv_bound, conv_bound, false} : any_value();
     case OpKind::GroupNorm: {
       const int64_t group_size = numel(op.shape) / std::max<int64_t>(1, op.shape.at(0)) / op.norm.num_groups;
       return group_norm_range(op, in, group_size, conv_bound);

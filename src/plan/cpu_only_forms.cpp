@@ -12,6 +12,7 @@ std::string forms_in(const Pipeline& p) {
     if (found.find(what) == std::string::npos) found += (found.empty() ? "" : ", ") + std::string(what);
   };
   if (p.norm && p.norm->instance) add("instance_norm");
+  if (p.channel_add()) add("add_per_sample_channel");
   for (const Op& op : p.chain)
     if (op.kind == OpKind::PRelu) add("prelu");
     else if (op.kind == OpKind::Dropout) add("dropout before the chain's end");

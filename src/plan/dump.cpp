@@ -16,7 +16,8 @@ std::string dump(const Pipeline& p) {
   s += fmt::format("  types: storage {}, compute {}, accumulation {}\n", dtype_name(p.types.storage),
                    dtype_name(p.types.compute), dtype_name(p.types.accumulation));
   if (p.computes_conv)
-    s += fmt::format("  conv{}d {} -> {} channels\n", p.conv.dims, p.conv.in_channels, p.conv.out_channels);
+    s += fmt::format("  conv{}d {} -> {} channels{}\n", p.conv.dims, p.conv.in_channels, p.conv.out_channels,
+                     p.conv.channel_add ? " + add_per_sample_channel [N, C_out]" : "");
   if (p.norm && p.norm->instance) s += fmt::format("  instance_norm (group_norm groups={}) eps={:g} affine={}\n", p.norm->num_groups, p.norm->eps, p.norm->affine);
   else if (p.norm) s += fmt::format("  group_norm groups={} eps={:g} affine={}\n", p.norm->num_groups, p.norm->eps, p.norm->affine);
   std::string chain;

@@ -88,7 +88,7 @@ std::map<std::string, Tensor> CompiledBlock::params_to_map(const Params& p) cons
 }
 
 Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, bool allow_tf32,
-                          const std::optional<DropoutStream>& dropout) const {
+                          const std::optional<DropoutStream>& dropout, const Tensor* channel_add) const {
   RunOptions ro;
   ro.device = device;
   ro.allow_tf32 = allow_tf32;
@@ -97,14 +97,19 @@ Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, 
   const bool rounds = plan_.pipeline.types.rounds();
   const Tensor rounded = rounds ? rounded_to(x, plan_.pipeline.types.storage) : Tensor();
   const Tensor& in = rounds ? rounded : x;
-  if (!dropout) return fuseblock::run(plan_, params, in, ro);
+  const Tensor add = channel_add && rounds ? rounded_to(*channel_add, plan_.pipeline.types.storage) : Tensor();
+  const Tensor* add_in = channel_add && rounds ? &add : channel_add;
+  auto run_plan = [&](const Plan& plan) {
+    return add_in ? fuseblock::run(plan, params, in, *add_in, ro) : fuseblock::run(plan, params, in, ro);
+  };
+  if (!dropout) return run_plan(plan_);
   // Another mask than the spec's: the same plan with the stream's seed and offset.
   Plan plan = plan_;
   for (Pipeline* p : {&plan.pipeline, &plan.fallback}) {
     p->dropout.seed = dropout->seed;
     p->dropout.offset = dropout->offset;
   }
-  return fuseblock::run(plan, params, in, ro);
+  return run_plan(plan);
 }
 
 }  // namespace fuseblock::python

@@ -49,9 +49,10 @@ class CompiledBlock {
   // params_from's checks on shapes alone (for parameters that live on a GPU).
   void check_param_shapes(const std::map<std::string, Shape>& shapes) const;
 
-  // Thread-safe: the plan is only read.
+  // Thread-safe: the plan is only read. `channel_add`: the block's per-(sample, channel) input
+  // ([N, C_out], float32 holding the block's values, rounded as x is), or nullptr.
   Tensor run(const Params& params, const Tensor& x, Device device, bool allow_tf32,
-             const std::optional<DropoutStream>& dropout) const;
+             const std::optional<DropoutStream>& dropout, const Tensor* channel_add = nullptr) const;
 
   // The CUDA path on device pointers (compiled_block_cuda.cpp): the caller owns every buffer,
   // x and y 16-byte aligned, and `stream` orders the work; nothing is copied or synchronised.

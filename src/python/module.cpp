@@ -163,8 +163,9 @@ NB_MODULE(_core, m) {
       .def(
           "run",
           [](const CompiledBlock& b, const Params& params, HostArray x, const std::string& device, bool allow_tf32,
-             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream) {
+             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, std::optional<HostArray> channel_add) {
             Tensor in = to_tensor(x);
+            const std::optional<Tensor> add = channel_add ? std::optional<Tensor>(to_tensor(*channel_add)) : std::nullopt;
             std::optional<DropoutStream> stream;
             if (dropout_stream) stream = DropoutStream{dropout_stream->first, dropout_stream->second};
             const Device d = parse_device(device);
@@ -172,11 +173,12 @@ NB_MODULE(_core, m) {
             {
               // The plan is only read: other Python threads may run blocks meanwhile.
               nb::gil_scoped_release release;
-              out = b.run(params, in, d, allow_tf32, stream);
+              out = b.run(params, in, d, allow_tf32, stream, add ? &*add : nullptr);
             }
             return to_numpy(std::move(out));
           },
-          "params"_a, "x"_a.noconvert(), "device"_a, "allow_tf32"_a, "dropout_stream"_a.none())
+          "params"_a, "x"_a.noconvert(), "device"_a, "allow_tf32"_a, "dropout_stream"_a.none(),
+          "channel_add"_a.noconvert().none() = nb::none())
       .def("cuda_scratch_bytes", &CompiledBlock::cuda_scratch_bytes, "allow_tf32"_a, "device"_a,
            nb::call_guard<nb::gil_scoped_release>())
       .def("guard_bound", &CompiledBlock::guard_bound, "params"_a)

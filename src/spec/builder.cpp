@@ -29,6 +29,7 @@ BlockBuilder& BlockBuilder::conv(int dims, int64_t out_channels, int64_t kernel_
   return line(fmt::format("conv{}d out_channels={} kernel_size={} stride={} padding={} dilation={} bias={}", dims, out_channels,
                           kernel_size, o.stride, o.padding, o.dilation, o.bias));
 }
+BlockBuilder& BlockBuilder::add_per_sample_channel() { return line("add_per_sample_channel"); }
 BlockBuilder& BlockBuilder::group_norm(int64_t g, double eps, bool affine) {
   return line(fmt::format("group_norm num_groups={} eps={} affine={}", g, spec_number(eps), affine));
 }

@@ -15,6 +15,9 @@ const std::vector<OpSpec>& op_table() {
        "nn.Conv1d: out_channels kernel_size [stride=1 padding=0 dilation=1 bias=true]"},
       {"conv2d", OpKind::Conv, 2, conv_args, "nn.Conv2d: as conv1d; tuples like kernel_size=(3, 3)"},
       {"conv3d", OpKind::Conv, 3, conv_args, "nn.Conv3d: as conv1d; tuples like kernel_size=(3, 3, 3)"},
+      // Not an op of its own: the parser marks the conv before it (ConvAttrs::channel_add).
+      {"add_per_sample_channel", OpKind::Conv, 0, {},
+       "x + add[:, :, None, ...]: a run-time input of shape [N, C_out] (diffusers' time embedding), right after the conv"},
       {"group_norm", OpKind::GroupNorm, 0,
        {{"num_groups", T::Int, true}, {"eps", T::Float, false}, {"affine", T::Bool, false},
         {"num_channels", T::Int, false}},
@@ -89,6 +92,7 @@ std::string spec_reference() {
       "  input f32[N, C, D...]      the input's dtype (f32, bf16 or f16: every value is stored in it)\n"
       "                             and shape (1 to 3 spatial dims)\n"
       "  conv1d|conv2d|conv3d ...   the convolution\n"
+      "  add_per_sample_channel     optional, right after the conv: a second input [N, C_out] added per (sample, channel)\n"
       "  group_norm|instance_norm   optional\n"
       "  pointwise ops ...          any number\n"
       "  dropout ...                optional, anywhere in the chain (the ops after it see its result)\n"
@@ -98,7 +102,7 @@ std::string spec_reference() {
       "'#' starts a comment. Ops:\n";
   for (const OpSpec& op : op_table()) {
     const std::string kw = op.keyword;
-    s += "  " + kw + std::string(kw.size() < 14 ? 14 - kw.size() : 1, ' ') + op.help + "\n";
+    s += "  " + kw + std::string(kw.size() < 14 ? 14 - kw.size() : 2, ' ') + op.help + "\n";
   }
   return s;
 }

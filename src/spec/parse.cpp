@@ -237,7 +237,24 @@ class ArgReader {
 };
 
 // Where an op may stand: input, conv, group_norm, pointwise ops and dropout in any order.
-enum class Stage { Start, Input, Conv, Norm, Pointwise };
+enum class Stage { Start, Input, Conv, ChannelAdd, Norm, Pointwise };
+
+// `add_per_sample_channel` (no arguments) marks the conv just before it; its place is right there.
+void parse_channel_add(LineParser& lp, const spec::OpSpec& spec, Stage stage, Block& b) {
+  ArgReader r(lp, spec, lp.parse_args(1));
+  const Token& kw = lp.keyword();
+  const char* rule = "add_per_sample_channel comes right after the conv, before the norm (conv1(x) + temb[:, :, None, None])";
+  if (stage == Stage::Input) lp.fail(kw.col, "add_per_sample_channel needs a convolution before it", rule);
+  Op& conv = b.ops.at(1);  // after the input, the block's one conv
+  if (conv.conv.channel_add) {
+    const SourceLoc first = conv.arg_loc("add_per_sample_channel");
+    lp.fail(kw.col, fmt::format("add_per_sample_channel is given twice: first at line {}, column {}", first.line, first.col),
+            "a block adds one [N, C_out] input; add the tensors before the run");
+  }
+  if (stage != Stage::Conv) lp.fail(kw.col, "add_per_sample_channel must come right after the convolution", rule);
+  conv.conv.channel_add = true;
+  conv.arg_locs["add_per_sample_channel"] = lp.at(kw.col);
+}
 
 Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
   ArgReader r(lp, spec, lp.parse_args(1));
@@ -432,13 +449,18 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
               near.empty() ? "see `fuseblock --help-spec` for the ops" : fmt::format("did you mean '{}'?", near));
     }
     if (stage == Stage::Start) lp.fail(kw.col, "the block must start with its input", "add a first line like: input f32[1, 3, 16, 16]");
+    if (spec->kind == OpKind::Conv && spec->conv_dims == 0) {  // add_per_sample_channel
+      parse_channel_add(lp, *spec, stage, b);
+      if (stage == Stage::Conv) stage = Stage::ChannelAdd;
+      continue;
+    }
     switch (spec->kind) {
       case OpKind::Conv:
         if (stage != Stage::Input) lp.fail(kw.col, "a block has exactly one convolution, right after the input", stage_rule);
         stage = Stage::Conv;
         break;
       case OpKind::GroupNorm:
-        if (stage != Stage::Conv)
+        if (stage != Stage::Conv && stage != Stage::ChannelAdd)
           lp.fail(kw.col, kw.text + (stage == Stage::Input ? " needs a convolution before it" : " must come right after the convolution"), stage_rule);
         stage = Stage::Norm;
         break;

@@ -172,6 +172,21 @@ void prelu(const Pipeline& p, const Op& op, const Params& params, std::vector<do
   }
 }
 
+// conv(x) + temb[:, :, None, ...] as PyTorch eager computes it: the stored conv output plus the
+// added value, in double, stored as oracle_round stores every value (bf16/f16 rounded).
+void add_per_sample_channel(const Pipeline& p, const Tensor& add, std::vector<double>& v) {
+  const int64_t N = p.output_shape[0], C = p.output_shape[1], S = product(p.output_shape, 2);
+  if (add.shape() != Shape{N, C}) throw std::invalid_argument("oracle: the per-(sample, channel) input is not [N, C_out]");
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const double a = add.data()[n * C + c];
+      for (int64_t i = 0; i < S; ++i) {
+        double& e = v[static_cast<size_t>((n * C + c) * S + i)];
+        e = oracle_round(e + a, p.types.storage);
+      }
+    }
+}
+
 void dropout(const Pipeline& p, const DropoutAttrs& d, std::vector<double>& v) {
   if (!d.training || d.p == 0.0) return;
   const fb_u32 threshold = fb_keep_threshold(d.p);
@@ -241,13 +256,17 @@ double oracle_round(double v, DType storage) {
   throw std::invalid_argument("oracle: unknown dtype");
 }
 
-std::vector<double> oracle_forward(const Pipeline& p, const Params& params, const Tensor& x, OracleStats* stats_out) {
+std::vector<double> oracle_forward(const Pipeline& p, const Params& params, const Tensor& x, OracleStats* stats_out,
+                                   const Tensor* channel_add) {
+  if (p.channel_add() != (channel_add != nullptr))
+    throw std::invalid_argument("oracle: the per-(sample, channel) input is given iff the pipeline adds it");
   if (x.shape() != p.input_shape) throw std::invalid_argument("oracle: input shape differs from the pipeline's");
   if (numel(p.output_shape) > kMaxOutput) throw std::invalid_argument("oracle: output too large");
   OracleStats stats;
   std::vector<double> v;
   if (p.computes_conv) {
     v = conv(p, params, x);
+    if (channel_add) add_per_sample_channel(p, *channel_add, v);
     if (p.norm && p.norm->instance)
       instance_norm(p, params, v, stats);
     else if (p.norm)

@@ -34,8 +34,9 @@ struct OracleStats {
 // The block's output for x (shape p.input_shape), in C order, shape p.output_shape.
 // On a fill path (no conv) every element starts as NaN and the chain's Fill replaces it.
 // Throws std::invalid_argument for shapes too large for a naive computation.
+// `channel_add` is the block's per-(sample, channel) input ([N, C_out]) when p.channel_add().
 std::vector<double> oracle_forward(const Pipeline& p, const Params& params, const Tensor& x,
-                                   OracleStats* stats = nullptr);
+                                   OracleStats* stats = nullptr, const Tensor* channel_add = nullptr);
 
 // One pointwise op in double by PyTorch's definition (exposed for the oracle's own tests).
 double oracle_pointwise(const Op& op, double x);
