@@ -83,7 +83,10 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
       for (const cuda::ConvStrategy* st : cuda::conv_strategies()) {
         const cuda::ConvProblem problem{&c.plan, tf32};
         if (st->unsupported(problem, cuda::DeviceLimits{})) continue;
-        for (const cuda::ConvTuning& cfg : st->configs(problem)) {
+        const std::vector<cuda::ConvTuning> configs = st->configs(problem);
+        ASSERT_FALSE(configs.empty()) << c.name << " " << st->name();
+        EXPECT_EQ(st->default_config(problem), configs.front()) << c.name << " " << st->name();
+        for (const cuda::ConvTuning& cfg : configs) {
           const cuda::LaunchProgram prog = st->build(problem, cfg);
           const std::string where = c.name + (tf32 ? " tf32 " : " fp32 ") + st->name() + " [" + prog.config + "]";
           ++built;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -23,6 +24,8 @@ namespace fuseblock::cuda {
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+constexpr size_t kMaxArgs = 16;  // the most arguments a step's kernel takes (checked when built)
 
 CUfunction get_function(CUmodule m, const std::string& name) {
   CUfunction f = nullptr;
@@ -145,6 +148,7 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
       launches_.push_back(l);
       continue;
     }
+    FB_ASSERT(s.args.size() <= kMaxArgs, "step " + s.name + " has more arguments than the launch slots");
     CUfunction f = get_function(m, s.name);
     l.threads = s.threads;
     l.dynamic_smem = s.dynamic_smem;
@@ -208,8 +212,9 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
     }
     if (l.grid_x == 0) continue;
     // Every argument in an 8-byte slot; the kernel reads its parameter's size from the slot's start.
-    std::vector<uint64_t> slots(s.args.size(), 0);
-    std::vector<void*> params(s.args.size());
+    // No allocation on this path (it runs for every call): arguments in fixed slots.
+    std::array<uint64_t, kMaxArgs> slots{};
+    std::array<void*, kMaxArgs> params{};
     for (size_t a = 0; a < s.args.size(); ++a) {
       const Arg& arg = s.args[a];
       const KernelLaunch& of = launches_[arg.step < 0 ? i : static_cast<size_t>(arg.step)];
@@ -271,7 +276,8 @@ std::shared_ptr<const Executor> executor_for(const Plan& plan, bool allow_tf32) 
   const DeviceInfo& dev = use_device();
   const DeviceLimits limits = current_device_limits();
   const ConvProblem problem{&plan, allow_tf32 && dev.cc_major >= 8};  // mma .tf32 needs sm_80
-  const std::string baseline_source = default_program(plan, problem.allow_tf32, limits).source;
+  const LaunchProgram baseline = default_program(plan, problem.allow_tf32, limits);
+  const std::string& baseline_source = baseline.source;
   const std::string key = std::to_string(dev.ordinal) + "|" + (allow_tf32 ? "tf32|" : "fp32|") + baseline_source;
   // One build per program: the first thread to ask builds it (outside the lock, so different
   // programs compile in parallel), later ones wait for that build.
@@ -294,8 +300,9 @@ std::shared_ptr<const Executor> executor_for(const Plan& plan, bool allow_tf32) 
   if (builder) {
     try {
       // `fuseblock tune`'s decision for this program on this device, driver and NVRTC, if any.
-      const Selection s = select_strategy(problem, limits, tune::cached_choice(plan, baseline_source));
-      promise.set_value(std::make_shared<const Executor>(plan, build_selected(problem, s)));
+      const std::optional<TunedChoice> tuned = tune::cached_choice(plan, baseline_source);
+      promise.set_value(std::make_shared<const Executor>(
+          plan, tuned ? build_selected(problem, select_strategy(problem, limits, tuned)) : baseline));
     } catch (...) {
       {
         std::lock_guard<std::mutex> lock(mu);

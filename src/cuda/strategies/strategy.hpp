@@ -40,6 +40,8 @@ class ConvStrategy {
   // Its configurations for this problem that build distinct programs; the first
   // is the default.
   virtual std::vector<ConvTuning> configs(const ConvProblem& problem) const = 0;
+  // configs().front() without listing the others (selection needs only the default).
+  virtual ConvTuning default_config(const ConvProblem& problem) const { return configs(problem).front(); }
   virtual LaunchProgram build(const ConvProblem& problem, const ConvTuning& config) const = 0;
   // The share of the cost model's floor (launch_cost.hpp) the strategy reached
   // when measured; the cost model divides by it, so strategies of equal bytes

@@ -18,6 +18,8 @@ class RecomputeTwoPass final : public ConvStrategy {
   }
   std::optional<std::string> unsupported(const ConvProblem& problem, const DeviceLimits& device) const override;
   std::vector<ConvTuning> configs(const ConvProblem& problem) const override;
+  // The knobs' defaults; configs() builds every candidate to drop duplicates, this builds none.
+  ConvTuning default_config(const ConvProblem&) const override { return ConvTuning{}; }
   LaunchProgram build(const ConvProblem& problem, const ConvTuning& config) const override;
   double measured_efficiency() const override;
 };
