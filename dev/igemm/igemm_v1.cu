@@ -16,8 +16,9 @@
 //   is min(BM, P - tile * BM).
 //
 // Build and run: bash dev/igemm/run.sh   (see dev/igemm/README.md)
-//   igemm_v1            every shape, bf16 and f16: check against a naive GPU conv, statistics
-//                       against float64 on the host, timing (median of 20, L2 flushed)
+//   igemm_v1 [reps [name]]  every shape (or those whose name contains `name`: SD, VAE, MONAI,
+//                       audio, p83), bf16 and f16: check against a naive GPU conv, statistics
+//                       against float64 on the host, timing (median of `reps`, default 20, L2 flushed)
 //   igemm_v1 --selftest CPU only: the kernel's index math (row masks, tap offsets, swizzle, weight
 //                       packing) against a direct conv in double on small shapes
 #include <cuda_bf16.h>
@@ -650,6 +651,7 @@ static int selftest() {
 }
 
 // ---- GPU run of one shape with one tile config
+static const char* g_only = nullptr;  // run only shapes whose name contains this (argv[2])
 static float median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -657,6 +659,7 @@ static float median(std::vector<float> v) {
 
 template <typename T, int KD, int KH, int KW, int BM, int BN, int WM, int WN, int STAGES, int MIN_BLOCKS>
 static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes) {
+  if (g_only && !std::strstr(s.name, g_only)) return true;  // filtered out: the second argument
   using C = TileCfg<BM, BN, WM, WN, STAGES>;
   using H = HostT<T>;
   auto kernel = igemm_conv_stats<T, KD, KH, KW, BM, BN, WM, WN, STAGES, MIN_BLOCKS>;
@@ -865,6 +868,7 @@ static int run_all(bool alternatives, int reps, void* flush, size_t flush_bytes)
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--selftest") return selftest();
   const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
+  if (argc > 2) g_only = argv[2];
   if (selftest() != 0) return 1;
   int dev = 0;
   CK(cudaGetDevice(&dev));
