@@ -137,6 +137,7 @@ void emit_guard_bound_kernel(SourceWriter& w, const Plan& plan) {
   const ConvAttrs& c = e.conv;
   int64_t per_channel = c.in_channels;
   for (int d = 0; d < c.dims; ++d) per_channel *= c.kernel[static_cast<size_t>(d)];
+  FB_ASSERT(c.out_channels > 0 && per_channel > 0, "guard bound kernel for a conv without weights");
   const double b = plan.guard->conv_output_bound;
   FB_ASSERT(b >= 0.0 && b < INFINITY, "conv output bound " + std::to_string(b));
   // infer_ranges takes prelu slopes as finite under the guard; the CUDA kernels have no prelu
