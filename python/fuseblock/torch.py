@@ -8,6 +8,8 @@
   .train()/.eval() (dropout on/off, as nn.Dropout) and takes any input shape the block accepts.
 - `ModelNew`: a drop-in for KernelBench level-2 problem 83 with the reference Model's
   state_dict keys (conv.weight, conv.bias, norm.weight, norm.bias).
+- `fuse(model)`: finds the blocks in a model (nn.Sequential runs and torch.fx traces of forwards)
+  and runs each fused, on the model's own parameters; returns a FuseReport.
 
 The op has no backward: fuseblock runs forward passes (inference, benchmarks). CUDA tensors run
 on their device pointers in PyTorch's current stream, with no copy (see block_forward).
@@ -24,8 +26,11 @@ import fuseblock as _fb
 from . import _module_spec as ms
 from ._pointwise import Add, Clamp, Div, Maximum, Minimum, Mul, Sub, pointwise_spec_line
 from ._torch_op import block_forward, compiled_block, draw_dropout_seed
+from ._fuse import fuse
+from ._fuse_report import FuseReport
+from ._fused_block import FusedBlock
 
-__all__ = ["Block", "ModelNew", "block_forward", "Minimum", "Maximum", "Clamp", "Add", "Sub", "Mul", "Div"]
+__all__ = ["Block", "ModelNew", "fuse", "FuseReport", "FusedBlock", "block_forward", "Minimum", "Maximum", "Clamp", "Add", "Sub", "Mul", "Div"]
 
 
 class SpecParameters(nn.Module):
