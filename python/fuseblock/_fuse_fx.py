@@ -27,6 +27,7 @@ from ._pointwise import _FUNCTIONS, pointwise_spec_line
 _TENSOR = "<tensor>"  # an argument slot that holds a tensor (traced as a graph input)
 _METHODS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 _ADDS = (operator.add, operator.iadd, torch.add)
+_MAX_GRAPHS = 16  # kinds of call one traced module keeps
 
 
 class _Tracer(fx.Tracer):
@@ -256,6 +257,10 @@ class TracedPlan:
         m = self.module
         key = call_key(m, args, kwargs)
         if key is None:
+            return type(m).forward(m, *args, **kwargs)
+        if key not in self.graphs and len(self.graphs) >= _MAX_GRAPHS:
+            # A value that changes every call (a float schedule) would trace every call: stop.
+            self.report.add_note(f"{self.path or '<model>'}: more than {_MAX_GRAPHS} kinds of call; new ones run unfused")
             return type(m).forward(m, *args, **kwargs)
         if key not in self.graphs:
             fn, _, failure = self.build(key)

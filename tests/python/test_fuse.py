@@ -124,6 +124,36 @@ def test_training_mode_dropout_is_valid():
     assert not torch.equal(y != 0, y2 != 0)
 
 
+def test_training_mode_without_autograd_runs_fused_with_fresh_masks():
+    model, fused, report = pair("resnet_like")
+    calls = []
+    report.fused[0].block.register_forward_hook(lambda *a: calls.append(1))
+    fused.train()
+    x, t = CASES["resnet_like"][1](torch.float32)
+    with torch.no_grad():
+        a, b = fused(x, t), fused(x, t)
+        ref = model(x, t)
+    assert len(calls) == 2 and not torch.equal(a, b) and not torch.equal(a, ref)
+
+
+def test_a_new_value_every_call_stops_tracing():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)
+
+        def forward(self, x, scale: float = 1.0):
+            return self.norm(self.conv(x)) * scale
+
+    model = Scaled().eval()
+    report = fbt.fuse(model)
+    x = rand((1, 3, 5, 5), 12)
+    with torch.no_grad():
+        for i in range(20):
+            assert torch.allclose(model(x, scale=float(i)), model.norm(model.conv(x)) * float(i), atol=1e-5)
+    assert len(model.forward.graphs) == 16 and any("kinds of call" in n for n in report.notes)
+
+
 def test_training_with_autograd_runs_the_modules():
     """With autograd recording a training step the op (no backward) steps aside: gradients flow."""
     model, fused, _ = pair("resnet_like")
@@ -193,3 +223,39 @@ def test_deepcopy_and_fusing_twice():
     x = CASES["segresnet_like"][1](torch.float32)
     with torch.no_grad():
         assert torch.equal(clone(*x), fused(*x))
+
+
+def test_pickled_fused_model_runs_after_loading():
+    """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
+    import io
+    model, fused, _ = pair("tiny_unet")
+    inputs = CASES["tiny_unet"][1](torch.float32)
+    with torch.no_grad():
+        want = fused(*inputs)
+    buf = io.BytesIO()
+    torch.save(fused, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(*inputs), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", CASES)
+def test_fused_on_cuda_matches_unfused(name):
+    """On CUDA each block runs fused where a CUDA strategy runs its form, else unfused with a
+    warning; either way the model's result is eager's (strict float32)."""
+    import warnings
+    model, fused, _ = pair(name)
+    model.cuda()
+    fused.cuda()
+    inputs = [a.cuda() for a in CASES[name][1](torch.float32)]
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, want = fused(*inputs), model(*inputs)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    assert y.is_cuda and rel_err(y, want) <= 1e-4
