@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import _module_spec as ms
+from ._core import UserError
 from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed
 
 
@@ -90,13 +91,22 @@ class FusedBlock(nn.Module):
         if x.device.type == "cuda":
             refusal = compiled_block(spec, training, False, tuple(x.shape), DTYPES[x.dtype]).cuda_refusal
             if refusal is not None:
-                if refusal not in self._warned:
-                    self._warned.add(refusal)
-                    warnings.warn(f"fuseblock: {' -> '.join(self.names)} runs unfused on {x.device}: {refusal}",
-                                  stacklevel=2)
-                return self._eager(x, other)
+                return self._unfused(x, other, refusal)
         seed = draw_dropout_seed(x.device) if training and drop.p > 0 else None
         norm_weight = getattr(norm, "weight", None)
         norm_bias = getattr(norm, "bias", None)
-        return block_forward(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
-                             False, add, ms.prelu_weights([src for src, _ in chain]))
+        try:
+            return block_forward(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
+                                 False, add, ms.prelu_weights([src for src, _ in chain]))
+        except UserError as e:
+            # The modules agree with each other, so on CPU a UserError is a bug to show; on CUDA it
+            # is the backend refusing (no strategy for this shape or form): the model keeps working.
+            if x.device.type != "cuda":
+                raise
+            return self._unfused(x, other, str(e).splitlines()[0])
+
+    def _unfused(self, x, other, why: str):
+        if why not in self._warned:
+            self._warned.add(why)
+            warnings.warn(f"fuseblock: {' -> '.join(self.names)} runs unfused on {x.device}: {why}", stacklevel=3)
+        return self._eager(x, other)
