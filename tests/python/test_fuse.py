@@ -56,15 +56,16 @@ def test_fused_matches_unfused_in_float32(name):
     assert rel_err(y, want) <= 1e-5, (rel_err(y, want), str(report))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("name", CASES)
-def test_fused_matches_unfused_in_bfloat16(name):
+def test_fused_matches_unfused_in_half_precision(name, dtype):
     model, fused, report = pair(name)
-    model.to(torch.bfloat16)
-    fused.to(torch.bfloat16)
-    inputs = CASES[name][1](torch.bfloat16)
+    model.to(dtype)
+    fused.to(dtype)
+    inputs = CASES[name][1](dtype)
     with torch.no_grad():
         y, want = fused(*inputs), model(*inputs)
-    assert y.dtype == torch.bfloat16
+    assert y.dtype == dtype
     assert rel_err(y, want) <= 2e-2, rel_err(y, want)
 
 
