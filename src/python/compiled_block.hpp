@@ -17,6 +17,8 @@ struct CompileOptions {
   bool assume_finite = false;
   std::optional<bool> training;     // overrides the spec's `dropout training=` (nn.Module.train/eval)
   std::optional<Shape> input_shape;  // overrides the spec's input line (a torch module takes any N)
+  std::optional<DType> storage;      // overrides the input line's element type (the torch op plans
+                                     // for its tensor's dtype, whatever the spec text says)
 };
 
 // A dropout mask other than the spec's: torch draws a fresh seed for every forward call.
@@ -34,6 +36,9 @@ class CompiledBlock {
   const Plan& plan() const { return plan_; }
   const Shape& input_shape() const { return plan_.pipeline.input_shape; }
   const Shape& output_shape() const { return plan_.pipeline.output_shape; }
+  // Why no CUDA strategy can run this block's form (bf16/f16, prelu, ...), or nothing; asked
+  // without a GPU, so that a caller can choose the CPU or its own fallback up front.
+  std::optional<std::string> cuda_refusal() const;
   // The dropout probability the spec gives (0 when it has no dropout), whatever the mode.
   double dropout_p() const;
   // The IR after every pass, then the plan with its guard and kernels (as `fuseblock explain`).
