@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# dev/igemm v2 (Hopper: wgmma + TMA + mbarriers, warp-specialized, persistent): build for sm_90a (if nvcc
+# is here) and run the self-test, the GPU unit checks and the check + timing harness.
+#   bash dev/igemm/run_v2.sh               build (when nvcc is found) and run
+#   bash dev/igemm/run_v2.sh --build-only  build only (e.g. here, then carry dev/igemm/build to a GPU machine)
+#   bash dev/igemm/run_v2.sh --selftest    CPU-only checks (no GPU needed)
+#   bash dev/igemm/run_v2.sh --unit        CPU self-test + GPU unit checks (one wgmma tile per N, one TMA box)
+#   bash dev/igemm/run_v2.sh 20 SD         arguments go to the binary: reps, then a shape-name filter
+# With $OUT set, the output and the ptxas report are also written there.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bin="$here/build/igemm_v2_sm90a"
+nvcc_bin="${NVCC:-$(command -v nvcc || true)}"
+[ -z "$nvcc_bin" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc_bin=/usr/local/cuda/bin/nvcc
+mkdir -p "$here/build"
+if [ -n "$nvcc_bin" ] && { [ ! -x "$bin" ] || [ "$here/igemm_v2.cu" -nt "$bin" ] || [ -n "${IGEMM_REBUILD:-}" ]; }; then
+  echo "building $bin with $nvcc_bin"
+  if ! "$nvcc_bin" -gencode arch=compute_90a,code=sm_90a -O3 -Xptxas -v -std=c++17 -o "$bin" "$here/igemm_v2.cu" \
+      2> "$here/build/ptxas_v2_sm90a.txt"; then
+    cat "$here/build/ptxas_v2_sm90a.txt" >&2
+    exit 1
+  fi
+elif [ -x "$bin" ]; then
+  echo "using the prebuilt $bin"
+else
+  echo "no nvcc and no prebuilt $bin (build it elsewhere with --build-only and carry dev/igemm/build)" >&2
+  exit 1
+fi
+if [ -f "$here/build/ptxas_v2_sm90a.txt" ]; then
+  # one line per kernel: template arguments, registers, stack, spills; then ptxas's performance notes
+  # (C7507: setmaxnreg ignored, C7510: wgmma serialized) -- there should be none
+  awk '/Compiling entry function/ { n = $0; sub(/.*function .?_Z[0-9]+/, "", n); sub(/EvP.*|EEv.*/, "", n); want = 1 }
+       /spill stores/ { sp = $0 } /Used [0-9]+ registers/ { if (want) { u = $0; sub(/.*Used/, "Used", u); print n " |" sp " | " u; want = 0 } }' \
+    "$here/build/ptxas_v2_sm90a.txt" | sed -E 's/I13__nv_bfloat16/<bf16/; s/I6__half/<f16/; s/ILi/<Li/; s/Li(-?[0-9]+)E?/ \1/g; s/ +/ /g'
+  grep -E "C75[0-9][0-9]" "$here/build/ptxas_v2_sm90a.txt" | sort | uniq -c || echo "(no ptxas performance notes)"
+fi
+[ "${1:-}" = "--build-only" ] && exit 0
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  [ -f "$here/build/ptxas_v2_sm90a.txt" ] && cp "$here/build/ptxas_v2_sm90a.txt" "$OUT/"
+  "$bin" "$@" 2>&1 | tee "$OUT/igemm_v2_sm90a.txt"
+  exit "${PIPESTATUS[0]}"
+else
+  "$bin" "$@"
+fi
