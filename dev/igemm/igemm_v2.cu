@@ -108,6 +108,28 @@ struct KWalk {
   }
 };
 
+// A by TMA (ATMA configs: 2-D/1-D convs, KD = 1, Cin % 64 == 0, tiles of whole image rows or H = 1):
+// a 4-D tiled tensor map over the channels-last input, dims {C, W, H, N}, box {64, BW, BH, 1} with
+// BW * BH = BM (BW = W, BH = BM / W when BM >= W; BW = BM, BH = 1 when H = 1). Stage kt of the tile
+// starting at output pixel m0 is tap t = 64 kt / Cin, channels ci0 = 64 kt % Cin, and the box starts at
+// (ci0, w0 + kw - KW/2, h0 + kh - KH/2, n) with (h0, w0) = (m0 / W, m0 % W): the box's element
+// (c, w, h) is the input pixel of output pixel m0 + h W + w (or m0 + w) at tap t; coordinates outside
+// the tensor (the padding, past the sample's last row) are zero-filled by TMA. The box lands as BM
+// rows of 128 bytes in the 128B swizzle, row = h * BW + w = m - m0: the layout of the cp.async gather.
+template <int KH, int KW>
+__host__ __device__ inline void atma_coords(int m0, int kt, const ConvParams& p, int n, int (&c)[4]) {
+  const int tap = kt * BK / p.Cin, ci0 = kt * BK - tap * p.Cin;
+  const int kh = tap / KW, kw = tap % KW;
+  c[0] = ci0;
+  c[1] = m0 % p.W + kw - KW / 2;
+  c[2] = m0 / p.W + kh - KH / 2;
+  c[3] = n;
+}
+// Whether a shape fits the ATMA path with tile height BM.
+inline bool atma_fits(const ConvParams& p, int KD, int BM) {
+  return KD == 1 && p.Cin % BK == 0 && ((p.H == 1 && BM <= 256) || (BM % p.W == 0 && p.W <= 256 && BM / p.W <= 256));
+}
+
 // The 128-byte swizzle (TMA's CU_TENSOR_MAP_SWIZZLE_128B and wgmma's layout type 1): in a 1024-byte
 // aligned atom of 8 rows of 128 bytes, 16-byte chunk c of row r sits at chunk c ^ (r % 8).
 __host__ __device__ inline int swz128(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
@@ -216,6 +238,13 @@ __device__ __forceinline__ void tma_load_2d(unsigned dst, const CUtensorMap* map
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
           dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_4d(unsigned dst, const CUtensorMap* map, const int (&c)[4], unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(bar)
       : "memory");
 }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -365,10 +394,12 @@ struct Cfg {
 };
 
 // grid: persistent, min(#tiles, #SMs) CTAs; tile t = (sample, M tile) * (Cout / BN) + N tile.
-template <typename T, int KD, int KH, int KW, int MW, int BN, int STAGES>
+// ATMA: A by a 4-D TMA box per stage (amap) instead of the cp.async gather (see atma_coords).
+template <typename T, int KD, int KH, int KW, int MW, int BN, int STAGES, bool ATMA>
 __global__ void __launch_bounds__(384, 1)
     igemm2_conv_stats(const T* __restrict__ x, const float* __restrict__ bias, T* __restrict__ y,
-                      float2* __restrict__ partials, ConvParams p, const __grid_constant__ CUtensorMap wmap) {
+                      float2* __restrict__ partials, ConvParams p, const __grid_constant__ CUtensorMap wmap,
+                      const __grid_constant__ CUtensorMap amap) {
   using C = Cfg<MW, BN, STAGES>;
   constexpr int BM = C::BM;
   constexpr int TAPS = KD * KH * KW;
@@ -387,17 +418,39 @@ __global__ void __launch_bounds__(384, 1)
 
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      mbar_init(bar_full + 8 * s, 128 + 1);  // 128 producer arrives + thread 0's expect_tx arrive
+      // gather: 128 producer arrives + thread 0's expect_tx arrive; ATMA: thread 0's expect_tx arrive
+      mbar_init(bar_full + 8 * s, ATMA ? 1 : 128 + 1);
       mbar_init(bar_empty + 8 * s, 8);       // lane 0 of each consumer warp
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&wmap)) : "memory");
+    if (ATMA) asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&amap)) : "memory");
   }
   __syncthreads();
 
   if (tid < 128) {
     // ================= producer warpgroup
     setmaxnreg_dec<C::PROD_REGS>();
+    if (ATMA) {  // one thread issues both boxes per stage; the stage completes on their bytes
+      if (tid == 0) {
+        int it = 0;
+        for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+          const int nt = tile % n_tiles, mtg = tile / n_tiles;
+          const int n = mtg / p.tiles_per_sample, mt = mtg % p.tiles_per_sample;
+          const int m0 = mt * BM, n0 = nt * BN;
+          for (int kt = 0; kt < KT; ++kt, ++it) {
+            const int s = it % STAGES;
+            mbar_wait(bar_empty + 8 * s, ((it / STAGES) & 1) ^ 1);
+            mbar_arrive_expect_tx(bar_full + 8 * s, C::A_STAGE + C::B_STAGE);
+            int c[4];
+            atma_coords<KH, KW>(m0, kt, p, n, c);
+            tma_load_4d(sA + s * C::A_STAGE, &amap, c, bar_full + 8 * s);
+            tma_load_2d(sB + s * C::B_STAGE, &wmap, kt * BK, n0, bar_full + 8 * s);
+          }
+        }
+      }
+      return;
+    }
     const int col = tid & 7, rbase = tid >> 3;
     int it = 0;  // stages issued so far (over all tiles)
     for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
@@ -629,6 +682,28 @@ __global__ void unit_tma(const __grid_constant__ CUtensorMap wmap, int k0, uint1
   mbar_wait(b, 0);
   for (int q = threadIdx.x; q < BN * 64; q += blockDim.x) out[q] = reinterpret_cast<const uint16_t*>(smem)[q];
 }
+// One 4-D TMA box of an input tensor map (the ATMA path) at coordinates c (negative ones included),
+// the shared-memory bytes copied out as they landed.
+__global__ void unit_tma4(const __grid_constant__ CUtensorMap amap, int c0, int c1, int c2, int c3, int bytes,
+                          uint16_t* __restrict__ out) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+  __shared__ __align__(8) unsigned long long bar;
+  const unsigned sb = smem_u32(smem), b = smem_u32(&bar);
+  if (threadIdx.x == 0) {
+    mbar_init(b, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int c[4] = {c0, c1, c2, c3};
+    mbar_arrive_expect_tx(b, bytes);
+    tma_load_4d(sb, &amap, c, b);
+  }
+  mbar_wait(b, 0);
+  for (int q = threadIdx.x; q < bytes / 2; q += blockDim.x) out[q] = reinterpret_cast<const uint16_t*>(smem)[q];
+}
+
 // ------------------------------------------------------------------ reference (naive, GPU)
 // One thread per output element, PyTorch layouts (input NCDHW, weight [Cout][Cin][kd][kh][kw],
 // unpadded Cin), fp32 accumulation, output NCDHW fp32 with the bias added (not rounded).
@@ -765,6 +840,27 @@ static CUtensorMap make_wmap(const void* ptr, int rows, int Kp, int box_rows, bo
   return m;
 }
 
+// ---- the input tensor map of the ATMA configs: channels-last [N][H][W][C] as 4-D {C, W, H, N}, box
+// {64, BW, BH, 1} (see atma_coords), 128B swizzle, out-of-bounds elements zero
+static CUtensorMap make_amap(const void* ptr, const ConvParams& p, int BM, bool f16) {
+  CUtensorMap m;
+  const int BW = p.H == 1 ? BM : p.W, BH = p.H == 1 ? 1 : BM / p.W;
+  const cuuint64_t dims[4] = {(cuuint64_t)p.Cin, (cuuint64_t)p.W, (cuuint64_t)p.H, (cuuint64_t)p.N};
+  const cuuint64_t strides[3] = {(cuuint64_t)p.Cin * 2, (cuuint64_t)p.W * p.Cin * 2, (cuuint64_t)p.H * p.W * p.Cin * 2};
+  const cuuint32_t box[4] = {(cuuint32_t)BK, (cuuint32_t)BW, (cuuint32_t)BH, 1};
+  const cuuint32_t estr[4] = {1, 1, 1, 1};
+  const CUresult r = encode_fn()(&m, f16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4,
+                                 const_cast<void*>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                 CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    std::printf("cuTensorMapEncodeTiled (input) failed: %d (C %d W %d H %d N %d box %d x %d x %d)\n", (int)r, p.Cin, p.W,
+                p.H, p.N, BK, BW, BH);
+    std::exit(2);
+  }
+  return m;
+}
+
 // ---- CPU self-test 1: the implicit GEMM with the kernel's index functions (row_setup, tap_delta, the
 // 8-column chunk walk with BK = 64, the packed layouts) against a direct conv in double (as v1).
 template <int KD, int KH, int KW>
@@ -778,13 +874,15 @@ static int selftest_shape(const Shape& s, int BM) {
   for (auto& v : w) v = f2bf(U(rng));
   pack_input(x, s, xp);
   pack_weight(w, s, p.Kp, wp);
-  double max_err = 0;
+  double max_err = 0, atma_err = 0;
+  const bool atma = atma_fits(p, KD, BM);
+  const int BW = p.H == 1 ? BM : p.W;
   for (int n = 0; n < s.N; ++n)
     for (int m = 0; m < p.P; ++m) {
       int off;
       unsigned mask;
       row_setup<KD, KH, KW>(m, p, off, mask);
-      std::vector<double> a(p.Kp, 0.0);
+      std::vector<double> a(p.Kp, 0.0), ab(p.Kp, 0.0);
       for (int col = 0; col < 8; ++col) {
         KWalk kw(col, p.Cin);
         for (int kt = 0; kt < p.Kp / BK; ++kt, kw.next(p.Cin)) {
@@ -794,6 +892,18 @@ static int selftest_shape(const Shape& s, int BM) {
             for (int u = 0; u < 8; ++u) a[kt * BK + col * 8 + u] = bf2f(xp[e + u]);
           }
         }
+      }
+      if (atma) {  // the A row as the TMA box delivers it: box element (u, r % BW, r / BW) of stage kt
+        const int m0 = m / BM * BM, r = m - m0;
+        for (int kt = 0; kt < p.Kp / BK; ++kt) {
+          int c[4];
+          atma_coords<KH, KW>(m0, kt, p, n, c);
+          const int w = c[1] + r % BW, h = c[2] + r / BW;
+          for (int u = 0; u < BK; ++u)
+            if (w >= 0 && w < p.W && h >= 0 && h < p.H)
+              ab[kt * BK + u] = bf2f(xp[(((size_t)c[3] * p.H + h) * p.W + w) * p.Cin + c[0] + u]);
+        }
+        for (int k = 0; k < p.Kp; ++k) atma_err = std::max(atma_err, std::fabs(ab[k] - a[k]));
       }
       const int ow = m % s.W, oh = (m / s.W) % s.H, od = m / (s.W * s.H);
       for (int co = 0; co < s.Cout; ++co) {
@@ -811,8 +921,11 @@ static int selftest_shape(const Shape& s, int BM) {
         max_err = std::max(max_err, std::fabs(gg - ref));
       }
     }
-  const bool ok = max_err < 1e-9;
-  std::printf("selftest %-34s K=%d Kp=%d max|gemm-direct|=%.3g -> %s\n", s.name, p.K, p.Kp, max_err, ok ? "PASS" : "FAIL");
+  const bool ok = max_err < 1e-9 && atma_err == 0;
+  char at[64] = "";
+  if (atma) std::snprintf(at, sizeof at, ", A by TMA box (BM %d) vs gather %.3g", BM, atma_err);
+  std::printf("selftest %-34s K=%d Kp=%d max|gemm-direct|=%.3g%s -> %s\n", s.name, p.K, p.Kp, max_err, at,
+              ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }
 
@@ -1007,6 +1120,53 @@ static int unit_tma_check() {
   return bad != 0;
 }
 
+// The ATMA input box: tensor [N 2][H 6][W 8][C 128] of patterns 1 + linear index (0 = zero fill), box
+// {64, 8, 4, 1} (BM 32) at (64, -1, -1, 1) and at (0, 1, 4, 0): rows h*8 + w, out-of-bounds rows zero.
+static int unit_tma4_check() {
+  ConvParams p{};
+  p.N = 2, p.D = 1, p.H = 6, p.W = 8, p.Cin = 128;
+  std::vector<uint16_t> hx((size_t)p.N * p.H * p.W * p.Cin);
+  for (size_t i = 0; i < hx.size(); ++i) hx[i] = (uint16_t)(1 + i);
+  const int BM = 32, bytes = BM * 128;
+  uint16_t *dx, *dout;
+  CK(cudaMalloc(&dx, hx.size() * 2));
+  CK(cudaMalloc(&dout, bytes));
+  CK(cudaMemcpy(dx, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+  const CUtensorMap m = make_amap(dx, p, BM, false);
+  const int coords[2][4] = {{64, -1, -1, 1}, {0, 1, 4, 0}};
+  int bad = 0;
+  for (int t = 0; t < 2; ++t) {
+    const int* c = coords[t];
+    CK(cudaMemset(dout, 0xff, bytes));
+    unit_tma4<<<1, 128, 1024 + bytes>>>(m, c[0], c[1], c[2], c[3], bytes, dout);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    std::vector<uint16_t> out(bytes / 2);
+    CK(cudaMemcpy(out.data(), dout, bytes, cudaMemcpyDeviceToHost));
+    for (int r = 0; r < BM; ++r)
+      for (int ch = 0; ch < 8; ++ch)
+        for (int u = 0; u < 8; ++u) {
+          const int w = c[1] + r % 8, h = c[2] + r / 8, ci = c[0] + ch * 8 + u;
+          const bool in = w >= 0 && w < p.W && h >= 0 && h < p.H;
+          const uint16_t want = in ? hx[(((size_t)c[3] * p.H + h) * p.W + w) * p.Cin + ci] : 0;
+          const uint16_t got = out[swz128(r, ch) / 2 + u];
+          if (got != want) {
+            if (bad < 6)
+              std::printf("  unit TMA 4-D box at (%d,%d,%d,%d): row %d (h %d w %d) chunk %d elem %d: got pattern %u, "
+                          "expected %u%s\n",
+                          c[0], c[1], c[2], c[3], r, h, w, ch, u, got, want, in ? "" : " (out of bounds: zero)");
+            ++bad;
+          }
+        }
+  }
+  std::printf("unit TMA 4-D input box {64, 8, 4, 1}, 128B swizzle, negative and past-the-end coordinates: %s\n",
+              bad ? "FAIL" : "ok (= swz128 rows h*8+w, zero fill)");
+  std::fflush(stdout);
+  CK(cudaFree(dx));
+  CK(cudaFree(dout));
+  return bad != 0;
+}
+
 static int unit_checks() {
 #ifdef IGEMM_KERNEL_TEST
   return 0;
@@ -1014,6 +1174,7 @@ static int unit_checks() {
   int f = 0;
   f += unit_tma_check<160>();
   f += unit_tma_check<16>();
+  f += unit_tma4_check();
   f += unit_wgmma_check<__nv_bfloat16, 16>();
   f += unit_wgmma_check<__nv_bfloat16, 32>();
   f += unit_wgmma_check<__nv_bfloat16, 64>();
@@ -1034,13 +1195,13 @@ static float median(std::vector<float> v) {
   return v[v.size() / 2];
 }
 
-template <typename T, int KD, int KH, int KW, int MW, int BN, int STAGES>
+template <typename T, int KD, int KH, int KW, int MW, int BN, int STAGES, bool ATMA = false>
 static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes) {
   if (g_only && !std::strstr(s.name, g_only)) return true;  // filtered out: the second argument
   using C = Cfg<MW, BN, STAGES>;
   constexpr int BM = C::BM;
   using H = HostT<T>;
-  auto kernel = igemm2_conv_stats<T, KD, KH, KW, MW, BN, STAGES>;
+  auto kernel = igemm2_conv_stats<T, KD, KH, KW, MW, BN, STAGES, ATMA>;
   if (s.Cout % BN != 0 || s.Cin % 8 != 0 || s.KD != KD || s.KH != KH || s.KW != KW ||
       (long long)s.D * s.H * s.W * std::max(s.Cin, s.Cout) >= (1LL << 31)) {
     std::printf("%-44s %s: config does not fit the shape\n", s.name, H::name());
@@ -1056,6 +1217,10 @@ static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes)
     return true;
   }
   const ConvParams p = make_params(s, BM);
+  if (ATMA && !atma_fits(p, KD, BM)) {
+    std::printf("%-44s %s: the A-by-TMA config does not fit the shape\n", s.name, H::name());
+    return false;
+  }
   const int taps = KD * KH * KW;
   const size_t x_elems = (size_t)s.N * s.Cin_real * p.P, y_elems = (size_t)s.N * p.P * s.Cout;
   const size_t n_part = (size_t)s.N * p.tiles_per_sample * s.Cout;
@@ -1091,10 +1256,11 @@ static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes)
   CK(cudaMemset(dy, 0xff, y_elems * 2));  // poison: NaN in bf16 and f16
   CK(cudaMemset(dpart, 0xff, n_part * sizeof(float2)));
   const CUtensorMap wmap = make_wmap(dwp, s.Cout, p.Kp, BN, std::is_same<T, __half>::value);
+  const CUtensorMap amap = ATMA ? make_amap(dxp, p, BM, std::is_same<T, __half>::value) : wmap;
 
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES));
   const dim3 grid((unsigned)std::min(num_tiles, sms));
-  kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap);
+  kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap, amap);
   CK(cudaGetLastError());
   reference_conv<T><<<dim3((p.P + 255) / 256, s.N * s.Cout), 256>>>(dx, dw, db, dref, s.N, s.Cin_real, s.Cout, s.D,
                                                                       s.H, s.W, KD, KH, KW);
@@ -1180,7 +1346,7 @@ static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes)
   // determinism: a second launch gives bit-identical outputs and partials
   CK(cudaMemset(dy, 0xff, y_elems * 2));
   CK(cudaMemset(dpart, 0xff, n_part * sizeof(float2)));
-  kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap);
+  kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap, amap);
   CK(cudaGetLastError());
   CK(cudaDeviceSynchronize());
   std::vector<uint16_t> hy2(y_elems);
@@ -1194,12 +1360,12 @@ static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes)
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
-  for (int i = 0; i < 3; ++i) kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap);
+  for (int i = 0; i < 3; ++i) kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap, amap);
   std::vector<float> ms;
   for (int i = 0; i < reps; ++i) {
     CK(cudaMemsetAsync(flush, i & 0xff, flush_bytes));
     CK(cudaEventRecord(e0));
-    kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap);
+    kernel<<<grid, C::THREADS, C::SMEM_BYTES>>>(dxp, db, dy, dpart, p, wmap, amap);
     CK(cudaEventRecord(e1));
     CK(cudaEventSynchronize(e1));
     float t;
@@ -1217,10 +1383,10 @@ static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes)
     std::snprintf(cud, sizeof cud, "-");
   const double v1ms = std::is_same<T, __half>::value ? s.v1_f16_ms : s.v1_bf16_ms;
   std::snprintf(v1s, sizeof v1s, "%.4f", v1ms);
-  std::printf("%-42s %-4s %3dx%-3d %dst %3dthr %6.1fKB grid %3d tiles %5d | %7.4f ms %6.1f TFLOP/s %5.1f%% of 793 | "
+  std::printf("%-42s %-4s %3dx%-3d %s %dst %3dthr %6.1fKB grid %3d tiles %5d | %7.4f ms %6.1f TFLOP/s %5.1f%% of 793 | "
               "v1 %s ms (x%.2f) | cuDNN bf16 %5s ms | max rel err %.2e %s | stats tile mean %.1e M2 %.1e plane %.1e "
               "%s | rerun bit-identical %s\n",
-              s.name, H::name(), BM, BN, STAGES, C::THREADS, C::SMEM_BYTES / 1024.0, grid.x, num_tiles, t, tflops,
+              s.name, H::name(), BM, BN, ATMA ? "A:TMA   " : "A:gather", STAGES, C::THREADS, C::SMEM_BYTES / 1024.0, grid.x, num_tiles, t, tflops,
               100.0 * tflops / 793.0, v1s, v1ms / t, cud, rel, conv_ok ? "ok" : "FAIL", st_mean_err, st_m2_err,
               plane_err, stats_ok ? "pass" : "FAIL", det ? "yes" : "NO");
   std::fflush(stdout);
@@ -1278,6 +1444,10 @@ static int selftest() {
   fails += selftest_shape<3, 3, 3>({"conv3d N1 C32->4 3x3x4", 1, 32, 32, 4, 3, 3, 4, 3, 3, 3, -1, 0, 0}, 256);
   fails += selftest_shape<1, 1, 3>({"conv1d N2 C16->8 W=19", 2, 16, 16, 8, 1, 1, 19, 1, 1, 3, -1, 0, 0}, 256);
   fails += selftest_shape<1, 3, 3>({"conv2d N1 C64->8 3x5", 1, 64, 64, 8, 1, 3, 5, 1, 3, 3, -1, 0, 0}, 128);
+  // A by TMA box (the ATMA configs' coordinates): whole-row tiles with a partial last one, H = 1, Cin 128
+  fails += selftest_shape<1, 3, 3>({"conv2d N2 C64->8 40x8 (TMA A)", 2, 64, 64, 8, 1, 40, 8, 1, 3, 3, -1, 0, 0}, 128);
+  fails += selftest_shape<1, 3, 3>({"conv2d N1 C128->8 20x16 (TMA A)", 1, 128, 128, 8, 1, 20, 16, 1, 3, 3, -1, 0, 0}, 128);
+  fails += selftest_shape<1, 1, 3>({"conv1d N2 C64->8 W=300 (TMA A)", 2, 64, 64, 8, 1, 1, 300, 1, 1, 3, -1, 0, 0}, 128);
   // every tile config the GPU run uses
   fails += emulate_tile<2, 64, 5>();
   fails += emulate_tile<1, 64, 6>();
@@ -1318,6 +1488,12 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&flush, flush_bytes));
   int fails = run_all<__nv_bfloat16>(true, reps, flush, flush_bytes);
   fails += run_all<__half>(false, reps, flush, flush_bytes);
+  // A by TMA (4-D box per stage, no gather): last, so that a failure here costs nothing else
+  fails += !run_shape<__nv_bfloat16, 1, 1, 3, 2, 64, 5, true>(kAudio, reps, flush, flush_bytes);
+  fails += !run_shape<__nv_bfloat16, 1, 3, 3, 2, 160, 4, true>(kSD, reps, flush, flush_bytes);
+  fails += !run_shape<__nv_bfloat16, 1, 3, 3, 1, 160, 5, true>(kSD, reps, flush, flush_bytes);
+  fails += !run_shape<__nv_bfloat16, 1, 3, 3, 2, 128, 4, true>(kVAE, reps, flush, flush_bytes);
+  fails += !run_shape<__half, 1, 3, 3, 2, 160, 4, true>(kSD, reps, flush, flush_bytes);
   CK(cudaFree(flush));
   std::printf("%s: %d shape/dtype runs failed a check%s\n", fails || unit_fails ? "FAIL" : "PASS", fails,
               unit_fails ? ", and the unit checks failed" : "");

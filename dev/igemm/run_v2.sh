@@ -31,7 +31,7 @@ if [ -f "$here/build/ptxas_v2_sm90a.txt" ]; then
   # (C7507: setmaxnreg ignored, C7510: wgmma serialized) -- there should be none
   awk '/Compiling entry function/ { n = $0; sub(/.*function .?_Z[0-9]+/, "", n); sub(/EvP.*|EEv.*/, "", n); want = 1 }
        /spill stores/ { sp = $0 } /Used [0-9]+ registers/ { if (want) { u = $0; sub(/.*Used/, "Used", u); print n " |" sp " | " u; want = 0 } }' \
-    "$here/build/ptxas_v2_sm90a.txt" | sed -E 's/I13__nv_bfloat16/<bf16/; s/I6__half/<f16/; s/ILi/<Li/; s/Li(-?[0-9]+)E?/ \1/g; s/ +/ /g'
+    "$here/build/ptxas_v2_sm90a.txt" | sed -E 's/I13__nv_bfloat16/<bf16/; s/I6__half/<f16/; s/ILi/<Li/; s/Lb0/ A:gather/; s/Lb1/ A:TMA/; s/Li(-?[0-9]+)E?/ \1/g; s/ +/ /g'
   grep -E "C75[0-9][0-9]" "$here/build/ptxas_v2_sm90a.txt" | sort | uniq -c || echo "(no ptxas performance notes)"
 fi
 [ "${1:-}" = "--build-only" ] && exit 0
