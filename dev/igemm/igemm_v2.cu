@@ -24,12 +24,17 @@
 //   partials[(n * tiles_per_sample + tile) * Cout + c] = (mean, M2); count = min(BM, P - tile * BM).
 //
 // Build and run: bash dev/igemm/run_v2.sh   (see dev/igemm/README.md). Needs sm_90a.
-//   igemm_v2 [reps [name]]  CPU self-test, GPU unit checks (one wgmma tile per N on known data; one TMA
-//                       box against the expected swizzled layout), then every shape (or those whose name
-//                       contains `name`), bf16 (+ f16 for the first config): check against a naive GPU
-//                       conv, statistics against float64, timing (median of reps, L2 flushed)
+//   igemm_v2 [reps [name [gather|tma]]]  CPU self-test; without `name`: the GPU unit checks (one TMA box of
+//                       the weights, one 4-D TMA box of an input, one wgmma tile per N on known data),
+//                       then every shape whose name contains `name` (SD, VAE, MONAI, audio, p83; all
+//                       without it), bf16 (+ f16 for the first config), the A-by-gather configs, the
+//                       A-by-TMA configs last (the third argument picks one kind): check against a naive
+//                       GPU conv, statistics against float64, a bit-identical rerun, timing (median of
+//                       reps, default 20, L2 flushed)
 //   igemm_v2 --selftest CPU only
 //   igemm_v2 --unit     CPU self-test + GPU unit checks only
+//   run_v2.sh runs the unit checks and each (shape, A kind) in its own process, so that a trap (a
+//   pipeline hang becomes a trap after 20 s) costs only that process's lines.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
@@ -1190,6 +1195,7 @@ static int unit_checks() {
 #ifndef IGEMM_KERNEL_TEST  // (a kernel-only build for register experiments)
 // ---- GPU run of one shape with one tile config
 static const char* g_only = nullptr;  // run only shapes whose name contains this (argv[2])
+static int g_mode = 0;                 // argv[3]: 0 all configs, 1 "gather" (A by cp.async) only, 2 "tma" (A by TMA) only
 static float median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -1198,6 +1204,7 @@ static float median(std::vector<float> v) {
 template <typename T, int KD, int KH, int KW, int MW, int BN, int STAGES, bool ATMA = false>
 static bool run_shape(const Shape& s, int reps, void* flush, size_t flush_bytes) {
   if (g_only && !std::strstr(s.name, g_only)) return true;  // filtered out: the second argument
+  if ((g_mode == 1 && ATMA) || (g_mode == 2 && !ATMA)) return true;  // filtered out: the third argument
   using C = Cfg<MW, BN, STAGES>;
   constexpr int BM = C::BM;
   using H = HostT<T>;
@@ -1469,6 +1476,7 @@ int main(int argc, char** argv) {
   const bool unit_only = argc > 1 && std::string(argv[1]) == "--unit";
   const int reps = argc > 1 && !unit_only ? std::max(1, std::atoi(argv[1])) : 20;
   if (argc > 2) g_only = argv[2];
+  if (argc > 3) g_mode = std::string(argv[3]) == "gather" ? 1 : std::string(argv[3]) == "tma" ? 2 : 0;
   if (selftest() != 0) return 1;
   int dev = 0;
   CK(cudaGetDevice(&dev));
@@ -1480,8 +1488,8 @@ int main(int argc, char** argv) {
     std::printf("v2 needs sm_90 (wgmma, TMA, setmaxnreg)\n");
     return 1;
   }
-  // the unit checks first; the shapes run even if they fail, so that one run says as much as it can
-  const int unit_fails = unit_checks();
+  // the unit checks first (unless a shape filter is given); the shapes run even if they fail
+  const int unit_fails = g_only && !unit_only ? 0 : unit_checks();
   if (unit_only) return unit_fails ? 1 : 0;
   const size_t flush_bytes = 256u << 20;
   void* flush;
