@@ -61,6 +61,17 @@ TEST(Cli, BadSpecExitsNonZeroWithLineAndColumn) {
   EXPECT_TRUE(contains(r.out, "hint:")) << r.out;
 }
 
+// Without a GPU, explain plans for an H200 stand-in: the diffusion ResBlock's conv (kernel 3 over
+// 320 channels) is compute-bound, so storing it once beats computing it twice, in f32 and bf16.
+TEST(Cli, ExplainChoosesStoreOnceForTheDiffusionResBlock) {
+  for (const char* spec : {"sd_resblock.block", "sd_resblock_bf16.block"}) {
+    const Result r = cli(std::string("explain ") + FB_SOURCE_DIR + "/tests/specs/" + spec);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(contains(r.out, "chosen: store_once")) << spec << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, "cudnn conv (chosen at run time)")) << spec << "\n" << r.out;
+  }
+}
+
 TEST(Cli, MissingSpecFileAndUnknownDevice) {
   Result r = cli("run /nonexistent/x.block");
   EXPECT_NE(r.code, 0);

@@ -1,0 +1,146 @@
+// store_once on the GPU against the CPU backend: f32 (TF32 and strict), bf16 and f16; conv1d,
+// 2d and 3d, odd sizes (no 16-byte packs), planes big enough for several statistics chunks,
+// groups of several channels, groups == channels, no affine, no bias, no norm; NaN and Inf
+// injected in the input; outputs poisoned before the run (an element never written fails);
+// dropout masks bit for bit (agree()). Skips without a GPU or without cuDNN.
+#include <cstring>
+
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/device_memory.hpp"
+#include "gpu_support.hpp"
+#include "oracle/compare.hpp"
+
+namespace fbgpu {
+namespace {
+
+#define REQUIRE_CUDNN()                                                                            \
+  do {                                                                                             \
+    if (auto why_ = ::fuseblock::cuda::cudnn_unavailable()) GTEST_SKIP() << "no cuDNN: " << *why_; \
+  } while (0)
+
+// The tensor's bytes as the device holds them in `d` (its values are already representable).
+std::vector<uint8_t> storage_bytes(const Tensor& t, DType d) {
+  const std::vector<float>& v = t.vec();
+  std::vector<uint8_t> out(v.size() * static_cast<size_t>(dtype_info(d).bytes));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (d == DType::F32) {
+      std::memcpy(out.data() + 4 * i, &v[i], 4);
+      continue;
+    }
+    const uint16_t b = d == DType::BF16 ? float_to_bf16_bits(v[i]) : float_to_f16_bits(v[i]);
+    std::memcpy(out.data() + 2 * i, &b, 2);
+  }
+  return out;
+}
+
+cuda::DeviceBuffer upload(const Tensor& t, DType d) {
+  const std::vector<uint8_t> bytes = storage_bytes(t, d);
+  cuda::DeviceBuffer b(bytes.size());
+  if (!bytes.empty()) b.upload(bytes.data(), bytes.size());
+  return b;
+}
+
+// Runs store_once's program for plan, the output poisoned (all-ones bits: NaN in every dtype).
+Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
+  const DType d = plan.pipeline.types.storage;
+  const cuda::LaunchProgram prog = cuda::find_strategy("store_once")->build({&plan, tf32}, {});
+  const cuda::Executor ex(plan, prog);
+  const size_t elem = static_cast<size_t>(dtype_info(d).bytes);
+  const size_t out_bytes = static_cast<size_t>(numel(plan.pipeline.output_shape)) * elem;
+  cuda::DeviceBuffer dx = upload(x, d), dy(out_bytes), dw = upload(params.conv_weight, d),
+                     db = upload(params.conv_bias, d), dg = upload(params.norm_weight, d),
+                     dbeta = upload(params.norm_bias, d);
+  dy.fill_u32(0xffffffffu);
+  cuda::DeviceBuffer scratch(ex.scratch_bytes());
+  cuda::RunArgs args;
+  args.seed = plan.pipeline.dropout.seed;
+  args.offset = plan.pipeline.dropout.offset;
+  ex.launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+  cuda::synchronize();
+  std::vector<uint8_t> bytes(out_bytes);
+  dy.download(bytes.data(), out_bytes);
+  Tensor y(plan.pipeline.output_shape);
+  *unwritten = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    float v;
+    if (d == DType::F32) {
+      uint32_t b;
+      std::memcpy(&b, bytes.data() + 4 * i, 4);
+      *unwritten += b == 0xffffffffu;
+      std::memcpy(&v, &b, 4);
+    } else {
+      uint16_t b;
+      std::memcpy(&b, bytes.data() + 2 * i, 2);
+      *unwritten += b == 0xffffu;
+      v = d == DType::BF16 ? bf16_bits_to_float(b) : f16_bits_to_float(b);
+    }
+    y.data()[i] = v;
+  }
+  return y;
+}
+
+struct Case {
+  const char* body;  // the spec after "input <dtype>"
+  bool inject_nonfinite;
+};
+
+const Case kCases[] = {
+    {"[2, 8, 13, 11]\nconv2d 16 3 padding=1\ngroup_norm 4\nsilu\ndropout p=0.2 seed=5 offset=3\n", true},
+    {"[2, 8, 16, 16]\nconv2d 16 3 padding=1\ngroup_norm 4\nsilu\ndropout p=0.2 seed=5\n", false},
+    {"[3, 5, 37]\nconv1d 12 3 stride=2 dilation=2 bias=false\ngroup_norm 12 affine=false\ngelu\n", true},
+    {"[2, 4, 9, 10, 11]\nconv3d 8 3 padding=1\ngroup_norm 2\nrelu\ndropout p=0.5 seed=11\n", true},
+    {"[1, 4, 40, 40, 40]\nconv3d 8 3 padding=1\ngroup_norm 2 eps=1e-6\nrelu\n", false},  // several chunks
+    {"[2, 64, 32, 32]\nconv2d 64 3 padding=1\ngroup_norm 32\nsilu\ndropout p=0.1 seed=2\n", false},
+    {"[2, 3, 7, 5]\nconv2d 6 3\nminimum 0.5\nclamp min=0 max=0.3\n", true},  // no norm
+    {"[1, 16, 8, 8]\nconv2d 16 1\ngroup_norm 1\ntanh\nmish\n", false},
+};
+
+void check(const char* dtype, bool tf32, double rtol) {
+  uint64_t seed = 1;
+  for (const Case& c : kCases) {
+    const std::string spec = std::string("input ") + dtype + c.body;
+    const Plan plan = lower(parse_spec(spec, "t.block"));
+    const Pipeline& p = plan.pipeline;
+    Params params = init_params(p, ++seed);
+    Tensor x = uniform_tensor(p.input_shape, ++seed, -2.0f, 2.0f);
+    if (c.inject_nonfinite && x.numel() > 40) x.data()[3] = NAN, x.data()[x.numel() / 2] = INFINITY;
+    x.round_to(p.types.storage);
+    int64_t unwritten = -1;
+    const Tensor gpu = run_store_once(plan, params, x, tf32, &unwritten);
+    const Tensor cpu = run_cpu(plan, params, x);
+    const std::string where = std::string(dtype) + (tf32 ? " tf32\n" : " strict\n") + spec;
+    EXPECT_EQ(unwritten, 0) << where;
+    const Agreement a = agree(p, gpu, cpu, rtol);
+    EXPECT_TRUE(a.ok) << where << a.message;
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+TEST(GpuStoreOnce, F32StrictAgreesWithTheCpu) {
+  REQUIRE_GPU();
+  REQUIRE_CUDNN();
+  check("f32", false, 3e-5);
+}
+
+TEST(GpuStoreOnce, F32Tf32AgreesWithTheCpu) {
+  REQUIRE_GPU();
+  REQUIRE_CUDNN();
+  check("f32", true, 4e-3);
+}
+
+// bf16/f16: one storage ulp of difference in the conv output (cuDNN's sum order) can move a
+// rounded result by one ulp at each later rounding point: the tolerance is a few ulps.
+TEST(GpuStoreOnce, Bf16AgreesWithTheCpu) {
+  REQUIRE_GPU();
+  REQUIRE_CUDNN();
+  check("bf16", true, 3e-2);
+}
+
+TEST(GpuStoreOnce, F16AgreesWithTheCpu) {
+  REQUIRE_GPU();
+  REQUIRE_CUDNN();
+  check("f16", true, 5e-3);
+}
+
+}  // namespace
+}  // namespace fbgpu
