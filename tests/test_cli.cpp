@@ -70,6 +70,10 @@ TEST(Cli, ExplainChoosesStoreOnceForTheDiffusionResBlock) {
     EXPECT_TRUE(contains(r.out, "chosen: store_once")) << spec << "\n" << r.out;
     EXPECT_TRUE(contains(r.out, "cudnn conv (chosen at run time)")) << spec << "\n" << r.out;
   }
+  // verify: the conv output is store_once's one declared intermediate, nothing else is stored.
+  const Result v = cli(std::string("verify ") + FB_SOURCE_DIR + "/tests/specs/sd_resblock.block");
+  EXPECT_EQ(v.code, 0) << v.out;
+  EXPECT_TRUE(contains(v.out, "store_once declares 1 intermediate")) << v.out;
 }
 
 TEST(Cli, MissingSpecFileAndUnknownDevice) {

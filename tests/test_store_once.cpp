@@ -11,6 +11,7 @@
 
 #include "cuda/codegen/emit_program_options.hpp"
 #include "cuda/runtime/nvrtc_compile.hpp"
+#include "cuda/select/launch_cost.hpp"
 #include "cuda/select/select.hpp"
 #include "cuda/strategies/store_once/store_once_layout.hpp"
 #include "fuseblock/fuseblock.hpp"
