@@ -2,11 +2,14 @@
 // 2d and 3d, odd sizes (no 16-byte packs), planes big enough for several statistics chunks,
 // groups of several channels, groups == channels, no affine, no bias, no norm; NaN and Inf
 // injected in the input; outputs poisoned before the run (an element never written fails);
-// dropout masks bit for bit (agree()). Skips without a GPU or without cuDNN.
+// dropout masks bit for bit (agree()). Skips without a GPU; the cuDNN cases skip without cuDNN,
+// the kernels-alone case takes its conv from the CPU.
 #include <cstring>
 
+#include "cpu/conv.hpp"
 #include "cuda/executor/executor.hpp"
 #include "cuda/runtime/device_memory.hpp"
+#include "fuseblock/random.hpp"
 #include "gpu_support.hpp"
 #include "oracle/compare.hpp"
 
@@ -41,9 +44,18 @@ cuda::DeviceBuffer upload(const Tensor& t, DType d) {
 }
 
 // Runs store_once's program for plan, the output poisoned (all-ones bits: NaN in every dtype).
-Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
+// library = false: the kernels alone, without cuDNN: the LibraryConv step is dropped and the CPU's
+// conv (no bias, rounded to the storage type, as cuDNN stores it) is uploaded into the program's
+// conv-output buffer instead, so fb_so_stats and fb_so_apply are checked wherever cuDNN is missing.
+Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, bool tf32, bool library,
+                      int64_t* unwritten) {
   const DType d = plan.pipeline.types.storage;
-  const cuda::LaunchProgram prog = cuda::find_strategy("store_once")->build({&plan, tf32}, {});
+  cuda::LaunchProgram prog = cuda::find_strategy("store_once")->build({&plan, tf32}, {});
+  if (!library) {
+    std::erase_if(prog.steps, [](const cuda::Step& s) { return s.kind == cuda::StepKind::LibraryConv; });
+    for (cuda::Step& s : prog.steps)  // no step refers to another by index in this program
+      for (cuda::Arg& a : s.args) EXPECT_LT(a.step, 0);
+  }
   const cuda::Executor ex(plan, prog);
   const size_t elem = static_cast<size_t>(dtype_info(d).bytes);
   const size_t out_bytes = static_cast<size_t>(numel(plan.pipeline.output_shape)) * elem;
@@ -52,6 +64,15 @@ Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, b
                      dbeta = upload(params.norm_bias, d);
   dy.fill_u32(0xffffffffu);
   cuda::DeviceBuffer scratch(ex.scratch_bytes());
+  if (!library) {
+    const Pipeline& p = plan.pipeline;
+    const cpu::ConvGeometry g = cpu::ConvGeometry::from(p.conv, p.input_shape, p.output_shape);
+    Tensor conv(p.output_shape);
+    cpu::conv_forward(g, x.data(), params.conv_weight.data(), nullptr, conv.data(), 0, p.input_shape[0]);
+    conv.round_to(d);
+    const std::vector<uint8_t> bytes = storage_bytes(conv, d);
+    scratch.upload(bytes.data(), bytes.size(), *ex.scratch().offset_of(cuda::BufferRole::ConvOutput));
+  }
   cuda::RunArgs args;
   args.seed = plan.pipeline.dropout.seed;
   args.offset = plan.pipeline.dropout.offset;
@@ -95,7 +116,7 @@ const Case kCases[] = {
     {"[1, 16, 8, 8]\nconv2d 16 1\ngroup_norm 1\ntanh\nmish\n", false},
 };
 
-void check(const char* dtype, bool tf32, double rtol) {
+void check(const char* dtype, bool tf32, double rtol, bool library = true) {
   uint64_t seed = 1;
   for (const Case& c : kCases) {
     const std::string spec = std::string("input ") + dtype + c.body;
@@ -106,9 +127,10 @@ void check(const char* dtype, bool tf32, double rtol) {
     if (c.inject_nonfinite && x.numel() > 40) x.data()[3] = NAN, x.data()[x.numel() / 2] = INFINITY;
     x.round_to(p.types.storage);
     int64_t unwritten = -1;
-    const Tensor gpu = run_store_once(plan, params, x, tf32, &unwritten);
+    const Tensor gpu = run_store_once(plan, params, x, tf32, library, &unwritten);
     const Tensor cpu = run_cpu(plan, params, x);
-    const std::string where = std::string(dtype) + (tf32 ? " tf32\n" : " strict\n") + spec;
+    const std::string where =
+        std::string(dtype) + (tf32 ? " tf32" : " strict") + (library ? " cudnn\n" : " kernels alone\n") + spec;
     EXPECT_EQ(unwritten, 0) << where;
     const Agreement a = agree(p, gpu, cpu, rtol);
     EXPECT_TRUE(a.ok) << where << a.message;
@@ -140,6 +162,14 @@ TEST(GpuStoreOnce, F16AgreesWithTheCpu) {
   REQUIRE_GPU();
   REQUIRE_CUDNN();
   check("f16", true, 5e-3);
+}
+
+// The statistics and apply kernels without cuDNN (the conv from the CPU): these run on any GPU.
+TEST(GpuStoreOnce, KernelsAloneAgreeWithTheCpuInEveryDtype) {
+  REQUIRE_GPU();
+  check("f32", false, 3e-5, false);
+  check("bf16", false, 3e-2, false);
+  check("f16", false, 5e-3, false);
 }
 
 }  // namespace
