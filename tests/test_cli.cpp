@@ -212,10 +212,13 @@ TEST(Cli, RunsHalfBlocksWithFilesInTheirType) {
   r = cli("run --device cpu -q --spec-text 'input bf16[1, 2, 9]; conv1d 3 3' --output " + temp_path("b16.npy"));
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "safetensors")) << r.out;
+  // Half blocks run on CUDA through store_once's cuDNN conv: where a GPU or cuDNN is missing (CI
+  // has neither), asking for CUDA fails and says why; where both are present it runs.
   r = cli("run --device cuda --spec-text 'input f16[1, 2, 9]; conv1d 3 3'");
-  EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(contains(r.out, "f16 storage runs on the CPU backend only in this version")) << r.out;
-  EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
+  if (r.code != 0) {
+    EXPECT_TRUE(contains(r.out, "f16 storage runs on CUDA only through")) << r.out;
+    EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
+  }
   r = cli("verify --spec-text 'input bf16[1, 2, 9]; conv1d 3 3'");
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "verify works on the CUDA kernels, which are float32 only")) << r.out;

@@ -8,6 +8,7 @@
 
 #include "cpu/conv.hpp"
 #include "cuda/executor/executor.hpp"
+#include "cuda/executor/storage_io.hpp"
 #include "cuda/runtime/device_memory.hpp"
 #include "fuseblock/random.hpp"
 #include "gpu_support.hpp"
@@ -20,28 +21,6 @@ namespace {
   do {                                                                                             \
     if (auto why_ = ::fuseblock::cuda::cudnn_unavailable()) GTEST_SKIP() << "no cuDNN: " << *why_; \
   } while (0)
-
-// The tensor's bytes as the device holds them in `d` (its values are already representable).
-std::vector<uint8_t> storage_bytes(const Tensor& t, DType d) {
-  const std::vector<float>& v = t.vec();
-  std::vector<uint8_t> out(v.size() * static_cast<size_t>(dtype_info(d).bytes));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (d == DType::F32) {
-      std::memcpy(out.data() + 4 * i, &v[i], 4);
-      continue;
-    }
-    const uint16_t b = d == DType::BF16 ? float_to_bf16_bits(v[i]) : float_to_f16_bits(v[i]);
-    std::memcpy(out.data() + 2 * i, &b, 2);
-  }
-  return out;
-}
-
-cuda::DeviceBuffer upload(const Tensor& t, DType d) {
-  const std::vector<uint8_t> bytes = storage_bytes(t, d);
-  cuda::DeviceBuffer b(bytes.size());
-  if (!bytes.empty()) b.upload(bytes.data(), bytes.size());
-  return b;
-}
 
 // Runs store_once's program for plan, the output poisoned (all-ones bits: NaN in every dtype).
 // library = false: the kernels alone, without cuDNN: the LibraryConv step is dropped and the CPU's
@@ -59,9 +38,9 @@ Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, b
   const cuda::Executor ex(plan, prog);
   const size_t elem = static_cast<size_t>(dtype_info(d).bytes);
   const size_t out_bytes = static_cast<size_t>(numel(plan.pipeline.output_shape)) * elem;
-  cuda::DeviceBuffer dx = upload(x, d), dy(out_bytes), dw = upload(params.conv_weight, d),
-                     db = upload(params.conv_bias, d), dg = upload(params.norm_weight, d),
-                     dbeta = upload(params.norm_bias, d);
+  cuda::DeviceBuffer dx = cuda::to_device_as(x, d), dy(out_bytes), dw = cuda::to_device_as(params.conv_weight, d),
+                     db = cuda::to_device_as(params.conv_bias, d), dg = cuda::to_device_as(params.norm_weight, d),
+                     dbeta = cuda::to_device_as(params.norm_bias, d);
   dy.fill_u32(0xffffffffu);
   cuda::DeviceBuffer scratch(ex.scratch_bytes());
   if (!library) {
@@ -70,7 +49,7 @@ Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, b
     Tensor conv(p.output_shape);
     cpu::conv_forward(g, x.data(), params.conv_weight.data(), nullptr, conv.data(), 0, p.input_shape[0]);
     conv.round_to(d);
-    const std::vector<uint8_t> bytes = storage_bytes(conv, d);
+    const std::vector<uint8_t> bytes = cuda::storage_bytes(conv, d);
     scratch.upload(bytes.data(), bytes.size(), *ex.scratch().offset_of(cuda::BufferRole::ConvOutput));
   }
   cuda::RunArgs args;
@@ -162,6 +141,23 @@ TEST(GpuStoreOnce, F16AgreesWithTheCpu) {
   REQUIRE_GPU();
   REQUIRE_CUDNN();
   check("f16", true, 5e-3);
+}
+
+// The public run() on host tensors: a bf16 block resolves to CUDA (store_once) and its tensors
+// travel in bf16.
+TEST(GpuStoreOnce, HostTensorRunOfABf16Block) {
+  REQUIRE_GPU();
+  REQUIRE_CUDNN();
+  const Plan plan = lower(parse_spec(std::string("input bf16") + kCases[0].body, "t.block"));
+  const Params params = init_params(plan.pipeline, 3);
+  Tensor x = uniform_tensor(plan.pipeline.input_shape, 4, -2.0f, 2.0f);
+  x.round_to(DType::BF16);
+  RunOptions opts;
+  opts.device = Device::Cuda;
+  const Tensor gpu = run(plan, params, x, opts);
+  EXPECT_EQ(gpu.dtype(), DType::BF16);
+  const Agreement a = agree(plan.pipeline, gpu, run_cpu(plan, params, x), 3e-2);
+  EXPECT_TRUE(a.ok) << a.message;
 }
 
 // The statistics and apply kernels without cuDNN (the conv from the CPU): these run on any GPU.
