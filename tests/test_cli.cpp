@@ -219,9 +219,12 @@ TEST(Cli, RunsHalfBlocksWithFilesInTheirType) {
     EXPECT_TRUE(contains(r.out, "f16 storage runs on CUDA only through")) << r.out;
     EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
   }
+  // verify checks store_once's bf16 program (without a GPU, planned for the stand-in device).
   r = cli("verify --spec-text 'input bf16[1, 2, 9]; conv1d 3 3'");
-  EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(contains(r.out, "verify works on the CUDA kernels, which are float32 only")) << r.out;
+  if (r.code == 0)
+    EXPECT_TRUE(contains(r.out, "store_once declares 1 intermediate")) << r.out;
+  else  // a GPU without cuDNN: no strategy runs a bf16 block there
+    EXPECT_TRUE(contains(r.out, "cuDNN")) << r.out;
 }
 
 // add_per_sample_channel: --channel-add FILE is added per (sample, channel) before the norm
