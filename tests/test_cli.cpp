@@ -70,6 +70,12 @@ TEST(Cli, ExplainChoosesStoreOnceForTheDiffusionResBlock) {
     EXPECT_TRUE(contains(r.out, "chosen: store_once")) << spec << "\n" << r.out;
     EXPECT_TRUE(contains(r.out, "cudnn conv (chosen at run time)")) << spec << "\n" << r.out;
   }
+  // A bf16 block whose chain folds (a fill path): no CUDA strategy runs it; explain says why.
+  const Result f = cli("explain --spec-text 'input bf16[2, 3, 8, 8, 8]; conv3d 16 3; group_norm 8; minimum 0; "
+                       "clamp min=0 max=1'");
+  EXPECT_EQ(f.code, 0) << f.out;
+  EXPECT_TRUE(contains(f.out, "not used: no CUDA strategy can run this block")) << f.out;
+  EXPECT_TRUE(contains(f.out, "store_once: the chain folds to a constant")) << f.out;
   // verify: the conv output is store_once's one declared intermediate, nothing else is stored.
   const Result v = cli(std::string("verify ") + FB_SOURCE_DIR + "/tests/specs/sd_resblock.block");
   EXPECT_EQ(v.code, 0) << v.out;

@@ -129,8 +129,10 @@ TEST(GpuStoreOnce, F32Tf32AgreesWithTheCpu) {
   check("f32", true, 4e-3);
 }
 
-// bf16/f16: one storage ulp of difference in the conv output (cuDNN's sum order) can move a
-// rounded result by one ulp at each later rounding point: the tolerance is a few ulps.
+// bf16/f16: one storage ulp of difference in the conv output (cuDNN's sum order; and the CPU
+// backend rounds conv + bias once where eager, and store_once, round the conv and then the sum)
+// is scaled by rstd through the norm and can move each later rounding by an ulp: design.md's
+// half-precision tolerance, 2e-2 relative (3e-2 for bf16's 8-bit mantissa).
 TEST(GpuStoreOnce, Bf16AgreesWithTheCpu) {
   REQUIRE_GPU();
   REQUIRE_CUDNN();
@@ -140,7 +142,7 @@ TEST(GpuStoreOnce, Bf16AgreesWithTheCpu) {
 TEST(GpuStoreOnce, F16AgreesWithTheCpu) {
   REQUIRE_GPU();
   REQUIRE_CUDNN();
-  check("f16", true, 5e-3);
+  check("f16", true, 2e-2);
 }
 
 // The public run() on host tensors: a bf16 block resolves to CUDA (store_once) and its tensors
@@ -165,7 +167,7 @@ TEST(GpuStoreOnce, KernelsAloneAgreeWithTheCpuInEveryDtype) {
   REQUIRE_GPU();
   check("f32", false, 3e-5, false);
   check("bf16", false, 3e-2, false);
-  check("f16", false, 5e-3, false);
+  check("f16", false, 2e-2, false);
 }
 
 }  // namespace
