@@ -180,3 +180,36 @@ TEST(StoreOnce, ProgramsCompileForAmpereAdaAndHopperInEveryDtypeWithoutSpills) {
       }
     }
 }
+
+// The kernels' index arithmetic (emit_store_once.cpp), replayed on the host for awkward shapes:
+// the statistics chunks cover each plane once, and the apply blocks write every output element
+// exactly once (odd planes: 4-element quads shared by neighbouring groups, each element written
+// by its own group's block only).
+TEST(StoreOnce, ChunksAndApplyUnitsCoverEveryElementOnce) {
+  for (const char* spec :
+       {"input f32[1, 3, 7, 5]\nconv2d 6 3\ngroup_norm 3\n", "input bf16[3, 5, 37]\nconv1d 12 3\ngroup_norm 4\n",
+        "input f16[2, 4, 9, 10, 11]\nconv3d 8 3 padding=1\ngroup_norm 2\n",
+        "input f32[2, 8, 16, 16]\nconv2d 16 3 padding=1\ngroup_norm 16\n", "input bf16[1, 2, 70, 70]\nconv2d 4 3\n"}) {
+    const cuda::StoreOnceLayout l = cuda::store_once_layout(plan_of(spec).pipeline);
+    for (int64_t k = 0; k < l.chunks; ++k) EXPECT_GT(std::min(l.chunk, l.plane - k * l.chunk), 0) << spec;
+    EXPECT_GE(l.chunks * l.chunk, l.plane) << spec;
+    const int64_t total = l.n * l.channels * l.plane;
+    std::vector<int> written(static_cast<size_t>(total), 0);
+    const int64_t gl = l.cpg * l.plane, ue = l.vec ? l.pack : 4;
+    for (int64_t block = 0; block < l.apply_grid(); ++block) {
+      const int64_t ng = block / l.apply_blocks, part = block % l.apply_blocks;
+      const int64_t g0 = ng * l.cpg * l.plane;
+      const int64_t u_first = l.vec ? g0 / l.pack : g0 >> 2;
+      const int64_t units = l.vec ? gl / l.pack : ((g0 + gl - 1) >> 2) - (g0 >> 2) + 1;
+      const int64_t u_end = std::min(units, (part + 1) * l.units_per_block);
+      for (int64_t u = part * l.units_per_block; u < u_end; ++u)
+        for (int64_t e = 0; e < ue; ++e) {
+          const int64_t i = (u_first + u) * ue + e;
+          if (!l.vec && (i < g0 || i >= g0 + gl)) continue;
+          ASSERT_LT(i, total) << spec;
+          ++written[static_cast<size_t>(i)];
+        }
+    }
+    for (int64_t i = 0; i < total; ++i) ASSERT_EQ(written[static_cast<size_t>(i)], 1) << spec << " element " << i;
+  }
+}
