@@ -225,7 +225,6 @@ void run_case(const Case& c, const Ceilings& ceil, cuda::DeviceBuffer& flush) {
   cuda::RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  if (prog.find(cuda::BufferRole::GuardFlags)) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   const cuda::DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
   const auto& launches = ex->launches();
   auto poison = [&] { FB_CU(cuMemsetD32Async(dy.ptr(), kPoison, dy.bytes() / 4, nullptr)); };

@@ -42,9 +42,13 @@ BLOCKS = [
     # Beyond the table: an SDXL-sized ResBlock and a small-channel 2-D conv.
     ("sdxl-resblock", nn.Conv2d, 640, 640, (2, 640, 64, 64), 32, nn.SiLU, 1),
     ("unet-64ch", nn.Conv2d, 64, 64, (8, 64, 128, 128), 32, nn.SiLU, 1),
+    ("segresnet-3d", nn.Conv3d, 16, 16, (1, 16, 128, 128, 128), 8, nn.ReLU, 1),
+    ("audio-wide", nn.Conv1d, 256, 256, (4, 256, 8192), 32, nn.SiLU, 1),
 ]
+# Blocks also run with channels-last input (diffusers pipelines often convert their UNet and VAE).
+CHANNELS_LAST = {"sd-resblock", "vae-decoder"}
 DROPOUT = 0.1
-TOLERANCE = {torch.float32: 3e-3, torch.bfloat16: 2e-2}
+TOLERANCE = {torch.float32: 3e-3, torch.bfloat16: 2e-2, torch.float16: 2e-2}
 
 
 def modules(spec, dtype, device):
@@ -124,31 +128,38 @@ def run(args):
                "torch": torch.__version__, "machine": machine, "cases": []}
     print(f"{results['device']}: copy {machine['copy_GBps']:.0f} GB/s, TF32 {machine['tf32_TFLOPs']:.0f}, "
           f"bf16 {machine['bf16_TFLOPs']:.0f} TFLOP/s", flush=True)
-    dtypes = [torch.float32, torch.bfloat16]
+    dtypes = [torch.float32, torch.bfloat16] if args.quick else [torch.float32, torch.bfloat16, torch.float16]
     modes = ["train"] if args.quick else ["train", "eval"]
     for spec in BLOCKS:
         if args.only and spec[0] not in args.only:
             continue
         for dtype in dtypes:
+            layouts = ["contiguous"]
+            if spec[0] in CHANNELS_LAST and dtype == torch.bfloat16:
+                layouts.append("channels_last")
             peers, eager64 = peers_for(spec, dtype, args)
             g = torch.Generator(device="cuda").manual_seed(1)
-            x = (torch.rand(spec[4], device="cuda", generator=g) * 2 - 1).to(dtype)
-            for name, peer in peers.items():
-                entry = {"block": spec[0], "dtype": str(dtype).replace("torch.", ""), "peer": name,
-                         "floor_ms": floor_ms(spec, dtype, machine), "gflop": conv_flops(spec) / 1e9}
-                try:
-                    peer.eval()
-                    err = check(peer, eager64, x, dtype)
-                    entry["rel_error"] = err
-                    entry["correct"] = err <= TOLERANCE[dtype]
-                    for mode in modes:
-                        peer.train(mode == "train")
-                        with torch.no_grad():
-                            entry[f"{mode}_ms"] = time_cuda(lambda: peer(x), flush, 3, args.runs, 3.0)["median_ms"]
-                except Exception as e:  # noqa: BLE001 - a refusal is a result
-                    entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
-                results["cases"].append(entry)
-                print(json.dumps(entry), flush=True)
+            x0 = (torch.rand(spec[4], device="cuda", generator=g) * 2 - 1).to(dtype)
+            for layout in layouts:
+                x = x0 if layout == "contiguous" else x0.to(memory_format=torch.channels_last)
+                for name, peer in peers.items():
+                    entry = {"block": spec[0], "dtype": str(dtype).replace("torch.", ""), "layout": layout, "peer": name,
+                             "floor_ms": floor_ms(spec, dtype, machine), "gflop": conv_flops(spec) / 1e9}
+                    try:
+                        if layout == "channels_last":
+                            peer.to(memory_format=torch.channels_last)
+                        peer.eval()
+                        err = check(peer, eager64, x, dtype)
+                        entry["rel_error"] = err
+                        entry["correct"] = err <= TOLERANCE[dtype]
+                        for mode in modes:
+                            peer.train(mode == "train")
+                            with torch.no_grad():
+                                entry[f"{mode}_ms"] = time_cuda(lambda: peer(x), flush, 3, args.runs, 3.0)["median_ms"]
+                    except Exception as e:  # noqa: BLE001 - a refusal is a result
+                        entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                    results["cases"].append(entry)
+                    print(json.dumps(entry), flush=True)
             del peers, eager64
             torch.cuda.empty_cache()
     return results
@@ -156,7 +167,7 @@ def run(args):
 
 def print_table(results, modes):
     print(f"\n== real-world blocks: {results['device']}, {results['date']}, torch {results['torch']} ==")
-    print(f"{'block':<14} {'dtype':<9} {'peer':<14} {'rel.err':>8} " + " ".join(f"{m + ' ms':>9}" for m in modes) +
+    print(f"{'block':<14} {'dtype':<9} {'layout':<6} {'peer':<14} {'rel.err':>8} " + " ".join(f"{m + ' ms':>9}" for m in modes) +
           f" {'floor ms':>9} {'floor/t':>8}  note")
     for e in results["cases"]:
         times = " ".join(f"{e.get(m + '_ms', float('nan')):>9.3f}" for m in modes)
@@ -164,7 +175,8 @@ def print_table(results, modes):
         pct = f"{100 * e['floor_ms'] / t:.0f}%" if t else "-"
         err = f"{e['rel_error']:.1e}" if "rel_error" in e else "-"
         note = e.get("error", "" if e.get("correct", False) else "INCORRECT")
-        print(f"{e['block']:<14} {e['dtype']:<9} {e['peer']:<14} {err:>8} {times} {e['floor_ms']:>9.3f} {pct:>8}  {note}")
+        layout = "cl" if e.get("layout") == "channels_last" else "nchw"
+        print(f"{e['block']:<14} {e['dtype']:<9} {layout:<6} {e['peer']:<14} {err:>8} {times} {e['floor_ms']:>9.3f} {pct:>8}  {note}")
 
 
 def plot(results, path, mode):
@@ -173,14 +185,15 @@ def plot(results, path, mode):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = sorted({(e["block"], e["dtype"]) for e in results["cases"]}, key=str)
+    labels = sorted({(e["block"], e["dtype"]) for e in results["cases"] if e.get("layout") != "channels_last"}, key=str)
     peers = sorted({e["peer"] for e in results["cases"]})
     fig, ax = plt.subplots(figsize=(max(8, len(labels) * 1.2), 4.5))
     width = 0.8 / len(peers)
     for i, peer in enumerate(peers):
         ys = []
         for block, dtype in labels:
-            e = next((c for c in results["cases"] if c["block"] == block and c["dtype"] == dtype and c["peer"] == peer), {})
+            e = next((c for c in results["cases"] if c["block"] == block and c["dtype"] == dtype and c["peer"] == peer
+                      and c.get("layout") != "channels_last"), {})
             ys.append(e.get(f"{mode}_ms", 0.0) or 0.0)
         ax.bar([j + i * width for j in range(len(labels))], ys, width, label=peer)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])

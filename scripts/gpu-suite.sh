@@ -3,7 +3,8 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld]   (default all)
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld,models,igemm]
+#   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
 # `python` installs the package (pip --no-build-isolation) and runs its tests (torch ones
@@ -91,6 +92,20 @@ fi
 if has peers; then
   step peers peers.log 420 env PYTHONUNBUFFERED=1 python3 bench/peers.py --out "$out"
 fi
+if has models; then  # real MONAI / diffusers models (after `python`): wheels carried in .whl (scripts/pack-gpu-wheels.sh)
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    step wheels models.log 120 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/fb-site .whl/*.whl
+    export PYTHONPATH=/tmp/fb-site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_distributed.py
+  tail -3 "$out/fuse-tests.log"
+  [ -f bench/models.py ] && step models-bench models-bench.log 420 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out"
+fi
+if has igemm && [ -f dev/igemm/run.sh ]; then  # issue 11's dev kernels against cuDNN
+  step igemm igemm.log 300 bash dev/igemm/run.sh
+  tail -15 "$out/igemm.log"
+fi
 if has realworld; then  # bench/realworld.py (after `python`): the users' shapes against eager and torch.compile
   step realworld realworld.log 540 env PYTHONUNBUFFERED=1 python3 bench/realworld.py --out "$out" ${REALWORLD_ARGS:---quick}
 fi
@@ -105,6 +120,10 @@ fi
 if [ -f "$out/realworld.log" ]; then
   echo
   sed -n '/^== real-world blocks/,$p' "$out/realworld.log"
+fi
+if [ -f "$out/models-bench.log" ]; then
+  echo
+  sed -n '/^== models/,$p' "$out/models-bench.log"
 fi
 if [ -f "$out/peers.log" ]; then
   echo

@@ -13,3 +13,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/../requirements-dev.txt"
+python3 -m pip install -q --disable-pip-version-check --no-deps -r "$(dirname "$0")/../requirements-headers.txt"

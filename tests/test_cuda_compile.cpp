@@ -20,9 +20,11 @@
 #include "cuda/runtime/cubin_cache.hpp"
 #include "cuda/executor/cuda_backend.hpp"
 #include "cuda/runtime/driver_api.hpp"
+#include "cuda/codegen/emit_common.hpp"
 #include "cuda/codegen/emit_program_options.hpp"
 #include "cuda/executor/executor.hpp"
 #include "cuda/runtime/nvrtc_compile.hpp"
+#include "cuda/strategies/constant_fill/emit_fill.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 using namespace fuseblock;
@@ -181,6 +183,44 @@ TEST(CudaCompile, EmittedSourceMatchesGoldens) {
       const std::string want((std::istreambuf_iterator<char>(in)), {});
       EXPECT_EQ(src, want) << "emitted source differs from " << file
                            << "; if the change is intended, rerun with FUSEBLOCK_UPDATE_GOLDEN=1 and review the diff";
+    }
+  }
+}
+
+// fb_guard_bound, the guard's bound computed on the device, alone in a program (the prelude and
+// the kernel): it compiles for Ampere, Ada and Hopper without spills or local memory, and its PTX
+// rounds as emit_fill.cpp says (sums up, the difference and the quotient down, the float down)
+// with no flush of denormal weights to zero.
+TEST(CudaCompile, GuardBoundKernelCompilesForAmpereAdaHopperWithoutSpills) {
+  REQUIRE_NVRTC();
+  const std::string specs[] = {
+      kDefaultSpec,
+      "input f32[2, 5, 9, 11]\nconv2d out_channels=40 kernel_size=(3, 5) bias=false\n"
+      "group_norm num_groups=8 affine=false\nminimum 0.0\nclamp min=0.0 max=1.0\n",
+      "input f32[2, 4, 33]\nconv1d out_channels=12 kernel_size=5\nminimum 0.0\nclamp min=0.0 max=1.0\n",
+  };
+  for (const std::string& spec : specs) {
+    const Plan plan = lower(parse_spec(spec, "guard-bound"));
+    ASSERT_TRUE(plan.guard.has_value()) << spec;
+    cuda::SourceWriter w;
+    cuda::emit_prelude(w, "guard bound");
+    cuda::emit_guard_bound_kernel(w, plan);
+    for (const char* arch : {"sm_80", "sm_89", "sm_90"}) {
+      cuda::CompileRequest req;
+      req.source = w.str();
+      req.arch = arch;
+      req.options = cuda::program_compile_options();
+      const cuda::CompiledProgram out = cuda::compile_program(req);
+      const std::string where = spec + " " + arch;
+      const cuda::KernelResources* k = out.find("fb_guard_bound");
+      ASSERT_NE(k, nullptr) << where << "\n" << out.log;
+      EXPECT_EQ(k->spill_store_bytes + k->spill_load_bytes, 0) << where << "\n" << out.log;
+      EXPECT_EQ(k->stack_bytes, 0) << where;
+      EXPECT_GT(k->registers, 0) << where;
+      for (const char* op : {"add.rp.f64", "sub.rm.f64", "div.rm.f64", "cvt.rm.f32.f64", "shfl.sync.bfly"})
+        EXPECT_NE(out.ptx.find(op), std::string::npos) << where << ": no " << op;
+      EXPECT_NE(out.ptx.find("cvt.f64.f32"), std::string::npos) << where;
+      EXPECT_EQ(out.ptx.find("cvt.ftz.f64.f32"), std::string::npos) << where << ": denormal weights flushed";
     }
   }
 }

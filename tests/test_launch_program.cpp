@@ -52,8 +52,6 @@ std::string expected_type(const cuda::Arg& a) {
   switch (a.kind) {
     case cuda::ArgKind::Buffer:
       return "pointer";
-    case cuda::ArgKind::GuardBound:
-      return "float";
     case cuda::ArgKind::DropoutSeed:
     case cuda::ArgKind::DropoutOffset:
       return "unsigned long long";
@@ -184,6 +182,53 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
         }
       }
   EXPECT_GE(built, 30) << "every spec is supported by some strategy";
+}
+
+// A guarded constant fill computes its guard's bound on the device (fb_guard_bound, from the
+// parameters, into the scratch "guard bound") before any step reads it, and the guard kernels take
+// it by pointer: nothing the host derives from the parameters' values enters the run.
+TEST(LaunchProgram, GuardedFillComputesItsBoundOnTheDeviceFirst) {
+  using R = cuda::BufferRole;
+  int guarded = 0;
+  for (const SpecCase& c : spec_cases())
+    for (const cuda::ConvStrategy* st : cuda::conv_strategies()) {
+      const cuda::ConvProblem problem{&c.plan, true};
+      if (std::string(st->name()) != "constant_fill" || st->unsupported(problem, cuda::DeviceLimits{})) continue;
+      const cuda::LaunchProgram prog = st->build(problem, st->default_config(problem));
+      const bool guard = c.plan.guard.has_value() && !c.plan.assume_finite;
+      const cuda::Step* bound = prog.find_step("fb_guard_bound");
+      if (!guard) {
+        EXPECT_EQ(bound, nullptr) << c.name;
+        EXPECT_EQ(prog.find(R::GuardBound), nullptr) << c.name;
+        continue;
+      }
+      ++guarded;
+      ASSERT_NE(bound, nullptr) << c.name;
+      const cuda::Buffer* b = prog.find(R::GuardBound);
+      ASSERT_NE(b, nullptr) << c.name;
+      EXPECT_EQ(b->kind, cuda::BufferKind::Scratch);
+      EXPECT_EQ(b->bytes, 4u);
+      EXPECT_EQ(bound->writes, std::vector<R>{R::GuardBound}) << c.name;
+      EXPECT_EQ(bound->reads.front(), R::ConvWeight) << c.name;
+      EXPECT_EQ(bound->grid.rule, cuda::GridRule::Fixed);
+      EXPECT_EQ(bound->grid.grid_x, 1);
+      const size_t at = static_cast<size_t>(bound - prog.steps.data());
+      int readers = 0;
+      for (size_t i = 0; i < prog.steps.size(); ++i) {
+        const cuda::Step& s = prog.steps[i];
+        const bool reads = std::count(s.reads.begin(), s.reads.end(), R::GuardBound) > 0;
+        const bool binds = std::any_of(s.args.begin(), s.args.end(), [](const cuda::Arg& a) {
+          return a.kind == cuda::ArgKind::Buffer && a.role == R::GuardBound;
+        });
+        if (i == at) continue;
+        EXPECT_EQ(reads, binds) << c.name << " " << s.name;
+        if (!reads) continue;
+        ++readers;
+        EXPECT_GT(i, at) << c.name << ": " << s.name << " reads the bound before fb_guard_bound writes it";
+      }
+      EXPECT_EQ(readers, 1) << c.name << ": fb_guard or fb_fill";
+    }
+  EXPECT_GE(guarded, 1) << "no spec under tests/specs has a guarded fill";
 }
 
 TEST(LaunchProgram, SelectionNamesEveryStrategyWithAReasonAndPicksOneThatApplies) {

@@ -101,9 +101,12 @@ TEST(StepIo, FillPathMemsetGuardAndGatedFallback) {
     gated += st.gated;
   }
   EXPECT_EQ(gated, 3);
-  EXPECT_DOUBLE_EQ(read, in + 4.0 * 129 * 3) << "the guard reads the input once; three gated kernels read the flags";
-  EXPECT_DOUBLE_EQ(written, out + 2 * 4.0 * 129 + 16) << "the output once, the flags zeroed and then set, the "
-                                                           "fallback's dropout state";
+  const double params = 4.0 * (16 * 3 * 27 + 3 * 16);  // conv weight and bias, GroupNorm weight and bias
+  EXPECT_DOUBLE_EQ(read, in + 4.0 * 129 * 3 + params + 4)
+      << "the guard reads the input once and its bound, which fb_guard_bound computes from the parameters; three "
+         "gated kernels read the flags";
+  EXPECT_DOUBLE_EQ(written, out + 2 * 4.0 * 129 + 16 + 4)
+      << "the output once, the flags zeroed and then set, the fallback's dropout state, the guard's bound";
   EXPECT_DOUBLE_EQ(cuda::floor_bytes(prog), in + out);
 
   const Plan unguarded = plan_of(kDefaultSpec, true);

@@ -9,8 +9,11 @@ numpy API (this module; needs no torch):
     y = block.run(x)                                     # x: float32 array of block.input_shape
                                                          # (float16 for an `input f16[...]` block)
 
+numpy has no bfloat16: a bf16 block's arrays are float32 holding bf16 values; bfloat16 tensors
+and modules go through ``fuseblock.torch``.
+
 PyTorch API: ``import fuseblock.torch`` (the custom op ``fuseblock::block_forward``, the ``Block``
-nn.Module and the KernelBench-compatible ``ModelNew``).
+nn.Module, the KernelBench-compatible ``ModelNew`` and ``fuse(model)``).
 
 Errors the caller can fix raise ``fuseblock.UserError`` (a ValueError) whose message names the
 spec's line:col and a hint.

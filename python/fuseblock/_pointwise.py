@@ -114,6 +114,10 @@ def _module_line(m: nn.Module) -> Optional[str]:
               nn.Hardswish: "hardswish"}
     if type(m) in simple:
         return simple[type(m)]
+    if type(m) is nn.PReLU:  # its slopes are a parameter the op takes (prelu_weights)
+        return f"prelu num_parameters={m.num_parameters}"
+    if type(m) is nn.ReLU6:
+        return "hardtanh min_val=0.0 max_val=6.0"
     if type(m) is nn.GELU:
         return f"gelu approximate={m.approximate}"
     if type(m) is nn.LeakyReLU:
@@ -137,7 +141,7 @@ def pointwise_spec_line(op: PointwiseLike) -> str:
         line = _module_line(op)
         if line is None:
             raise TypeError(f"{type(op).__name__} is not a pointwise op fuseblock knows; use one of nn.ReLU, "
-                            "nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Mish, nn.Hardswish, nn.LeakyReLU, "
+                            "nn.ReLU6, nn.PReLU, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Mish, nn.Hardswish, nn.LeakyReLU, "
                             "nn.Hardtanh, nn.Softplus, or fuseblock.torch.Minimum/Maximum/Clamp/Add/Sub/Mul/Div")
         return line
     if op in _FUNCTIONS:

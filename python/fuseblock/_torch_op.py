@@ -6,7 +6,7 @@ No `from __future__ import annotations` here: torch.library reads the op's schem
 annotations, which must be real types, not strings."""
 import functools
 import weakref
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -17,13 +17,17 @@ from . import _core
 _SEED_HIGH = 2**63 - 1
 
 
+# The block's storage type for each tensor dtype the op takes (the spec's `input` names).
+DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+
+
 @functools.lru_cache(maxsize=64)
-def compiled_block(spec: str, training: bool, assume_finite: bool,
-                   input_shape: Optional[tuple]) -> _core.CompiledBlock:
-    """The block for one spec, mode and input shape (None: the spec's input line), parsed and
-    planned once."""
+def compiled_block(spec: str, training: bool, assume_finite: bool, input_shape: Optional[tuple],
+                   dtype: Optional[str] = None) -> _core.CompiledBlock:
+    """The block for one spec, mode, input shape (None: the spec's input line) and storage type
+    (None: the spec's; else "f32", "bf16" or "f16"), parsed and planned once."""
     shape = None if input_shape is None else list(input_shape)
-    return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape)
+    return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape, dtype)
 
 
 def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
@@ -35,22 +39,43 @@ def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
     return torch.randint(0, _SEED_HIGH, (2,), dtype=torch.int64, device=device)
 
 
-def _check_float32(name: str, t: torch.Tensor) -> None:
-    # float32 only, as numpy's Block.run: PyTorch too refuses to mix dtypes in a conv.
-    if t.dtype != torch.float32:
-        raise TypeError(f"fuseblock::block_forward takes float32 tensors, but {name} is {t.dtype}")
+def _check_dtypes(x: torch.Tensor, others: dict) -> str:
+    """The block's storage type for x; every other tensor must have x's dtype. PyTorch's conv
+    refuses mixed dtypes too, and rounding a float32 parameter to bf16 behind the caller's back
+    would give results eager PyTorch does not."""
+    if x.dtype not in DTYPES:
+        raise TypeError(f"fuseblock::block_forward takes float32, bfloat16 or float16 tensors, but x is {x.dtype}")
+    for name, t in others.items():
+        if t.dtype != x.dtype:
+            raise TypeError(f"fuseblock::block_forward: x is {x.dtype} but {name} is {t.dtype}; the parameters and "
+                            f"inputs must have one dtype: convert the module with .to({x.dtype}) (or the input "
+                            f"with .to({t.dtype}))")
+    return DTYPES[x.dtype]
 
 
 def _host_array(t: torch.Tensor):
-    return t.detach().cpu().contiguous().numpy()
+    # numpy has no bfloat16: half-precision values travel as float32 (exact both ways), and the
+    # C++ side rounds to the block's type, which leaves them unchanged.
+    return t.detach().cpu().float().contiguous().numpy()
+
+
+def _prelu_names(n: int) -> list:
+    # The spec's parameter keys of a block's prelu ops, in spec order (prelu_weight_key in C++).
+    return ["prelu.weight"] if n == 1 else [f"prelu.{i}.weight" for i in range(n)]
 
 
 @torch.library.custom_op("fuseblock::block_forward", mutates_args=())
 def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optional[torch.Tensor],
                   norm_weight: Optional[torch.Tensor], norm_bias: Optional[torch.Tensor],
                   dropout_seed: Optional[torch.Tensor], spec: str, training: bool,
-                  assume_finite: bool) -> torch.Tensor:
-    """Runs the block `spec` on x (float32, any N; the spec's input line is replaced by x's shape).
+                  assume_finite: bool, channel_add: Optional[torch.Tensor] = None,
+                  prelu_weights: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+    """Runs the block `spec` on x (float32, bfloat16 or float16, any N; the spec's input line is
+    replaced by x's shape and dtype, and the output has x's dtype). Parameters, channel_add and
+    prelu_weights must have x's dtype (a TypeError names the one that does not).
+
+    channel_add: the [N, C_out] input of a block with add_per_sample_channel (None otherwise).
+    prelu_weights: the slopes of the block's prelu ops, in spec order (None when it has none).
 
     training overrides the spec's dropout mode; dropout_seed ([seed, offset], int64) picks the mask
     (None: the spec's own seed and offset); on x's CUDA device its values are read by the kernels
@@ -60,43 +85,52 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
     backend. Its conv may use TF32 exactly when torch.backends.cudnn.allow_tf32 allows PyTorch's
     (read at each call, as cuDNN does, rather than traced).
     """
-    block = compiled_block(spec, training, assume_finite, tuple(x.shape))
     params = {"conv.weight": conv_weight, "conv.bias": conv_bias, "norm.weight": norm_weight, "norm.bias": norm_bias}
+    params.update(zip(_prelu_names(len(prelu_weights or [])), prelu_weights or []))
     params = {k: t for k, t in params.items() if t is not None}
-    _check_float32("x", x)
-    for name, t in params.items():
-        _check_float32(name, t)
+    extra = {} if channel_add is None else {"channel_add": channel_add}
+    dtype = _check_dtypes(x, {**params, **extra})
+    block = compiled_block(spec, training, assume_finite, tuple(x.shape), dtype)
     allow_tf32 = torch.backends.cudnn.allow_tf32
     if x.device.type == "cuda" and dropout_seed is not None and dropout_seed.device == x.device:
         state = dropout_seed.detach()
         if state.dtype != torch.int64 or state.numel() != 2:
             raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not {state.dtype}{list(state.shape)}")
         state = state.contiguous()
-        return _run_cuda(block, x, params, None, allow_tf32, state)
+        return _run_cuda(block, x, params, None, allow_tf32, channel_add, state)
     stream = None if dropout_seed is None else tuple(int(v) for v in dropout_seed.tolist())
     if x.device.type == "cuda":
-        return _run_cuda(block, x, params, stream, allow_tf32)
+        return _run_cuda(block, x, params, stream, allow_tf32, channel_add)
     if x.device.type != "cpu":
         raise ValueError(f"fuseblock runs on CPU and CUDA tensors, not on {x.device}")
     host_params = block.params_from({k: _host_array(t) for k, t in params.items()})
-    y = block.run(host_params, _host_array(x), "cpu", allow_tf32, stream)
-    return torch.from_numpy(y)
+    add = None if channel_add is None else _host_array(channel_add)
+    y = block.run(host_params, _host_array(x), "cpu", allow_tf32, stream, add)
+    return torch.from_numpy(y).to(x.dtype)  # exact: y holds values of x's dtype
 
 
-def _run_cuda(block, x, params, stream, allow_tf32, state=None):
+def _run_cuda(block, x, params, stream, allow_tf32, channel_add, state=None):
     device = x.device
     index = device.index if device.index is not None else torch.cuda.current_device()  # cuda:N, any N
     block.check_param_shapes({k: list(t.shape) for k, t in params.items()})
+    # Selection first: a form no CUDA strategy runs (bf16/f16 until their strategy lands, prelu,
+    # the per-(sample, channel) input, ...) raises fuseblock.UserError naming it, before any buffer
+    # of the wrong type reaches a kernel.
+    scratch_bytes = block.cuda_scratch_bytes(allow_tf32, index)
+    if channel_add is not None or any(k.startswith("prelu") for k in params):
+        from fuseblock import _user_error  # the package is loaded: it imported this module
+        raise _user_error("the torch op cannot hand a per-(sample, channel) input or prelu slopes to the CUDA "
+                          "kernels yet", "run the block on CPU tensors")
     x = x.detach().contiguous()
     if x.data_ptr() % 16:  # the kernels load 16-byte vectors: an offset view gets a fresh copy
         x = x.clone()
     on_device = {k: t.detach().to(device).contiguous() for k, t in params.items()}
-    y = torch.empty(block.output_shape, dtype=torch.float32, device=device)
+    y = torch.empty(block.output_shape, dtype=x.dtype, device=device)
     if y.numel() == 0:
         return y
     # Scratch from PyTorch's allocator on the current stream: freed when this returns, reused
     # only by work ordered after the kernels on that stream.
-    scratch = torch.empty(block.cuda_scratch_bytes(allow_tf32, index), dtype=torch.uint8, device=device)
+    scratch = torch.empty(scratch_bytes, dtype=torch.uint8, device=device)
     bound = _guard_bound(block, params) if block.guarded else 0.0
     ptr = lambda name: on_device[name].data_ptr() if name in on_device else 0  # noqa: E731
     block.launch_cuda(x.data_ptr(), y.data_ptr(), ptr("conv.weight"), ptr("conv.bias"), ptr("norm.weight"),
@@ -132,7 +166,7 @@ def _guard_bound(block, params):
 
 @block_forward.register_fake
 def _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training,
-                        assume_finite):
+                        assume_finite, channel_add=None, prelu_weights=None):
     # PyTorch's conv output size from the spec's conv attributes, so that symbolic (dynamic)
     # input sizes stay symbolic.
     g = compiled_block(spec, training, assume_finite, None).conv_geometry

@@ -8,6 +8,8 @@
   .train()/.eval() (dropout on/off, as nn.Dropout) and takes any input shape the block accepts.
 - `ModelNew`: a drop-in for KernelBench level-2 problem 83 with the reference Model's
   state_dict keys (conv.weight, conv.bias, norm.weight, norm.bias).
+- `fuse(model)`: finds the blocks in a model (nn.Sequential runs and torch.fx traces of forwards)
+  and runs each fused, on the model's own parameters; returns a FuseReport.
 
 The op has no backward: fuseblock runs forward passes (inference, benchmarks). CUDA tensors run
 on their device pointers in PyTorch's current stream, with no copy (see block_forward).
@@ -21,48 +23,26 @@ from torch import nn
 
 import fuseblock as _fb
 
-from ._pointwise import Add, Clamp, Div, Maximum, Minimum, Mul, Sub, pointwise_spec_line, spec_number
+from . import _module_spec as ms
+from ._pointwise import Add, Clamp, Div, Maximum, Minimum, Mul, Sub, pointwise_spec_line
 from ._torch_op import block_forward, compiled_block, draw_dropout_seed
+from ._fuse import fuse
+from ._fuse_report import FuseReport
+from ._fused_block import FusedBlock
 
-__all__ = ["Block", "ModelNew", "block_forward", "Minimum", "Maximum", "Clamp", "Add", "Sub", "Mul", "Div"]
+__all__ = ["Block", "ModelNew", "fuse", "FuseReport", "FusedBlock", "block_forward", "Minimum", "Maximum", "Clamp", "Add", "Sub", "Mul", "Div"]
 
 
 class SpecParameters(nn.Module):
     """The weight and bias of one op of a spec-built Block, named as in PyTorch's modules, so the
     Block's state_dict keys are conv.weight, conv.bias, norm.weight, norm.bias."""
 
-    def __init__(self, weight, bias):
+    def __init__(self, weight, bias, dtype=torch.float32):
         super().__init__()
-        self.weight = None if weight is None else nn.Parameter(torch.from_numpy(weight))
-        self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias))
-
-
-def _tuple(values: Sequence[int]) -> str:
-    return "(" + ", ".join(str(int(v)) for v in values) + ")"
-
-
-def _conv_line(conv: nn.Module) -> str:
-    dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}.get(type(conv))
-    if dims is None:
-        raise TypeError(f"a Block starts with nn.Conv1d, nn.Conv2d or nn.Conv3d, got {type(conv).__name__}")
-    if conv.padding_mode != "zeros":
-        raise ValueError(f"padding_mode={conv.padding_mode!r} is not supported; fuseblock pads with zeros")
-    padding = conv.padding
-    if padding == "valid":
-        padding = (0,) * dims
-    elif isinstance(padding, str):
-        raise ValueError(f"padding={padding!r} is not supported; give the padding as numbers")
-    return (f"conv{dims}d out_channels={conv.out_channels} kernel_size={_tuple(conv.kernel_size)} "
-            f"stride={_tuple(conv.stride)} padding={_tuple(padding)} dilation={_tuple(conv.dilation)} "
-            f"bias={'true' if conv.bias is not None else 'false'} groups={conv.groups} "
-            f"in_channels={conv.in_channels}")
-
-
-def _placeholder_shape(conv: nn.Module) -> list:
-    # A shape the conv accepts, for the spec's input line; forward() replans for each input shape.
-    padding = (0,) * len(conv.kernel_size) if isinstance(conv.padding, str) else conv.padding
-    spatial = [max(1, d * (k - 1) + 1 - 2 * p) for k, d, p in zip(conv.kernel_size, conv.dilation, padding)]
-    return [1, conv.in_channels] + spatial
+        # numpy has no bfloat16: a bf16 block's arrays hold bf16 values in float32 (exact to convert)
+        as_param = lambda a: None if a is None else nn.Parameter(torch.from_numpy(a).to(dtype))  # noqa: E731
+        self.weight = as_param(weight)
+        self.bias = as_param(bias)
 
 
 class Block(nn.Module):
@@ -70,13 +50,18 @@ class Block(nn.Module):
 
     Block(spec): from spec text or a spec file (None: the default block, KernelBench level-2
       problem 83); its parameters are the spec's (`params file=` or PyTorch's default init from
-      `params seed=`, drawn with fuseblock's generator) and become this module's parameters.
-    Block.from_modules(conv, [norm], *pointwise, [dropout]): from PyTorch modules, which it keeps
-      as submodules (so their parameters, and any later change to them, are the block's).
+      `params seed=`, drawn with fuseblock's generator) and become this module's parameters, in
+      the spec's input type (float32, bfloat16 or float16).
+    Block.from_modules(conv, [norm], *chain): from PyTorch modules, which it keeps as submodules
+      (so their parameters, and any later change to them, are the block's). norm: nn.GroupNorm or
+      nn.InstanceNorm1d/2d/3d; chain: pointwise modules or functions (nn.PReLU included) and at
+      most one nn.Dropout, anywhere in it (MONAI's norm -> dropout -> activation order).
 
-    The spec's input line only gives the default shape: forward() plans the block for each input
-    shape it meets. The module's .training decides dropout, whatever the spec's `training=`.
-    assume_finite: no run-time guard; the caller promises finite, bounded inputs.
+    forward(x, channel_add=None) plans the block for each input shape and dtype it meets (float32,
+    bfloat16 or float16; the parameters must have x's dtype: `.to(torch.bfloat16)` the module).
+    channel_add: [N, C_out], added to the conv output before the norm (diffusers' time embedding,
+    conv(x) + temb[:, :, None, None]). The module's .training decides dropout, whatever the
+    spec's `training=`. assume_finite: no run-time guard; the caller promises finite, bounded inputs.
     """
 
     def __init__(self, spec=None, *, assume_finite: bool = False, modules: Optional[Sequence] = None):
@@ -89,11 +74,15 @@ class Block(nn.Module):
             return
         planned = _fb.Block(spec, assume_finite=assume_finite)
         params = planned.params()
+        dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[planned.dtype]
         self._spec_text = planned.spec_text
         self._dropout_p = planned._compiled.dropout_p
-        self.conv = SpecParameters(params["conv.weight"], params.get("conv.bias"))
+        self.conv = SpecParameters(params["conv.weight"], params.get("conv.bias"), dtype)
         has_norm = "norm.weight" in params or "norm.bias" in params
-        self.norm = SpecParameters(params.get("norm.weight"), params.get("norm.bias")) if has_norm else None
+        self.norm = SpecParameters(params.get("norm.weight"), params.get("norm.bias"), dtype) if has_norm else None
+        # prelu.weight, or prelu.0.weight, prelu.1.weight, ... in spec order
+        prelu = sorted((k for k in params if k.startswith("prelu")), key=lambda k: int(k.split(".")[1]) if k.count(".") == 2 else 0)
+        self.prelu = nn.ParameterList([nn.Parameter(torch.from_numpy(params[k]).to(dtype)) for k in prelu])
 
     @classmethod
     def from_modules(cls, *modules, assume_finite: bool = False) -> "Block":
@@ -104,35 +93,37 @@ class Block(nn.Module):
         if not modules:
             raise ValueError("a Block needs at least a convolution")
         self.conv = modules.pop(0)
-        _conv_line(self.conv)  # checks the type and options now rather than at the first forward
-        self.norm = modules.pop(0) if modules and type(modules[0]) is nn.GroupNorm else None
-        self.dropout = modules.pop() if modules and type(modules[-1]) is nn.Dropout else None
+        ms.conv_line(self.conv)  # checks the type and options now rather than at the first forward
+        self.norm = modules.pop(0) if modules and ms.is_norm(modules[0]) else None
+        if self.norm is not None and ms.norm_problem(self.norm, self.conv):
+            raise ValueError(ms.norm_problem(self.norm, self.conv))
+        dropouts = [m for m in modules if type(m) is nn.Dropout]
+        if len(dropouts) > 1:
+            raise ValueError("a Block has at most one nn.Dropout")
+        self.dropout = dropouts[0] if dropouts else None
         for m in modules:
-            if isinstance(m, (nn.GroupNorm, nn.Dropout)) or isinstance(m, nn.modules.conv._ConvNd):
-                raise ValueError(f"{type(m).__name__} is out of place: a block is conv, [GroupNorm], "
-                                 "pointwise ops, [Dropout] (and only nn.Dropout, not Dropout1d/2d/3d)")
+            if type(m) is nn.Dropout:
+                continue
+            if isinstance(m, (nn.GroupNorm, nn.Dropout)) or ms.is_norm(m) or isinstance(m, nn.modules.conv._ConvNd):
+                raise ValueError(f"{type(m).__name__} is out of place: a block is conv, [GroupNorm or InstanceNorm], "
+                                 "pointwise ops and at most one Dropout (nn.Dropout, not Dropout1d/2d/3d)")
             pointwise_spec_line(m)
         self._chain_ops = modules
-        self.chain = nn.ModuleList([m for m in modules if isinstance(m, nn.Module)])
-        self._last_spec = self.spec
-        compiled_block(self._last_spec, True, self.assume_finite, None)  # errors now, not at the first forward
+        self.chain = nn.ModuleList([m for m in modules if isinstance(m, nn.Module) and type(m) is not nn.Dropout])
+        self._last_spec = {}
+        compiled_block(self.spec, True, self.assume_finite, None)  # errors now, not at the first forward
+
+    def _spec_for(self, channel_add: bool) -> str:
+        if self._spec_text is not None:
+            return self._spec_text
+        header = ("# generated by fuseblock.torch.Block.from_modules; the input line is a placeholder,\n"
+                  "# forward() plans the block for each input shape and dtype")
+        return ms.block_spec(self.conv, self.norm, self._chain_ops, channel_add=channel_add, header=header)
 
     @property
     def spec(self) -> str:
         """The block as spec text (from modules: generated from their current attributes)."""
-        if self._spec_text is not None:
-            return self._spec_text
-        lines = ["# generated by fuseblock.torch.Block.from_modules; the input line is a placeholder,",
-                 "# forward() plans the block for each input shape",
-                 "input f32[" + ", ".join(str(d) for d in _placeholder_shape(self.conv)) + "]", _conv_line(self.conv)]
-        if self.norm is not None:
-            n = self.norm
-            lines.append(f"group_norm num_groups={n.num_groups} eps={spec_number(n.eps)} "
-                         f"affine={'true' if n.affine else 'false'} num_channels={n.num_channels}")
-        lines += [pointwise_spec_line(op) for op in self._chain_ops]
-        if self.dropout is not None:
-            lines.append(f"dropout p={spec_number(self.dropout.p)} training=true")
-        return "\n".join(lines) + "\n"
+        return self._spec_for(False)
 
     @property
     def dropout_p(self) -> float:
@@ -144,22 +135,27 @@ class Block(nn.Module):
         """fuseblock's plan for this block and an input shape, in the current mode."""
         return compiled_block(self.spec, self.training, self.assume_finite, tuple(int(d) for d in input_shape)).explain()
 
-    def _forward_spec(self) -> str:
+    def _forward_spec(self, channel_add: bool) -> str:
         # Eager calls regenerate the spec from the modules (a changed dropout.p counts); under
         # torch.compile the text of the last eager call or of construction is a constant of the
         # graph, since string formatting of module attributes is no graph work.
         if self._spec_text is not None:
             return self._spec_text
-        if not torch.compiler.is_compiling():
-            self._last_spec = self.spec
-        return self._last_spec
+        if not torch.compiler.is_compiling() or channel_add not in self._last_spec:
+            self._last_spec[channel_add] = self._spec_for(channel_add)
+        return self._last_spec[channel_add]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, channel_add: Optional[torch.Tensor] = None) -> torch.Tensor:
         norm_weight = self.norm.weight if self.norm is not None else None
         norm_bias = self.norm.bias if self.norm is not None else None
+        if self._spec_text is not None:
+            prelu = list(self.prelu) or None
+        else:
+            prelu = ms.prelu_weights(self._chain_ops)
         seed = draw_dropout_seed(x.device) if self.training and self.dropout_p > 0 else None
         return block_forward(x.contiguous(), self.conv.weight, self.conv.bias, norm_weight, norm_bias, seed,
-                             self._forward_spec(), self.training, self.assume_finite)
+                             self._forward_spec(channel_add is not None), self.training, self.assume_finite,
+                             None if channel_add is None else channel_add.contiguous(), prelu)
 
 
 class ModelNew(Block):

@@ -15,7 +15,6 @@ DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x)
       beta_(cuda::to_device(params.norm_bias.vec())) {
   args_.seed = plan.pipeline.dropout.seed;
   args_.offset = plan.pipeline.dropout.offset;
-  if (plan.guard) args_.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
 }
 
 void DeviceRun::launch(const cuda::Executor& ex, const std::function<void(size_t)>& before_each) {

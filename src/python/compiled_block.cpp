@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "params/param_slots.hpp"
+#include "plan/cpu_only_forms.hpp"
 
 namespace fuseblock::python {
 
@@ -26,9 +27,12 @@ CompiledBlock::CompiledBlock(const std::string& text, const std::string& source_
     : block_(parse_spec(text, source_name)), folder_(folder) {
   if (opts.training) override_training(block_, *opts.training);
   if (opts.input_shape) block_.ops.front().shape = *opts.input_shape;
+  if (opts.storage) block_.ops.front().dtype = *opts.storage;  // infer_shapes carries it to every op
   lower_options_.assume_finite = opts.assume_finite;
   plan_ = lower(block_, lower_options_);
 }
+
+std::optional<std::string> CompiledBlock::cuda_refusal() const { return cpu_only_forms(plan_); }
 
 double CompiledBlock::dropout_p() const {
   const Op* d = block_.find(OpKind::Dropout);

@@ -17,6 +17,8 @@ struct CompileOptions {
   bool assume_finite = false;
   std::optional<bool> training;     // overrides the spec's `dropout training=` (nn.Module.train/eval)
   std::optional<Shape> input_shape;  // overrides the spec's input line (a torch module takes any N)
+  std::optional<DType> storage;      // overrides the input line's element type (the torch op plans
+                                     // for its tensor's dtype, whatever the spec text says)
 };
 
 // A dropout mask other than the spec's: torch draws a fresh seed for every forward call.
@@ -34,6 +36,9 @@ class CompiledBlock {
   const Plan& plan() const { return plan_; }
   const Shape& input_shape() const { return plan_.pipeline.input_shape; }
   const Shape& output_shape() const { return plan_.pipeline.output_shape; }
+  // Why no CUDA strategy can run this block's form (bf16/f16, prelu, ...), or nothing; asked
+  // without a GPU, so that a caller can choose the CPU or its own fallback up front.
+  std::optional<std::string> cuda_refusal() const;
   // The dropout probability the spec gives (0 when it has no dropout), whatever the mode.
   double dropout_p() const;
   // The IR after every pass, then the plan with its guard and kernels (as `fuseblock explain`).
@@ -59,11 +64,14 @@ class CompiledBlock {
   // The executor is built (NVRTC, cubin cache) on first use and kept, per device and TF32
   // setting. `device` is the CUDA ordinal of the tensors (cuda:N): its primary context is used.
   size_t cuda_scratch_bytes(bool allow_tf32, int device) const;
-  // What the guard's kernels compare |x| with, from the parameters' values (host copies).
+  // What the guard's kernels compare |x| with, from the parameters' values (host copies). The CUDA
+  // path no longer needs it (the program computes it on the device).
   double guard_bound(const Params& params) const;
   // tensors.dropout_state, when set, is the (seed, offset) the caller drew on the device for this
   // call (read by the kernels when they run, so a captured graph reads each replay's draw);
-  // else `dropout` (or the spec's seed and offset) is used.
+  // else `dropout` (or the spec's seed and offset) is used. `guard_bound` is ignored: the program
+  // computes the guard's bound on the device (fb_guard_bound); the argument stays until the torch
+  // op stops passing it.
   void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
                    const std::optional<DropoutStream>& dropout, double guard_bound, int device) const;
 

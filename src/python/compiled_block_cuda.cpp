@@ -25,9 +25,9 @@ double CompiledBlock::guard_bound(const Params& params) const {
   return plan_.guard ? guard_input_bound(params, plan_.guard->conv_output_bound) : 0.0;
 }
 
-void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream,
-                                bool allow_tf32, const std::optional<DropoutStream>& dropout,
-                                double guard_bound, int device) const {
+void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
+                                const std::optional<DropoutStream>& dropout, double /*guard_bound: ignored*/,
+                                int device) const {
   // The CUDA kernels are float32 only in this version; device memory of another type would be misread.
   const DType storage = plan_.pipeline.types.storage;
   if (storage != DType::F32)
@@ -38,7 +38,6 @@ void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scr
   cuda::RunArgs args;
   args.seed = dropout ? dropout->seed : plan_.pipeline.dropout.seed;
   args.offset = dropout ? dropout->offset : plan_.pipeline.dropout.offset;
-  args.guard_bound = guard_bound;
   args.advance_dropout_state = false;  // the caller draws a new state for every call
   ex->launch(tensors, scratch, args, reinterpret_cast<CUstream_st*>(stream));
 }

@@ -123,19 +123,26 @@ NB_MODULE(_core, m) {
       .def(
           "__init__",
           [](CompiledBlock* self, const std::string& text, const std::string& source_name, const std::string& folder,
-             bool assume_finite, std::optional<bool> training, std::optional<std::vector<int64_t>> input_shape) {
+             bool assume_finite, std::optional<bool> training, std::optional<std::vector<int64_t>> input_shape,
+             std::optional<std::string> dtype) {
             CompileOptions o;
             o.assume_finite = assume_finite;
             o.training = training;
             if (input_shape) o.input_shape = Shape(input_shape->begin(), input_shape->end());
+            if (dtype) {
+              o.storage = dtype_from_spec_name(*dtype);
+              if (!o.storage) throw UserError("unknown dtype '" + *dtype + "'", "use one of " + dtype_spec_names());
+            }
             new (self) CompiledBlock(text, source_name, folder, o);
           },
-          "text"_a, "source_name"_a, "folder"_a, "assume_finite"_a, "training"_a.none(), "input_shape"_a.none())
+          "text"_a, "source_name"_a, "folder"_a, "assume_finite"_a, "training"_a.none(), "input_shape"_a.none(),
+          "dtype"_a.none() = nb::none())
       .def_prop_ro("input_shape", [](const CompiledBlock& b) { return shape_tuple(b.input_shape()); })
       .def_prop_ro("output_shape", [](const CompiledBlock& b) { return shape_tuple(b.output_shape()); })
       .def_prop_ro("dropout_p", &CompiledBlock::dropout_p)
       .def_prop_ro("dtype", [](const CompiledBlock& b) { return std::string(dtype_name(b.plan().pipeline.types.storage)); })
       .def_prop_ro("conv_geometry", [](const CompiledBlock& b) { return conv_geometry(b.plan().pipeline.conv); })
+      .def_prop_ro("cuda_refusal", &CompiledBlock::cuda_refusal)
       .def_prop_ro("fill_path", [](const CompiledBlock& b) { return b.plan().pipeline.fill_path(); })
       // The guard is checked at run time (assume_finite keeps the guard's proof but skips the check).
       .def_prop_ro("guarded", [](const CompiledBlock& b) { return b.plan().guard && !b.plan().assume_finite; })

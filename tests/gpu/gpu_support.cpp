@@ -37,7 +37,6 @@ Tensor run_on(const cuda::Executor& executor, const Plan& plan, const Params& pa
   cuda::RunArgs args;
   args.seed = plan.pipeline.dropout.seed;
   args.offset = plan.pipeline.dropout.offset;
-  if (prog.find(R::GuardFlags)) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
   cuda::synchronize();
   dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));

@@ -44,7 +44,6 @@ TEST(GpuGraph, CapturedRunReplaysTheSameOutput) {
     cuda::RunArgs args;
     args.seed = plan.pipeline.dropout.seed;
     args.offset = plan.pipeline.dropout.offset;
-    if (plan.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
 
     CUstream stream = nullptr;
     FB_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
@@ -102,7 +101,6 @@ TEST(GpuGraph, ReplaysWithADeviceDropoutStateDrawFreshValidMasks) {
     cuda::DeviceBuffer state(16);
     state.upload(state_host.data(), 16);
     cuda::RunArgs args;  // no explicit seeds: the kernels read the state
-    if (plan.guard) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
 
     CUstream stream = nullptr;
     FB_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));

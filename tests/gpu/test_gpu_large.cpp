@@ -44,7 +44,6 @@ TEST(GpuLarge, FillPathPast2To31Elements) {
   cuda::RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
   cuda::synchronize();
 

@@ -51,7 +51,6 @@ void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, con
   RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  if (prog.find(BufferRole::GuardFlags)) args.guard_bound = guard_input_bound(params, plan.guard->conv_output_bound);
   DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
   ex->launch(t, scratch.ptr(), args, nullptr);
   synchronize();

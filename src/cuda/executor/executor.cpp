@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -99,14 +98,6 @@ void resolve_grid(const Grid& g, int per_sm, const DeviceInfo& dev, KernelLaunch
 }
 
 }  // namespace
-
-float guard_bound_as_float(double bound) {
-  if (std::isnan(bound)) return NAN;
-  if (bound >= static_cast<double>(FLT_MAX)) return FLT_MAX;
-  float f = static_cast<float>(bound);
-  if (static_cast<double>(f) > bound) f = std::nextafter(f, -INFINITY);
-  return f;
-}
 
 DeviceLimits current_device_limits() {
   const DeviceInfo& dev = use_device();
@@ -212,7 +203,6 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
     throw UserError("the CUDA backend needs 16-byte aligned input and output buffers", "pass contiguous tensors");
   if (t.dropout_state % 16) throw UserError("the dropout state must be 16-byte aligned device memory", "");
   FB_ASSERT(scratch_.bytes == 0 || scratch != 0, "scratch missing");
-  const float bound = guard_bound_as_float(args.guard_bound);
   for (size_t i = 0; i < program_.steps.size(); ++i) {
     if (before_each) before_each(i);
     const Step& s = program_.steps[i];
@@ -242,9 +232,6 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
       switch (arg.kind) {
         case ArgKind::Buffer:
           slots[a] = pointer_of(arg.role, t, scratch);
-          break;
-        case ArgKind::GuardBound:
-          std::memcpy(slot, &bound, sizeof bound);
           break;
         case ArgKind::DropoutSeed:
           slots[a] = args.seed;

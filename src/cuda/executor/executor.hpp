@@ -42,7 +42,6 @@ struct RunArgs {
   // With a device dropout state: add one to its offset after the run, so the next run (or graph
   // replay) draws a fresh mask. Off for a caller that draws a new state for every run (the torch op).
   bool advance_dropout_state = true;
-  double guard_bound = 0;         // guard_input_bound(params, guard.conv_output_bound)
 };
 
 struct KernelLaunch {  // one step of a run as resolved on this device, for explain/profile and tests
@@ -100,9 +99,5 @@ std::shared_ptr<const Executor> executor_for(const Plan& plan, bool allow_tf32);
 
 // The current device's limits, as the strategies' unsupported() reads them.
 DeviceLimits current_device_limits();
-
-// guard_bound as the kernels compare it: the largest float <= bound (so |x| <= it is exactly
-// |x| <= bound for a float x), at most FLT_MAX (so an infinite x always fails), NaN kept.
-float guard_bound_as_float(double bound);
 
 }  // namespace fuseblock::cuda

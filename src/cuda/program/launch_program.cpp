@@ -30,8 +30,6 @@ std::string arg_name(const Arg& a) {
   switch (a.kind) {
     case ArgKind::Buffer:
       return buffer_role_name(a.role);
-    case ArgKind::GuardBound:
-      return "guard bound";
     case ArgKind::DropoutSeed:
       return "dropout seed";
     case ArgKind::DropoutOffset:
@@ -86,6 +84,8 @@ const char* buffer_role_name(BufferRole r) {
       return "norm.bias";
     case BufferRole::GuardFlags:
       return "guard flags";
+    case BufferRole::GuardBound:
+      return "guard bound";
     case BufferRole::StatsPartials:
       return "stats partials";
     case BufferRole::NormScale:

@@ -38,6 +38,7 @@ enum class BufferRole {
   NormWeight,     // GroupNorm gamma
   NormBias,       // GroupNorm beta
   GuardFlags,     // N + 1 ints: per sample, and "some sample failed"
+  GuardBound,     // 1 float: the guard's |x| bound, computed on the device from the parameters
   StatsPartials,  // partial statistics of the conv output
   NormScale,      // per-(n, c) scale (two-pass recompute)
   NormMean,       // per-(n, c) mean (two-pass recompute)
@@ -81,7 +82,6 @@ struct Grid {
 // One kernel argument, in parameter order.
 enum class ArgKind {
   Buffer,           // the device pointer of `role`
-  GuardBound,       // float: the guard's |x| bound
   DropoutSeed,      // unsigned long long
   DropoutOffset,    // unsigned long long
   BlocksPerSample,  // int: of step `step`'s resolved grid

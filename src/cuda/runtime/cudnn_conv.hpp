@@ -51,9 +51,14 @@ class CudnnConv {
 
   size_t workspace_bytes() const;
   // Enqueues y = conv(x, w) on `stream` (device pointers, 16-byte aligned; workspace of
-  // workspace_bytes()). Never synchronizes or allocates; safe from several threads at once.
+  // workspace_bytes()). Safe from several threads at once: the plan is shared read-only and each
+  // run borrows a cuDNN handle of its own, kept for later runs. Never synchronizes or allocates,
+  // but for creating a handle when more runs are in flight on the device than ever before (the
+  // constructor leaves one, so one thread at a time, CUDA graph capture included, never
+  // creates any). Makes the conv's device current on the calling thread.
   void run(uint64_t x, uint64_t w, uint64_t y, uint64_t workspace, CUstream_st* stream) const;
-  // The engine cuDNN chose, for explain and profile ("cudnn 9.14 engine 42 ...").
+  // The engine cuDNN chose, for explain and profile ("cudnn 9.19.0 " and the frontend's plan
+  // name). Executors of one conv on one device share one plan, and so this very string.
   const std::string& engine() const;
 
  private:

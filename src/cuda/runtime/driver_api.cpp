@@ -15,16 +15,6 @@ namespace {
 #define FB_STRINGIFY_EXPANDED2(x) #x
 #define FB_STRINGIFY_EXPANDED(x) FB_STRINGIFY_EXPANDED2(x)
 
-// Opens the first library that loads; `tried` collects "path: dlerror" for the message.
-void* open_first(const std::vector<std::string>& names, std::string* tried) {
-  for (const std::string& n : names) {
-    if (void* h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
-    const char* e = dlerror();
-    *tried += "\n  " + n + ": " + (e ? e : "not found");
-  }
-  return nullptr;
-}
-
 // Resolves every listed symbol; returns the first missing name, or empty.
 template <class Api>
 std::string resolve_all(void* lib, Api& api);
@@ -60,7 +50,7 @@ const DriverState& driver_state() {
   static DriverState s = [] {
     DriverState st;
     std::string tried;
-    void* lib = open_first({"libcuda.so.1", "libcuda.so"}, &tried);
+    void* lib = dlopen_first({"libcuda.so.1", "libcuda.so"}, &tried);
     if (!lib) {
       st.why = "the CUDA driver (libcuda.so.1) is not installed or not on the library path";
       return st;
@@ -105,7 +95,7 @@ const NvrtcState& nvrtc_state() {
   static NvrtcState s = [] {
     NvrtcState st;
     std::string tried;
-    void* lib = open_first(nvrtc_candidates(), &tried);
+    void* lib = dlopen_first(nvrtc_candidates(), &tried);
     if (!lib) {
       st.why = "NVRTC (libnvrtc.so) could not be loaded; set CUDA_HOME. Tried:" + tried;
       return st;
@@ -125,6 +115,15 @@ const NvrtcState& nvrtc_state() {
 }
 
 }  // namespace
+
+void* dlopen_first(const std::vector<std::string>& names, std::string* tried) {
+  for (const std::string& n : names) {
+    if (void* h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
+    const char* e = dlerror();
+    *tried += "\n  " + n + ": " + (e ? e : "not found");
+  }
+  return nullptr;
+}
 
 bool driver_available(std::string* why) {
   const DriverState& s = driver_state();

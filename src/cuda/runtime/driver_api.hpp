@@ -10,8 +10,13 @@
 // this file without the toolkit on their path); the API tables need cuda.h and nvrtc.h.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace fuseblock::cuda {
+
+// dlopen's the first of `names` that loads (RTLD_NOW | RTLD_LOCAL), or returns null; `tried`
+// collects "name: dlerror" lines for the message. Shared by the driver, NVRTC and cuDNN loaders.
+void* dlopen_first(const std::vector<std::string>& names, std::string* tried);
 
 // False, with a plain reason in *why, when the driver cannot be loaded or sees no GPU.
 bool driver_available(std::string* why);

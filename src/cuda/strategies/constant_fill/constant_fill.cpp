@@ -12,7 +12,25 @@
 namespace fuseblock::cuda {
 namespace {
 constexpr unsigned kFillThreads = 256;
+
+// The run's first guard step: fb_guard_bound computes the guard's bound from the exact pipeline's
+// parameters on the device (no copy to the host, so no synchronisation when they change).
+Step guard_bound_step(SourceWriter& w, const Plan& plan) {
+  using R = BufferRole;
+  emit_guard_bound_kernel(w, plan);
+  Step s = kernel_step("fb_guard_bound", kFillThreads, 0, Grid{},
+                       {Arg::buffer(R::ConvWeight), Arg::buffer(R::ConvBias), Arg::buffer(R::NormWeight),
+                        Arg::buffer(R::NormBias), Arg::buffer(R::GuardBound)});
+  const Pipeline& e = plan.fallback;
+  s.reads = {R::ConvWeight};
+  if (e.conv.bias) s.reads.push_back(R::ConvBias);
+  if (e.norm && e.norm->affine) s.reads.insert(s.reads.end(), {R::NormWeight, R::NormBias});
+  s.writes = {R::GuardBound};
+  s.note = "the guard's |x| bound from the parameters (guard_input_bound on the device)";
+  return s;
 }
+
+}  // namespace
 
 std::optional<std::string> ConstantFill::unsupported(const ConvProblem& problem, const DeviceLimits&) const {
   if (auto why = recompute_unsupported_forms(*problem.plan)) return why;
@@ -40,9 +58,13 @@ LaunchProgram ConstantFill::build(const ConvProblem& problem, const ConvTuning&)
   const bool guard = plan.guard.has_value() && !plan.assume_finite;
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
-  if (guard) prog.buffers.push_back({BufferRole::GuardFlags, BufferKind::Scratch, static_cast<size_t>(n + 1) * 4});
-
   using R = BufferRole;
+  if (guard) {
+    prog.buffers.push_back({R::GuardFlags, BufferKind::Scratch, static_cast<size_t>(n + 1) * 4});
+    prog.buffers.push_back({R::GuardBound, BufferKind::Scratch, 4});
+    prog.steps.push_back(guard_bound_step(w, plan));
+  }
+
   Step zero_flags;
   zero_flags.kind = StepKind::Memset;
   zero_flags.name = "memset guard flags";
@@ -80,9 +102,9 @@ LaunchProgram ConstantFill::build(const ConvProblem& problem, const ConvTuning&)
       prog.steps.push_back(zero_flags);
       slices.rule = GridRule::GuardSlices;
       Step g = kernel_step("fb_guard", kFillThreads, 0, slices,
-                           {Arg::buffer(R::Input), Arg::buffer(R::GuardFlags), Arg::scalar(ArgKind::GuardBound),
+                           {Arg::buffer(R::Input), Arg::buffer(R::GuardFlags), Arg::buffer(R::GuardBound),
                             Arg::scalar(ArgKind::BlocksPerSample), Arg::scalar(ArgKind::SliceElems)});
-      g.reads = {R::Input};
+      g.reads = {R::Input, R::GuardBound};
       g.writes = {R::GuardFlags};
       g.note = "checks the guard per sample";
       prog.steps.push_back(g);
@@ -91,12 +113,11 @@ LaunchProgram ConstantFill::build(const ConvProblem& problem, const ConvTuning&)
     emit_fill_kernel(w, plan);
     if (guard) prog.steps.push_back(zero_flags);
     slices.rule = GridRule::FillSlices;
-    Step f = kernel_step(
-        "fb_fill", kFillThreads, 0, slices,
-        {Arg::buffer(R::Input), Arg::buffer(R::Output), Arg::buffer(R::GuardFlags), Arg::scalar(ArgKind::GuardBound),
-         Arg::buffer(R::DropoutState), Arg::scalar(ArgKind::QuadsPerBlock), Arg::scalar(ArgKind::BlocksPerSample),
-         Arg::scalar(ArgKind::SliceElems)});
-    if (guard) f.reads = {R::Input};
+    Step f = kernel_step("fb_fill", kFillThreads, 0, slices,
+                         {Arg::buffer(R::Input), Arg::buffer(R::Output), Arg::buffer(R::GuardFlags),
+                          Arg::buffer(R::GuardBound), Arg::buffer(R::DropoutState), Arg::scalar(ArgKind::QuadsPerBlock),
+                          Arg::scalar(ArgKind::BlocksPerSample), Arg::scalar(ArgKind::SliceElems)});
+    if (guard) f.reads = {R::Input, R::GuardBound};
     f.reads.push_back(R::DropoutState);  // a fill kernel means a dropout mask (else a memset)
     f.writes = {R::Output};
     if (guard) f.writes.push_back(R::GuardFlags);

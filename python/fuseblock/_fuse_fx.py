@@ -1,0 +1,303 @@
+"""fuse() on a module whose forward calls its blocks' modules in order (diffusers' ResnetBlock2D,
+MONAI's SegResNet ResBlock): a torch.fx trace of that forward, the blocks found in its graph
+replaced by FusedBlock calls, the graph's code installed as the module's forward (an instance
+attribute; the module, its children and parameters stay as they were).
+
+A trace is only true for the call it was made for: fx runs Python `if`s once, so `temb is None`,
+a float argument, `self.training` or torch.is_grad_enabled() are fixed in the graph. So the
+installed forward (TracedPlan) keeps one graph per kind of call: the module's training flag, grad
+mode, and for each argument either "a tensor" or its value (None included). A kind of call not
+seen before is traced at that call; where that fails, or an argument cannot be a key (a list of
+tensors), the original forward runs."""
+from __future__ import annotations
+
+import operator
+from functools import partial
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from . import _module_spec as ms
+from ._fuse_report import FuseReport, FusedEntry
+from ._fused_block import FusedBlock
+from ._pointwise import _FUNCTIONS, pointwise_spec_line
+
+_TENSOR = "<tensor>"  # an argument slot that holds a tensor (traced as a graph input)
+_METHODS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+_ADDS = (operator.add, operator.iadd, torch.add)
+_MAX_GRAPHS = 16  # kinds of call one traced module keeps
+
+
+class _Tracer(fx.Tracer):
+    """torch.nn's own modules are leaves (fx's default), and so are modules already fused."""
+
+    def is_leaf_module(self, m, qualname):
+        if qualname == "m":
+            return False
+        return "forward" in m.__dict__ or super().is_leaf_module(m, qualname)
+
+
+def _root(m, key) -> nn.Module:
+    """A root for the trace of one kind of call: its forward takes the call's tensors as
+    placeholders and calls the module with them and the call's other values, by position and
+    keyword as the call gave them. (fx traces type(root).forward, so the class is made per key.)"""
+    _, _, pos, kw = key
+    names, args, kwargs = [], [], {}
+    for i, slot in enumerate(pos):
+        args.append(f"t{len(names)}" if slot == _TENSOR else f"_c[{i}]")
+        names += [f"t{len(names)}"] if slot == _TENSOR else []
+    for name, slot in kw:
+        kwargs[name] = f"t{len(names)}" if slot == _TENSOR else f"_k[{name!r}]"
+        names += [f"t{len(names)}"] if slot == _TENSOR else []
+    call = ", ".join(args + [f"{k}={v}" for k, v in kwargs.items()])
+    # The class's forward, not self.m(...): the module's own forward may be a TracedPlan already.
+    scope = {"_c": [None if s == _TENSOR else s[2] for s in pos], "_k": {k: s[2] for k, s in kw if s != _TENSOR},
+             "_forward": type(m).forward}
+    call = ", ".join(["self.m"] + ([call] if call else []))
+    exec(f"def forward(self, {', '.join(names)}):\n    return _forward({call})\n", scope)  # noqa: S102
+    root = type("_TraceRoot", (nn.Module,), {"forward": scope["forward"]})()
+    root.m = m
+    return root
+
+
+def call_key(module, args, kwargs):
+    """The kind of call: (training, grad mode, positional slots, keyword slots); None when an
+    argument is neither a tensor nor hashable."""
+    def slot(v):
+        return _TENSOR if isinstance(v, (torch.Tensor, fx.Proxy)) else ("v", type(v), v)
+    key = (module.training, torch.is_grad_enabled(), tuple(slot(a) for a in args),
+           tuple((k, slot(v)) for k, v in kwargs.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def signature_key(module):
+    """The kind of call fuse() traces up front: every parameter without a default a tensor,
+    given by position, the others left at their defaults."""
+    import inspect
+    pos = []
+    for p in inspect.signature(module.forward).parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            pos.append(_TENSOR)
+    return (module.training, torch.is_grad_enabled(), tuple(pos), ())
+
+
+def _desc(node, modules, prefix) -> str:
+    if node.op == "call_module":
+        return f"{prefix}{node.target[2:]} ({type(modules[node.target]).__name__})"
+    if node.op == "output":
+        return "the module's output"
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"{name}()"
+
+
+def _chain_op(node, cur, modules):
+    """(spec source, eager callable) of a pointwise op or nn.Dropout applied to `cur`, or None."""
+    if not node.args or node.args[0] is not cur:
+        return None
+    if node.op == "call_module" and len(node.args) == 1 and not node.kwargs:
+        m = modules[node.target]
+        if type(m) is nn.Dropout:
+            return m, m
+        try:
+            pointwise_spec_line(m)
+            return m, m
+        except TypeError:
+            return None
+    if node.op == "call_function" and len(node.args) == 1:
+        if node.target is F.gelu and set(node.kwargs) <= {"approximate"}:
+            a = node.kwargs.get("approximate", "none")
+            return f"gelu approximate={a}", partial(F.gelu, approximate=a)
+        if node.target in _FUNCTIONS and set(node.kwargs) <= {"inplace"}:
+            return node.target, node.target
+    if node.op == "call_method" and node.target in _METHODS and len(node.args) == 1 and not node.kwargs:
+        return _METHODS[node.target], _METHODS[node.target]
+    return None
+
+
+def _added(node, cur):
+    """The other operand when `node` adds a tensor to `cur`, else None."""
+    is_add = (node.op == "call_function" and node.target in _ADDS) or (
+        node.op == "call_method" and node.target in ("add", "add_"))
+    if not is_add or len(node.args) != 2 or node.kwargs:
+        return None
+    other = node.args[1] if node.args[0] is cur else node.args[0] if node.args[1] is cur else None
+    return other if isinstance(other, fx.Node) else None
+
+
+def _single_user(node):
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _match(conv_node, modules, prefix):
+    """(run nodes, other, norm, chain, stop) from a conv node, or (None, reason)."""
+    conv = modules[conv_node.target]
+    problem = ms.conv_problem(conv)
+    if problem:
+        return None, problem
+    nxt = _single_user(conv_node)
+    if nxt is None:
+        return None, f"its output is used {len(conv_node.users)} times"
+    run, other = [conv_node], _added(nxt, conv_node)
+    if other is not None:
+        run.append(nxt)
+        nxt = _single_user(nxt)
+        if nxt is None:
+            return None, "the sum of its output and the added tensor is used more than once"
+    if not (nxt.op == "call_module" and ms.is_norm(modules[nxt.target])):
+        what = "its output plus another tensor" if other is not None else "its output"
+        return None, f"{what} goes to {_desc(nxt, modules, prefix)}, not a GroupNorm or InstanceNorm"
+    norm = modules[nxt.target]
+    problem = ms.norm_problem(norm, conv)
+    if problem:
+        return None, problem
+    run.append(nxt)
+    chain, cur = [], nxt
+    while True:
+        user = _single_user(cur)
+        if user is None:
+            stop = f"the chain ends at {_desc(cur, modules, prefix)}: its output is used {len(cur.users)} times"
+            break
+        op = _chain_op(user, cur, modules)
+        if op is None or (type(op[0]) is nn.Dropout and any(type(s) is nn.Dropout for s, _ in chain)):
+            stop = f"the chain ends before {_desc(user, modules, prefix)}"
+            break
+        chain.append(op)
+        run.append(user)
+        cur = user
+    return (run, other, norm, chain, stop), None
+
+
+def _op_name(node) -> str:
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def rewrite(graph: fx.Graph, modules: dict, prefix: str, blocks: dict, report: FuseReport, where: str) -> int:
+    """Replaces every block of `graph` by a call of its FusedBlock (kept in `blocks`, by its
+    names); returns how many."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.conv._ConvNd):
+            continue
+        conv_path = prefix + node.target[2:]
+        found, why = _match(node, modules, prefix)
+        if found is None:
+            report.add_left(conv_path, why)
+            continue
+        run, other, norm, chain, stop = found
+        names = [prefix + n.target[2:] if n.op == "call_module" else _op_name(n) for n in run]
+        if other is not None:
+            names[1] = "+ per-(sample, channel) input"
+        key = tuple(names)
+        if key not in blocks:
+            try:
+                blocks[key] = FusedBlock(modules[node.target], norm, chain, other is not None, names)
+            except (ValueError, TypeError) as e:
+                report.add_left(conv_path, f"fuseblock refuses the block: {str(e).splitlines()[0]}")
+                continue
+        block = blocks[key]
+        index = list(blocks).index(key)
+        last = run[-1]
+        with graph.inserting_before(last):
+            table = graph.get_attr("_fuseblock_blocks")
+            fb = graph.call_function(operator.getitem, (table, index))
+            new = graph.call_function(_call_block, (fb, node.args[0], other))
+        last.replace_all_uses_with(new)
+        for n in reversed(run):
+            graph.erase_node(n)
+        report.add_fused(FusedEntry(where, "fx trace", block, stop), conv_path)
+        count += 1
+    return count
+
+
+def _call_block(block, x, other):
+    return block(x, other)
+
+
+class TracedPlan:
+    """The forward installed on a traced module: one compiled graph per kind of call."""
+
+    def __init__(self, module, path: str, report: FuseReport):
+        self.module, self.path, self.report = module, path, report
+        self.blocks: dict = {}
+        self.graphs: dict = {}
+        module.__dict__["_fuseblock_blocks"] = _BlockTable(self.blocks)
+
+    def __getstate__(self):  # compiled graphs are code objects: traced again after unpickling
+        return {**self.__dict__, "graphs": {}}
+
+    def build(self, key):
+        """The compiled forward for one kind of call (None: the original forward), and how many
+        blocks it fused; a failed trace is a note in the report."""
+        prefix = self.path + "." if self.path else ""
+        root = _root(self.module, key)
+        try:
+            graph = _Tracer().trace(root)
+        except Exception as e:  # noqa: BLE001 - any failure of tracing means "run it unfused"
+            return None, 0, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        modules = dict(root.named_modules())
+        count = rewrite(graph, modules, prefix, self.blocks, self.report,
+                        f"{self.path or '<model>'} ({type(self.module).__name__})")
+        for n in graph.nodes:  # the graph's code runs with the module itself as `self`
+            if n.op in ("call_module", "get_attr") and n.target.startswith("m."):
+                n.target = n.target[2:]
+        graph.lint()
+        code = graph.python_code(root_module="self")
+        scope = dict(code.globals)
+        exec(code.src, scope)  # noqa: S102 - fx's own way to compile a graph (GraphModule.recompile)
+        return scope["forward"], count, None
+
+    def __call__(self, *args, **kwargs):
+        m = self.module
+        key = call_key(m, args, kwargs)
+        if key is None:
+            return type(m).forward(m, *args, **kwargs)
+        if key not in self.graphs and len(self.graphs) >= _MAX_GRAPHS:
+            # A value that changes every call (a float schedule) would trace every call: stop.
+            self.report.add_note(f"{self.path or '<model>'}: more than {_MAX_GRAPHS} kinds of call; new ones run unfused")
+            return type(m).forward(m, *args, **kwargs)
+        if key not in self.graphs:
+            fn, _, failure = self.build(key)
+            if failure:
+                self.report.add_note(f"{self.path or '<model>'}: a new kind of call could not be traced "
+                                         f"({failure}); it runs unfused")
+            self.graphs[key] = fn
+        fn = self.graphs[key]
+        if fn is None:
+            return type(m).forward(m, *args, **kwargs)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        return fn(m, *tensors)
+
+
+class _BlockTable:
+    """The FusedBlocks a traced forward indexes (not an nn.Module: the model's tree is unchanged)."""
+
+    def __init__(self, blocks: dict):
+        self.blocks = blocks
+
+    def __getitem__(self, i):
+        return list(self.blocks.values())[i]
+
+
+def fuse_traced(module, path: str, report: FuseReport) -> None:
+    """Traces `module` for the call fuse() expects; installs a TracedPlan where it found blocks."""
+    plan = TracedPlan(module, path, report)
+    key = signature_key(module)
+    fn, count, failure = plan.build(key)
+    if failure:
+        module.__dict__.pop("_fuseblock_blocks", None)
+        report.notes.append(f"fx could not trace {path or '<model>'} ({type(module).__name__}): {failure}; "
+                            "its Sequentials were scanned instead")
+        return
+    if count == 0:
+        module.__dict__.pop("_fuseblock_blocks", None)
+        return
+    plan.graphs[key] = fn
+    module.forward = plan

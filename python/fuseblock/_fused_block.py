@@ -1,0 +1,112 @@
+"""FusedBlock: one conv -> [+ per-(sample, channel) input] -> norm -> chain that fuse() found in a
+model, run by the custom op on the model's own modules.
+
+It holds the modules without registering them (a tuple is not an nn.Module attribute), so the
+model's module tree, state_dict keys and parameters stay exactly as they were: a checkpoint loads
+into the fused model and back, and .to(dtype/device) moves what the block reads. It reads the
+parameters and the dropout module's .training at every call."""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from . import _module_spec as ms
+from ._core import UserError
+from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed
+
+
+class FusedBlock(nn.Module):
+    """conv -> [add] -> norm -> chain, each op a module of the model (or a torch function of its
+    forward). `chain` holds (spec source, eager callable) pairs: a module is both; a function of
+    a traced forward has its spec line and the function.
+
+    forward(x, other=None): `other` is what the model's forward added to the conv output. The op
+    runs when it can; otherwise the modules themselves run, exactly as unfused (and no warning)
+    when autograd is recording a training step (the op has no backward), `other` is not a
+    per-(sample, channel) tensor of x's dtype, or x's dtype is not float32/bfloat16/float16; with
+    one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
+    the CUDA backend's selection, e.g. bf16 before its CUDA strategy)."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module, chain: Sequence[tuple], channel_add: bool,
+                 names: Sequence[str]):
+        super().__init__()
+        self._parts = (conv, norm, tuple(chain))  # not registered: see the module docstring
+        self.channel_add = channel_add
+        self.names = list(names)
+        self._specs: dict = {}
+        self._warned: set = set()
+        # Checks the whole block now, so fuse() reports a refusal rather than the first forward.
+        compiled_block(self._spec(channel_add), True, False, None)
+
+    def extra_repr(self) -> str:
+        return " -> ".join(self.names)
+
+    def _dropout(self) -> Optional[nn.Dropout]:
+        return next((src for src, _ in self._parts[2] if type(src) is nn.Dropout), None)
+
+    def _spec(self, with_add: bool) -> str:
+        conv, norm, chain = self._parts
+        drop = self._dropout()
+        key = (with_add, None if drop is None else drop.p)  # the one attribute models change at run time
+        if key not in self._specs:
+            self._specs[key] = ms.block_spec(conv, norm, [src for src, _ in chain], channel_add=with_add)
+        return self._specs[key]
+
+    def _eager(self, x, other):
+        conv, norm, chain = self._parts
+        y = conv(x)
+        if other is not None:
+            y = y + other
+        y = norm(y)
+        for _, fn in chain:
+            y = fn(y)
+        return y
+
+    def _per_sample_channel(self, x, other):
+        """other as [N, C_out] when it is [N or 1, C_out, 1, ...] of x's dtype and device, else None."""
+        conv = self._parts[0]
+        n, c = x.shape[0], conv.out_channels
+        if not isinstance(other, torch.Tensor) or other.dtype != x.dtype or other.device != x.device:
+            return None
+        if other.dim() != x.dim() or other.shape[1] != c or other.shape[0] not in (1, n) or any(d != 1 for d in other.shape[2:]):
+            return None
+        return other.reshape(other.shape[0], c).expand(n, c).contiguous()
+
+    def forward(self, x: torch.Tensor, other: Optional[torch.Tensor] = None) -> torch.Tensor:
+        conv, norm, chain = self._parts
+        drop = self._dropout()
+        training = drop is not None and drop.training
+        params = [p for m in (conv, norm) for p in m.parameters(recurse=False)]
+        if (torch.is_grad_enabled() and training and any(p.requires_grad for p in params)) or x.dtype not in DTYPES:
+            return self._eager(x, other)
+        add = None
+        if other is not None:
+            add = self._per_sample_channel(x, other)
+            if add is None:
+                return self._eager(x, other)
+        spec = self._spec(add is not None)
+        if x.device.type == "cuda":
+            refusal = compiled_block(spec, training, False, tuple(x.shape), DTYPES[x.dtype]).cuda_refusal
+            if refusal is not None:
+                return self._unfused(x, other, refusal)
+        seed = draw_dropout_seed(x.device) if training and drop.p > 0 else None
+        norm_weight = getattr(norm, "weight", None)
+        norm_bias = getattr(norm, "bias", None)
+        try:
+            return block_forward(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
+                                 False, add, ms.prelu_weights([src for src, _ in chain]))
+        except UserError as e:
+            # The modules agree with each other, so on CPU a UserError is a bug to show; on CUDA it
+            # is the backend refusing (no strategy for this shape or form): the model keeps working.
+            if x.device.type != "cuda":
+                raise
+            return self._unfused(x, other, str(e).splitlines()[0])
+
+    def _unfused(self, x, other, why: str):
+        if why not in self._warned:
+            self._warned.add(why)
+            warnings.warn(f"fuseblock: {' -> '.join(self.names)} runs unfused on {x.device}: {why}", stacklevel=3)
+        return self._eager(x, other)

@@ -1,0 +1,262 @@
+"""fuseblock.torch.fuse(model) on small models shaped like diffusers' and MONAI's (fuse_models.py):
+fused vs unfused outputs in eval mode (float32 tight, bf16 2e-2), NaN positions, dropout in
+train mode, state_dict round trips, .to(dtype), training with autograd, and the report."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import fuseblock.torch as fbt  # noqa: E402
+import fuse_models as fm  # noqa: E402
+
+
+def rel_err(y, want):
+    y, want = y.double(), want.double()
+    return ((y - want).norm() / want.norm()).item()
+
+
+def rand(shape, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) * 4 - 2).to(dtype)
+
+
+# (model maker, inputs maker, how many blocks fuse() must find)
+CASES = {
+    "resnet_like": (lambda: fm.ResnetLike(), lambda d: (rand((2, 8, 6, 6), 1, d), rand((2, 6), 2, d)), 1),
+    "tiny_unet": (lambda: fm.TinyUNet(), lambda d: (rand((2, 3, 8, 8), 3, d), rand((2,), 4, d)), 2),
+    "monai_like_unet": (fm.monai_like_unet, lambda d: (rand((2, 1, 8, 8, 8), 5, d),), 2),
+    "segresnet_like": (fm.segresnet_like, lambda d: (rand((1, 1, 6, 6, 6), 6, d),), 2),
+    "nested_sequentials": (fm.nested_sequentials, lambda d: (rand((3, 4, 17), 7, d),), 1),
+    "data_dependent": (lambda: fm.DataDependent(), lambda d: (rand((2, 3, 7, 7), 8, d),), 1),
+}
+
+
+def pair(name, seed=0):
+    """(unfused model, fused copy, report), both in eval mode."""
+    make, _, _ = CASES[name]
+    torch.manual_seed(seed)
+    model = make().eval()
+    fused = copy.deepcopy(model)
+    report = fbt.fuse(fused)
+    return model, fused, report
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_fused_matches_unfused_in_float32(name):
+    model, fused, report = pair(name)
+    assert len(report.fused) == CASES[name][2], str(report)
+    inputs = CASES[name][1](torch.float32)
+    with torch.no_grad():
+        y, want = fused(*inputs), model(*inputs)
+    assert rel_err(y, want) <= 1e-5, (rel_err(y, want), str(report))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", CASES)
+def test_fused_matches_unfused_in_half_precision(name, dtype):
+    model, fused, report = pair(name)
+    model.to(dtype)
+    fused.to(dtype)
+    inputs = CASES[name][1](dtype)
+    with torch.no_grad():
+        y, want = fused(*inputs), model(*inputs)
+    assert y.dtype == dtype
+    assert rel_err(y, want) <= 2e-2, rel_err(y, want)
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "monai_like_unet", "segresnet_like", "nested_sequentials"])
+def test_nan_in_the_input_reaches_the_same_positions(name):
+    model, fused, _ = pair(name)
+    inputs = list(CASES[name][1](torch.float32))
+    x = inputs[0]
+    x[0, 0, 1] = float("nan")  # sample 0 only
+    with torch.no_grad():
+        y, want = fused(*inputs), model(*inputs)
+    assert torch.isnan(want).any() and not torch.isnan(want[1:]).any()
+    assert torch.equal(torch.isnan(y), torch.isnan(want))
+
+
+def test_the_blocks_really_run_fused():
+    """The fused model calls the op: a FusedBlock's output, not its modules', reaches the result
+    (checked by counting the op's calls)."""
+    model, fused, report = pair("tiny_unet")
+    calls = []
+    for entry in report.fused:
+        entry.block.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        fused(*CASES["tiny_unet"][1](torch.float32))
+    assert len(calls) == 2
+
+
+def test_temb_none_is_traced_again_and_fused():
+    """A VAE calls its resnets with temb=None: a call of another kind, traced at its first use."""
+    model, fused, report = pair("resnet_like")
+    x = rand((2, 8, 6, 6), 9)
+    with torch.no_grad():
+        for call in (lambda m: m(x, None), lambda m: m(x, temb=None)):
+            assert rel_err(call(fused), call(model)) <= 1e-5
+    assert any("+ per-(sample, channel) input" not in e.block.extra_repr() for e in report.fused)
+    assert not report.notes, report.notes
+
+
+def test_training_mode_dropout_is_valid():
+    """conv -> GroupNorm -> SiLU -> Dropout in train mode (no autograd): each kept value is the
+    eval-mode value / (1 - p), the dropped share near p, a fresh mask each call."""
+    torch.manual_seed(1)
+    p = 0.3
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(4, 8), nn.SiLU(), nn.Dropout(p))
+    report = fbt.fuse(model)
+    assert len(report.fused) == 1
+    x = rand((4, 3, 10, 10), 10)
+    with torch.no_grad():
+        ref = model.eval()(x)
+        model.train()
+        y, y2 = model(x), model(x)
+    kept = y != 0
+    n = y.numel()
+    assert abs((1 - kept.float().mean().item()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+    scale = torch.tensor(1.0 / torch.tensor(1 - p, dtype=torch.float32).item(), dtype=torch.float32)
+    assert torch.equal(y[kept], ref[kept] * scale)
+    assert not torch.equal(y != 0, y2 != 0)
+
+
+def test_training_mode_without_autograd_runs_fused_with_fresh_masks():
+    model, fused, report = pair("resnet_like")
+    calls = []
+    report.fused[0].block.register_forward_hook(lambda *a: calls.append(1))
+    fused.train()
+    x, t = CASES["resnet_like"][1](torch.float32)
+    with torch.no_grad():
+        a, b = fused(x, t), fused(x, t)
+        ref = model(x, t)
+    assert len(calls) == 2 and not torch.equal(a, b) and not torch.equal(a, ref)
+
+
+def test_a_new_value_every_call_stops_tracing():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)
+
+        def forward(self, x, scale: float = 1.0):
+            return self.norm(self.conv(x)) * scale
+
+    model = Scaled().eval()
+    report = fbt.fuse(model)
+    x = rand((1, 3, 5, 5), 12)
+    with torch.no_grad():
+        for i in range(20):
+            assert torch.allclose(model(x, scale=float(i)), model.norm(model.conv(x)) * float(i), atol=1e-5)
+    assert len(model.forward.graphs) == 16 and any("kinds of call" in n for n in report.notes)
+
+
+def test_training_with_autograd_runs_the_modules():
+    """With autograd recording a training step the op (no backward) steps aside: gradients flow."""
+    model, fused, _ = pair("resnet_like")
+    fused.train()
+    x, t = CASES["resnet_like"][1](torch.float32)
+    fused(x, t).sum().backward()
+    assert fused.conv1.weight.grad is not None and fused.norm2.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_state_dict_is_unchanged_and_loads_both_ways(name):
+    model, fused, _ = pair(name)
+    assert list(fused.state_dict()) == list(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(fused.state_dict()[k], v)
+    torch.manual_seed(99)  # other weights, loaded into the fused model from an unfused one ...
+    other = CASES[name][0]().eval()
+    fused.load_state_dict(other.state_dict())
+    back = CASES[name][0]().eval()
+    back.load_state_dict(fused.state_dict())  # ... and back
+    inputs = CASES[name][1](torch.float32)
+    with torch.no_grad():
+        assert rel_err(fused(*inputs), other(*inputs)) <= 1e-5
+        assert torch.equal(back(*inputs), other(*inputs))
+
+
+def test_runs_span_nested_sequentials():
+    """MONAI's Convolution(conv, ADN(N, D, A)) and a run split over two Sequentials: one block each."""
+    _, _, report = pair("monai_like_unet")
+    assert [e.block.names for e in report.fused] == [[f"{i}.conv", f"{i}.adn.N", f"{i}.adn.D", f"{i}.adn.A"]
+                                                     for i in (0, 1)]
+    assert "nothing follows it" in report.left["2.conv"]
+    _, _, report = pair("nested_sequentials")
+    assert [e.block.names for e in report.fused] == [["0.0", "0.1", "1.0", "1.1"]]
+
+
+def test_report_says_what_was_left_and_why():
+    torch.manual_seed(2)
+    report = fbt.fuse(fm.Refused().eval())
+    assert "groups=2: not supported" in report.left["grouped"]
+    assert [e.block.names for e in report.fused] == [["conv", "gn2"]]
+    assert "gn2 (GroupNorm): its output is used 2 times" in report.fused[0].stop
+    text = str(report)
+    assert "1 block(s) fused" in text and "grouped: conv has groups=2" in text
+
+
+def test_report_of_a_failed_trace_names_the_fallback():
+    _, _, report = pair("data_dependent")
+    assert any("fx could not trace <model> (DataDependent)" in n and "Sequentials were scanned" in n
+               for n in report.notes), report.notes
+    assert report.fused[0].how == "Sequential"
+
+
+def test_nothing_to_fuse():
+    model = fm.mlp()
+    report = fbt.fuse(model)
+    assert not report.fused and not report.left and "forward" not in model.__dict__
+    report = fbt.fuse(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
+    assert not report.fused and "not a GroupNorm or InstanceNorm" in report.left["0"]
+
+
+def test_deepcopy_and_fusing_twice():
+    model, fused, report = pair("segresnet_like")
+    again = fbt.fuse(fused)
+    assert not again.fused  # already fused modules are left alone
+    clone = copy.deepcopy(fused)
+    x = CASES["segresnet_like"][1](torch.float32)
+    with torch.no_grad():
+        assert torch.equal(clone(*x), fused(*x))
+
+
+def test_pickled_fused_model_runs_after_loading():
+    """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
+    import io
+    model, fused, _ = pair("tiny_unet")
+    inputs = CASES["tiny_unet"][1](torch.float32)
+    with torch.no_grad():
+        want = fused(*inputs)
+    buf = io.BytesIO()
+    torch.save(fused, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(*inputs), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", CASES)
+def test_fused_on_cuda_matches_unfused(name):
+    """On CUDA each block runs fused where a CUDA strategy runs its form, else unfused with a
+    warning; either way the model's result is eager's (strict float32)."""
+    import warnings
+    model, fused, _ = pair(name)
+    model.cuda()
+    fused.cuda()
+    inputs = [a.cuda() for a in CASES[name][1](torch.float32)]
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, want = fused(*inputs), model(*inputs)
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    assert y.is_cuda and rel_err(y, want) <= 1e-4
