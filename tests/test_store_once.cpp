@@ -72,6 +72,8 @@ TEST(StoreOnce, RefusesWhatItCannotRunWithAReason) {
   EXPECT_NE(why(chan)->find("add_per_sample_channel"), std::string::npos) << *why(chan);
   const Plan prelu = plan_of("input f32[2, 3, 8, 8]\nconv2d 8 3\ngroup_norm 4\nprelu\n");
   EXPECT_TRUE(why(prelu).has_value());
+  const Plan empty = plan_of("input f32[0, 3, 8, 8]\nconv2d 8 3\ngroup_norm 4\n");
+  EXPECT_TRUE(why(empty).has_value());
   cuda::DeviceLimits old = dev;
   old.cc_major = 7;
   const Plan sd = plan_of(with_dtype("f32", kSd));

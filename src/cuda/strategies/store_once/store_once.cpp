@@ -43,6 +43,12 @@ std::optional<std::string> StoreOnce::unsupported(const ConvProblem& problem, co
   if (p.fill_path())
     return std::string("the chain folds to a constant: there is no conv to run (constant_fill runs it)");
   if (plan.guard) return std::string("the plan is guarded: only recompute_two_pass runs as the gated fallback");
+  if (numel(p.input_shape) == 0 || numel(p.output_shape) == 0)
+    return std::string("an empty tensor: cuDNN's conv needs non-empty ones");
+  // Not yet tried: whether cuDNN's engines index tensors past 32 bits (and the intermediate would
+  // double a memory footprint that is already large). The recompute strategies run them.
+  if (numel(p.input_shape) >= (int64_t{1} << 31) || numel(p.output_shape) >= (int64_t{1} << 31))
+    return std::string("a tensor of 2^31 elements or more (not yet tried with cuDNN)");
   if (store_once_layout(p).cpg > kMaxChannelsPerGroup)  // without a norm the channels are one group
     return fmt::format("more than {} channels per group", kMaxChannelsPerGroup);
   if (device.cc_major < 8) return fmt::format("needs sm_80 or later; {} is older", device.arch());
