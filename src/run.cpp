@@ -3,6 +3,9 @@
 
 #include "cpu/cpu_backend.hpp"
 #include "cuda/executor/cuda_backend.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/cudnn_conv.hpp"
+#include "cuda/strategies/strategy.hpp"
 #include "fuseblock/fuseblock.hpp"
 #include "plan/cpu_only_forms.hpp"
 
@@ -26,9 +29,16 @@ Device parse_device(const std::string& name) {
 }
 
 Device resolve_device(Device requested, DType storage, std::string* why) {
-  if (storage == DType::F32) return resolve_device(requested, why);
-  // The CUDA kernels are float32 only for now; the CPU backend is the reference for bf16 and f16.
-  const std::string reason = fmt::format("{} storage runs on the CPU backend only in this version", dtype_name(storage));
+  if (storage == DType::F32 || requested == Device::Cpu) return resolve_device(requested, why);
+  // bf16 and f16 run on CUDA only through store_once, whose conv is cuDNN's.
+  std::string reason;
+  if (resolve_device(Device::Auto, &reason) == Device::Cuda) {
+    const std::optional<std::string> missing = cuda::cudnn_unavailable();
+    if (!missing) return Device::Cuda;
+    reason = *missing;
+  }
+  reason = fmt::format("{} storage runs on CUDA only through cuDNN's conv (store_once), and here: {}",
+                       dtype_name(storage), reason);
   if (requested == Device::Cuda) throw UserError(reason, "use --device cpu");
   if (why) *why = reason;
   return Device::Cpu;
@@ -40,7 +50,17 @@ Device resolve_device(Device requested, const Plan& plan, std::string* why) {
     if (why) *why = *reason;
     return Device::Cpu;
   }
-  return resolve_device(requested, plan.pipeline.types.storage, why);
+  const Device d = resolve_device(requested, plan.pipeline.types.storage, why);
+  if (d != Device::Cuda || plan.pipeline.types.storage == DType::F32) return d;
+  // A half block that store_once cannot run (a fill path, a guard, ...) has no CUDA strategy.
+  const cuda::ConvStrategy& st = *cuda::find_strategy("store_once");
+  const std::optional<std::string> no = st.unsupported({&plan, true}, cuda::current_device_limits());
+  if (!no) return d;
+  const std::string reason = fmt::format("{} storage runs on CUDA only through store_once, which cannot run this block: {}",
+                                         dtype_name(plan.pipeline.types.storage), *no);
+  if (requested == Device::Cuda) throw UserError(reason, "use --device cpu (or --device auto)");
+  if (why) *why = reason;
+  return Device::Cpu;
 }
 
 const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : d == Device::Cpu ? "cpu" : "auto"; }

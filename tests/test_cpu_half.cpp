@@ -4,6 +4,9 @@
 // (guard, fill path) of half blocks.
 #include <gtest/gtest.h>
 
+#include "cuda/executor/cuda_backend.hpp"
+#include "cuda/runtime/cudnn_conv.hpp"
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -258,11 +261,17 @@ TEST(CpuHalf, LoweredSpecsRunThroughThePublicApi) {
       EXPECT_NE(std::string(e.what()).find(std::string("input is ") + dtype_name(d)), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("f32"), std::string::npos) << e.what();
     }
-    // CUDA refuses half blocks for now; auto picks the CPU and says why.
-    EXPECT_THROW(resolve_device(Device::Cuda, d), UserError);
-    std::string why;
-    EXPECT_EQ(resolve_device(Device::Auto, d, &why), Device::Cpu);
-    EXPECT_NE(why.find("CPU backend only"), std::string::npos) << why;
+    // CUDA runs half blocks only through cuDNN (store_once): without a GPU or cuDNN, auto picks
+    // the CPU and says why, and asking for CUDA is a UserError.
+    std::string no_gpu;
+    if (cuda::available(&no_gpu) && !cuda::cudnn_unavailable()) {
+      EXPECT_EQ(resolve_device(Device::Auto, d), Device::Cuda);
+    } else {
+      EXPECT_THROW(resolve_device(Device::Cuda, d), UserError);
+      std::string why;
+      EXPECT_EQ(resolve_device(Device::Auto, d, &why), Device::Cpu);
+      EXPECT_NE(why.find("runs on CUDA only through cuDNN's conv"), std::string::npos) << why;
+    }
   }
 }
 

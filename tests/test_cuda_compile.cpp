@@ -86,6 +86,9 @@ std::vector<Case> cases() {
                              "group_norm num_groups=5\nhardswish\ndropout p=0.5\n"},
       {"conv3d_64_in_channels", "input f32[2, 64, 6, 10, 12]\nconv3d out_channels=16 kernel_size=3\n"
                                 "group_norm num_groups=4\nrelu\n"},
+      {"sd_resblock_bf16", "input bf16[8, 320, 64, 64]\nconv2d out_channels=320 kernel_size=3 padding=1\n"
+                           "group_norm num_groups=32 eps=1e-6\nsilu\ndropout p=0.1\n",
+       false, true},  // store_once, the one strategy that runs bf16
   };
 }
 

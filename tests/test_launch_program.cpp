@@ -97,6 +97,19 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
               EXPECT_TRUE(prog.find(s.memset_target)) << where << ": memset of an undeclared buffer";
               continue;
             }
+            if (s.kind == cuda::StepKind::LibraryConv) {
+              // The library reads x and w and writes the conv output, the one declared intermediate.
+              EXPECT_EQ(s.reads, (std::vector<cuda::BufferRole>{cuda::BufferRole::Input, cuda::BufferRole::ConvWeight}))
+                  << where;
+              ASSERT_EQ(s.writes, std::vector<cuda::BufferRole>{cuda::BufferRole::ConvOutput}) << where;
+              ASSERT_TRUE(prog.find(cuda::BufferRole::ConvOutput)) << where;
+              EXPECT_EQ(prog.find(cuda::BufferRole::ConvOutput)->kind, cuda::BufferKind::Intermediate) << where;
+              EXPECT_EQ(prog.bytes_of(cuda::BufferRole::ConvOutput), prog.bytes_of(cuda::BufferRole::Output)) << where;
+              EXPECT_EQ(s.library_conv.dtype, c.plan.pipeline.types.storage) << where;
+              EXPECT_EQ(s.library_conv.allow_tf32, tf32) << where;
+              EXPECT_GT(s.flops, 0) << where;
+              continue;
+            }
             ++kernel_steps;
             auto sig = std::find_if(sigs.begin(), sigs.end(), [&](const auto& k) { return k.name == s.name; });
             ASSERT_NE(sig, sigs.end()) << where << ": step " << s.name << " is not in the source";
@@ -147,8 +160,10 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
           // without overlap.
           const cuda::ScratchLayout l = cuda::scratch_layout(prog);
           std::vector<std::pair<size_t, size_t>> spans;
+          int intermediates = 0;
           for (const cuda::Buffer& b : prog.buffers) {
-            if (b.kind != cuda::BufferKind::Scratch) continue;
+            intermediates += b.kind == cuda::BufferKind::Intermediate;
+            if (b.kind != cuda::BufferKind::Scratch && b.kind != cuda::BufferKind::Intermediate) continue;
             const auto at = l.offset_of(b.role);
             ASSERT_TRUE(at.has_value()) << where << " " << cuda::buffer_role_name(b.role);
             EXPECT_EQ(*at % 256, 0u) << where;
@@ -157,6 +172,8 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
           std::sort(spans.begin(), spans.end());
           for (size_t i = 1; i < spans.size(); ++i) EXPECT_LE(spans[i - 1].second, spans[i].first) << where;
           if (!spans.empty()) EXPECT_LE(spans.back().second, l.bytes) << where;
+          // Only store_once stores an intermediate, and exactly one: the conv output.
+          EXPECT_EQ(intermediates, prog.strategy == "store_once" ? 1 : 0) << where;
           // The output is written by some step, every time.
           bool writes_output = false;
           for (const cuda::Step& s : prog.steps)

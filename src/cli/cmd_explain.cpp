@@ -46,11 +46,19 @@ void add_explain_command(CLI::App& app) {
     const bool gpu = cuda::available(&why);
     const cuda::DeviceLimits device = gpu ? cuda::current_device_limits() : cuda::DeviceLimits{};
     const cuda::ConvProblem problem{&plan, !o->strict_fp32 && device.cc_major >= 8};
-    std::optional<cuda::TunedChoice> tuned;
-    if (gpu) tuned = tune::cached_choice(plan, cuda::default_program(plan, problem.allow_tf32, device).source);
     std::cout << fmt::format("\nCUDA ({}, {}):\n", gpu ? "this GPU, " + device.arch() : "no GPU here: planned for " + device.arch(),
                              problem.allow_tf32 ? "TF32 allowed" : "strict fp32");
-    const cuda::Selection sel = cuda::select_strategy(problem, device, tuned);
+    // A bf16/f16 block that store_once cannot run (a fill path, no cuDNN) has no CUDA strategy:
+    // explain says so, with each strategy's reason, as it does for CPU-only forms.
+    cuda::Selection sel;
+    try {
+      std::optional<cuda::TunedChoice> tuned;
+      if (gpu) tuned = tune::cached_choice(plan, cuda::default_program(plan, problem.allow_tf32, device).source);
+      sel = cuda::select_strategy(problem, device, tuned);
+    } catch (const UserError& e) {
+      std::cout << fmt::format("not used: {}\n", e.what());
+      return 0;
+    }
     std::cout << sel.text() << cuda::describe(cuda::build_selected(problem, sel));
     return 0;
   };

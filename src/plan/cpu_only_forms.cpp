@@ -21,9 +21,18 @@ std::string forms_in(const Pipeline& p) {
 
 }  // namespace
 
+std::optional<std::string> float32_only(const Plan& plan) {
+  if (plan.pipeline.types.storage == DType::F32) return std::nullopt;
+  return fmt::format("{} storage: this strategy's kernels are float32 only (store_once runs bf16 and f16)",
+                     dtype_name(plan.pipeline.types.storage));
+}
+
+std::optional<std::string> recompute_unsupported_forms(const Plan& plan) {
+  if (auto why = float32_only(plan)) return why;
+  return cpu_only_forms(plan);
+}
+
 std::optional<std::string> cpu_only_forms(const Plan& plan) {
-  if (plan.pipeline.types.storage != DType::F32)  // the CUDA kernels are float32 in this version
-    return fmt::format("{} storage runs on the CPU backend only in this version", dtype_name(plan.pipeline.types.storage));
   std::string found = forms_in(plan.pipeline);
   if (plan.guard) {
     const std::string more = forms_in(plan.fallback);

@@ -101,7 +101,7 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
     s.ms = t.step_ms[i];
     s.io = step_io(prog, prog.steps[i]);
     s.driver_memset = l.driver_memset;
-    if (!l.driver_memset) {
+    if (!l.driver_memset && !l.library) {
       const cuda::KernelResources* r = ex->compiled().find(l.kernel);
       s.registers = r ? r->registers : 0;
       s.spill_bytes = r ? r->spill_store_bytes + r->spill_load_bytes : 0;

@@ -33,7 +33,8 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
     }
   size_t scratch = 0, intermediates = 0;
   for (const cuda::Buffer& b : prog.buffers) {
-    if (b.kind == cuda::BufferKind::Scratch) scratch += b.bytes;
+    // A library's own workspace (cuDNN's, sized on the device) is the library's, not a buffer of ours.
+    if (b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace) scratch += b.bytes;
     if (b.kind == cuda::BufferKind::Intermediate) ++intermediates;
   }
   const int64_t out_bytes = static_cast<int64_t>(prog.bytes_of(cuda::BufferRole::Output));
@@ -164,6 +165,10 @@ VerifyReport verify_plan(const Plan& plan, const VerifyOptions& opts) {
     for (const cuda::KernelLaunch& l : ex->launches()) {
       if (l.driver_memset) {  // the driver's own fill: no grid of ours to check
         r.checks.push_back({"launch", l.kernel + " by cuMemsetD32Async", true, ""});
+        continue;
+      }
+      if (l.library) {  // cuDNN's own launches: no grid of ours to check
+        r.checks.push_back({"launch", l.kernel + " by cuDNN", true, ""});
         continue;
       }
       const bool ok = l.grid_x > 0 && l.grid_x <= 0x7fffffffu && l.grid_y > 0 && l.grid_y <= 65535 &&

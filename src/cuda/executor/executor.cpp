@@ -105,6 +105,7 @@ DeviceLimits current_device_limits() {
   d.cc_major = dev.cc_major;
   d.cc_minor = dev.cc_minor;
   d.smem_per_block_optin = static_cast<size_t>(dev.smem_per_block_optin);
+  d.probe_libraries = true;
   return d;
 }
 
@@ -130,11 +131,21 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
   int driver_version = 0;
   FB_CU(cuDriverGetVersion(&driver_version));
   const bool programmatic_ok = dev.cc_major >= 9 && driver().cuLaunchKernelEx && driver_version >= 12030;
+  size_t library_workspace = 0;
   for (const Step& s : program_.steps) {
     KernelLaunch l;
     l.kernel = s.name;
+    library_convs_.emplace_back();
     if (s.kind == StepKind::Memset) {
       l.driver_memset = true;
+      functions_.push_back(nullptr);
+      launches_.push_back(l);
+      continue;
+    }
+    if (s.kind == StepKind::LibraryConv) {  // cuDNN picks its engine for this device now
+      library_convs_.back() = std::make_unique<CudnnConv>(s.library_conv);
+      library_workspace = std::max(library_workspace, library_convs_.back()->workspace_bytes());
+      l.library = true;
       functions_.push_back(nullptr);
       launches_.push_back(l);
       continue;
@@ -149,6 +160,9 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
     functions_.push_back(f);
     launches_.push_back(l);
   }
+  // Only the library knows its workspace: it joins the scratch here, so scratch_bytes() covers it.
+  if (library_workspace > 0)
+    program_.buffers.push_back({BufferRole::LibraryWorkspace, BufferKind::Scratch, library_workspace});
   scratch_ = scratch_layout(program_);
 }
 
@@ -198,6 +212,12 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
     if (s.kind == StepKind::Memset) {
       FB_CU(cuMemsetD32Async(pointer_of(s.memset_target, t, scratch), s.memset_bits,
                              static_cast<size_t>(s.memset_words), stream));
+      continue;
+    }
+    if (s.kind == StepKind::LibraryConv) {
+      library_convs_[i]->run(pointer_of(BufferRole::Input, t, scratch), pointer_of(BufferRole::ConvWeight, t, scratch),
+                             pointer_of(BufferRole::ConvOutput, t, scratch),
+                             pointer_of(BufferRole::LibraryWorkspace, t, scratch), stream);
       continue;
     }
     if (l.grid_x == 0) continue;

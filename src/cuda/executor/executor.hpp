@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/runtime/cudnn_conv.hpp"
 #include "cuda/runtime/nvrtc_compile.hpp"
 #include "cuda/program/launch_program.hpp"
 #include "cuda/select/select.hpp"
@@ -49,6 +50,7 @@ struct KernelLaunch {  // one step of a run as resolved on this device, for expl
   size_t dynamic_smem = 0;
   int blocks_per_sm = 0;
   bool driver_memset = false;  // a cuMemsetD32Async, not a kernel
+  bool library = false;        // a library call (cuDNN's conv), not a kernel of ours
   bool programmatic = false;   // launched as a programmatic dependent of the step before it (sm_90+)
   // Scalars the grid rule gave (GuardSlices, FillSlices, SampleRuns).
   int blocks_per_sample = 0;
@@ -84,7 +86,8 @@ class Executor {
   CompiledProgram compiled_;
   bool cache_hit_ = false;
   CUmod_st* module_ = nullptr;
-  std::vector<CUfunc_st*> functions_;  // per step (nullptr for a memset)
+  std::vector<CUfunc_st*> functions_;  // per step (nullptr for a memset or a library call)
+  std::vector<std::unique_ptr<CudnnConv>> library_convs_;  // per step (nullptr but for a LibraryConv)
   std::vector<KernelLaunch> launches_;
   ScratchLayout scratch_;
 };

@@ -96,11 +96,25 @@ const char* buffer_role_name(BufferRole r) {
       return "norm a, b";
     case BufferRole::DropoutState:
       return "dropout state";
+    case BufferRole::ConvOutput:
+      return "conv output";
+    case BufferRole::LibraryWorkspace:
+      return "library workspace";
   }
   return "?";
 }
 
-const char* step_kind_name(StepKind k) { return k == StepKind::Kernel ? "kernel" : "memset"; }
+const char* step_kind_name(StepKind k) {
+  switch (k) {
+    case StepKind::Kernel:
+      return "kernel";
+    case StepKind::Memset:
+      return "memset";
+    case StepKind::LibraryConv:
+      return "cudnn conv";
+  }
+  return "?";
+}
 
 const Buffer* LaunchProgram::find(BufferRole r) const {
   for (const Buffer& b : buffers)
@@ -177,6 +191,11 @@ std::string describe(const LaunchProgram& p) {
     if (st.kind == StepKind::Memset) {
       s += fmt::format("    {}. memset {} ({} words of 0x{:08x})  writes [{}]  {}\n", i + 1,
                        buffer_role_name(st.memset_target), st.memset_words, st.memset_bits, roles(st.writes), st.note);
+      continue;
+    }
+    if (st.kind == StepKind::LibraryConv) {
+      s += fmt::format("    {}. cudnn conv (chosen at run time)  reads [{}]  writes [{}]{}  {}\n", i + 1, roles(st.reads),
+                       roles(st.writes), st.flops > 0 ? fmt::format("  {:.2f} GFLOP", st.flops / 1e9) : "", st.note);
       continue;
     }
     std::string args;

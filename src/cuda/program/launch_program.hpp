@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/runtime/cudnn_conv.hpp"
+
 namespace fuseblock::cuda {
 
 enum class BufferKind { Input, Output, Parameter, Scratch, Intermediate };
@@ -42,6 +44,8 @@ enum class BufferRole {
   NormMean,       // per-(n, c) mean (two-pass recompute)
   NormShift,      // per-(n, c) (a, b) of y = a * conv + b (sample-runs recompute)
   DropoutState,   // 2 x u64 (seed, offset) in device memory: the caller's, or scratch the run fills
+  ConvOutput,     // the conv output without its bias, in the storage type (store-once's intermediate)
+  LibraryWorkspace,  // a library step's own workspace: appended by the executor, which alone knows its size
 };
 const char* buffer_role_name(BufferRole r);  // "input", "guard flags", ...
 
@@ -93,7 +97,9 @@ struct Arg {
   static Arg scalar(ArgKind k, int step = -1) { return {k, BufferRole::Input, step}; }
 };
 
-enum class StepKind { Kernel, Memset };
+// Kernel: an NVRTC kernel of the source. Memset: a driver memset. LibraryConv: a conv that a
+// library (cuDNN, cuda/runtime/cudnn_conv.hpp) runs, its engine chosen on the device at run time.
+enum class StepKind { Kernel, Memset, LibraryConv };
 
 // Which runs launch a step. Dropout's (seed, offset) live in device memory (DropoutState): either
 // the caller's (drawn on the device, e.g. from PyTorch's generator, so a captured CUDA graph reads
@@ -117,6 +123,9 @@ struct Step {
   BufferRole memset_target = BufferRole::Output;  // Memset: 32-bit words of this buffer ...
   uint32_t memset_bits = 0;                       // ... set to these bits
   int64_t memset_words = 0;
+  // LibraryConv: the conv, reading Input and ConvWeight and writing ConvOutput; its workspace is
+  // the LibraryWorkspace buffer.
+  LibraryConvDesc library_conv;
   // Launched as a programmatic dependent of the step before it where the device
   // allows (sm_90+): the gated fallback's kernels, which mostly exit at once.
   bool programmatic = false;

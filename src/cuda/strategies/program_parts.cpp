@@ -5,8 +5,9 @@
 
 namespace fuseblock::cuda {
 namespace {
-constexpr size_t kF32 = 4;
-}
+// Bytes of one element as the pipeline stores it (4 for f32, 2 for bf16/f16).
+size_t elem_bytes(const Pipeline& p) { return static_cast<size_t>(dtype_info(p.types.storage).bytes); }
+}  // namespace
 
 void begin_program_source(SourceWriter& w, const Plan& plan, bool allow_tf32) {
   const Pipeline& p = plan.pipeline;
@@ -15,17 +16,18 @@ void begin_program_source(SourceWriter& w, const Plan& plan, bool allow_tf32) {
 }
 
 void add_io_buffers(LaunchProgram& prog, const Pipeline& p) {
-  prog.buffers.push_back({BufferRole::Input, BufferKind::Input, kF32 * static_cast<size_t>(numel(p.input_shape))});
-  prog.buffers.push_back({BufferRole::Output, BufferKind::Output, kF32 * static_cast<size_t>(numel(p.output_shape))});
+  const size_t e = elem_bytes(p);
+  prog.buffers.push_back({BufferRole::Input, BufferKind::Input, e * static_cast<size_t>(numel(p.input_shape))});
+  prog.buffers.push_back({BufferRole::Output, BufferKind::Output, e * static_cast<size_t>(numel(p.output_shape))});
 }
 
 void add_conv_param_buffers(LaunchProgram& prog, const Pipeline& cp, const ConvGeometry& g) {
-  const size_t cout = static_cast<size_t>(g.cout);
-  prog.buffers.push_back({BufferRole::ConvWeight, BufferKind::Parameter, kF32 * cout * static_cast<size_t>(g.kred)});
-  if (cp.conv.bias) prog.buffers.push_back({BufferRole::ConvBias, BufferKind::Parameter, kF32 * cout});
+  const size_t cout = static_cast<size_t>(g.cout), e = elem_bytes(cp);
+  prog.buffers.push_back({BufferRole::ConvWeight, BufferKind::Parameter, e * cout * static_cast<size_t>(g.kred)});
+  if (cp.conv.bias) prog.buffers.push_back({BufferRole::ConvBias, BufferKind::Parameter, e * cout});
   if (cp.norm && cp.norm->affine) {
-    prog.buffers.push_back({BufferRole::NormWeight, BufferKind::Parameter, kF32 * cout});
-    prog.buffers.push_back({BufferRole::NormBias, BufferKind::Parameter, kF32 * cout});
+    prog.buffers.push_back({BufferRole::NormWeight, BufferKind::Parameter, e * cout});
+    prog.buffers.push_back({BufferRole::NormBias, BufferKind::Parameter, e * cout});
   }
 }
 

@@ -5,6 +5,7 @@
 #include "cuda/strategies/constant_fill/constant_fill.hpp"
 #include "cuda/strategies/recompute_sample_runs/recompute_sample_runs.hpp"
 #include "cuda/strategies/recompute_two_pass/recompute_two_pass.hpp"
+#include "cuda/strategies/store_once/store_once.hpp"
 
 namespace fuseblock::cuda {
 
@@ -12,7 +13,9 @@ const std::vector<const ConvStrategy*>& conv_strategies() {
   static const ConstantFill constant_fill;
   static const RecomputeSampleRuns recompute_sample_runs;
   static const RecomputeTwoPass recompute_two_pass;
-  static const std::vector<const ConvStrategy*> all{&constant_fill, &recompute_sample_runs, &recompute_two_pass};
+  static const StoreOnce store_once;
+  static const std::vector<const ConvStrategy*> all{&constant_fill, &recompute_sample_runs, &recompute_two_pass,
+                                                    &store_once};
   return all;
 }
 

@@ -27,6 +27,9 @@ struct ConvProblem {
 struct DeviceLimits {
   int cc_major = 9, cc_minor = 0;
   size_t smem_per_block_optin = 232448;
+  // A real device: strategies that run a library (store_once's cuDNN conv) ask whether it loads.
+  // The stand-in leaves it false, so explain and CI plan as if cuDNN were there.
+  bool probe_libraries = false;
   std::string arch() const { return "sm_" + std::to_string(cc_major * 10 + cc_minor); }
 };
 

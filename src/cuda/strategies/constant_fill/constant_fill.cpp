@@ -33,7 +33,7 @@ Step guard_bound_step(SourceWriter& w, const Plan& plan) {
 }  // namespace
 
 std::optional<std::string> ConstantFill::unsupported(const ConvProblem& problem, const DeviceLimits&) const {
-  if (auto why = cpu_only_forms(*problem.plan)) return why;
+  if (auto why = recompute_unsupported_forms(*problem.plan)) return why;
   if (!problem.pipeline().fill_path())
     return std::string(
         "the chain does not fold to a constant (simplify found "

@@ -16,7 +16,7 @@ constexpr unsigned kFinalizeThreads = 256;  // fbl_finalize: a warp per (sample,
 
 std::optional<std::string> RecomputeSampleRuns::unsupported(const ConvProblem& problem,
                                                             const DeviceLimits& device) const {
-  if (auto why = cpu_only_forms(*problem.plan)) return why;
+  if (auto why = recompute_unsupported_forms(*problem.plan)) return why;
   const Pipeline& p = problem.pipeline();
   if (p.fill_path()) return std::string("the chain folds to a constant: there is no conv to run");
   if (!problem.allow_tf32) return std::string("needs the TF32 MMA engine: strict fp32 (or a GPU before sm_80)");

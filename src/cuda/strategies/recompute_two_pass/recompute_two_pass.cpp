@@ -95,7 +95,7 @@ void append_recompute_two_pass(SourceWriter& w, LaunchProgram& prog, const Pipel
 }
 
 std::optional<std::string> RecomputeTwoPass::unsupported(const ConvProblem& problem, const DeviceLimits& device) const {
-  if (auto why = cpu_only_forms(*problem.plan)) return why;
+  if (auto why = recompute_unsupported_forms(*problem.plan)) return why;
   if (problem.pipeline().fill_path())
     return std::string(
         "the chain folds to a constant: there is no conv to run "
