@@ -149,7 +149,7 @@ def _run_cuda(block, x, params, stream, allow_tf32, channel_add, state=None):
     block.launch_cuda(x.data_ptr(), y.data_ptr(), ptrs.get("conv.weight", 0), ptrs.get("conv.bias", 0),
                       ptrs.get("norm.weight", 0), ptrs.get("norm.bias", 0),
                       scratch.data_ptr() if scratch is not None else 0, torch._C._cuda_getCurrentRawStream(index),
-                      allow_tf32, stream, 0.0, state.data_ptr() if state is not None else 0, index)
+                      allow_tf32, stream, state.data_ptr() if state is not None else 0, index)
     return y
 
 
