@@ -46,7 +46,7 @@ if has tests; then
   tail -4 "$out/cpu-tests.log"
   # The sanitizers slow kernels 10-100x: the small-shape tests cover every kernel (fill, gated
   # fallback, stats, finalize, output; both engines).
-  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuHugeStats.*:GpuExecutor.MisalignedBuffersAreRefused'
+  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuHugeStats.*:GpuExecutor.MisalignedBuffersAreRefused:GpuGuardBound.*:GpuStoreOnce.*'
   step memcheck sanitizers.log 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
