@@ -101,7 +101,7 @@ if has models; then  # real MONAI / diffusers models (after `python`): wheels ca
   if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
     step wheels models.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
   fi
-  step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_distributed.py
+  step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
   tail -3 "$out/fuse-tests.log"
   [ -f bench/models.py ] && step models-bench models-bench.log 420 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out"
 fi
