@@ -129,6 +129,8 @@ def run(args):
     print(f"{results['device']}: copy {machine['copy_GBps']:.0f} GB/s, TF32 {machine['tf32_TFLOPs']:.0f}, "
           f"bf16 {machine['bf16_TFLOPs']:.0f} TFLOP/s", flush=True)
     dtypes = [torch.float32, torch.bfloat16] if args.quick else [torch.float32, torch.bfloat16, torch.float16]
+    if args.dtypes:
+        dtypes = [getattr(torch, d) for d in args.dtypes]
     modes = ["train"] if args.quick else ["train", "eval"]
     for spec in BLOCKS:
         if args.only and spec[0] not in args.only:
@@ -213,6 +215,8 @@ def main():
     ap.add_argument("--max-autotune", action="store_true", help="also torch.compile(mode='max-autotune') (slow to compile)")
     ap.add_argument("--only", nargs="*", help="block names to run")
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--dtypes", nargs="*", choices=["float32", "bfloat16", "float16"], help="dtypes to run (default: "
+                    "float32 and bfloat16 with --quick, all three otherwise)")
     args = ap.parse_args()
     t0 = time.time()
     try:
