@@ -46,6 +46,8 @@ enum class BufferRole {
   DropoutState,   // 2 x u64 (seed, offset) in device memory: the caller's, or scratch the run fills
   ConvOutput,     // the conv output without its bias, in the storage type (store-once's intermediate)
   LibraryWorkspace,  // a library step's own workspace: appended by the executor, which alone knows its size
+  PackedWeight,      // the conv weights in an engine's layout (store_once's igemm: [C_out][K padded])
+  InputChannelsLast,  // the input channels-last, channels padded (store_once's igemm)
 };
 const char* buffer_role_name(BufferRole r);  // "input", "guard flags", ...
 

@@ -17,7 +17,9 @@ class StoreOnce final : public ConvStrategy {
     return "cuDNN conv stored once (the one intermediate), statistics kernel, one normalize + chain + dropout kernel";
   }
   std::optional<std::string> unsupported(const ConvProblem& problem, const DeviceLimits& device) const override;
-  std::vector<ConvTuning> configs(const ConvProblem&) const override { return {ConvTuning{}}; }
+  // The igemm engine's tiles where it applies (bf16/f16; emit_igemm.hpp), the default first,
+  // then cuDNN's conv (the empty ConvTuning).
+  std::vector<ConvTuning> configs(const ConvProblem& problem) const override;
   LaunchProgram build(const ConvProblem& problem, const ConvTuning& config) const override;
   double measured_efficiency() const override;
 };
