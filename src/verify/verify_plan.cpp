@@ -35,8 +35,7 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
   for (const cuda::Buffer& b : prog.buffers) {
     // A library's own workspace (cuDNN's, sized on the device) is the library's, not a buffer of ours;
     // an engine's layout copies of the input and weights are checked against their sources below.
-    const bool layout_copy =
-        b.role == cuda::BufferRole::InputChannelsLast || b.role == cuda::BufferRole::PackedWeight;
+    const bool layout_copy = b.role == cuda::BufferRole::InputChannelsLast || b.role == cuda::BufferRole::PackedWeight;
     if (b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace && !layout_copy)
       scratch += b.bytes;
     if (b.kind == cuda::BufferKind::Intermediate) ++intermediates;
