@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld,models,igemm]
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld,models,igemm,hostcost]
 #   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
@@ -46,7 +46,7 @@ if has tests; then
   tail -4 "$out/cpu-tests.log"
   # The sanitizers slow kernels 10-100x: the small-shape tests cover every kernel (fill, gated
   # fallback, stats, finalize, output; both engines).
-  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuHugeStats.*:GpuExecutor.MisalignedBuffersAreRefused'
+  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuHugeStats.*:GpuExecutor.MisalignedBuffersAreRefused:GpuGuardBound.*:GpuStoreOnce.*'
   step memcheck sanitizers.log 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
@@ -92,15 +92,17 @@ fi
 if has peers; then
   step peers peers.log 420 env PYTHONUNBUFFERED=1 python3 bench/peers.py --out "$out"
 fi
-if has models; then  # real MONAI / diffusers models (after `python`): wheels carried in .whl (scripts/pack-gpu-wheels.sh)
-  if ls .whl/*.whl >/dev/null 2>&1; then
-    step wheels models.log 120 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/fb-site .whl/*.whl
-    export PYTHONPATH=/tmp/fb-site${PYTHONPATH:+:$PYTHONPATH}
+if has models; then  # real MONAI / diffusers models (after `python`): wheels carried in .deps/wheels (scripts/pack-gpu-wheels.sh)
+  if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
+    step wheels models.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
   fi
   step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_distributed.py
   tail -3 "$out/fuse-tests.log"
   [ -f bench/models.py ] && step models-bench models-bench.log 420 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out"
+fi
+if has hostcost; then  # host work per call of the torch op against eager (after `python`)
+  step hostcost hostcost.log 240 env PYTHONUNBUFFERED=1 python3 bench/host_overhead.py --calls 1000
+  cat "$out/hostcost.log"
 fi
 if has igemm && [ -f dev/igemm/run.sh ]; then  # issue 11's dev kernels against cuDNN
   step igemm igemm.log 300 bash dev/igemm/run.sh

@@ -15,7 +15,7 @@ from torch import nn
 
 from . import _module_spec as ms
 from ._core import UserError
-from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed
+from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed, forward_eager
 
 
 class FusedBlock(nn.Module):
@@ -95,9 +95,13 @@ class FusedBlock(nn.Module):
         seed = draw_dropout_seed(x.device) if training and drop.p > 0 else None
         norm_weight = getattr(norm, "weight", None)
         norm_bias = getattr(norm, "bias", None)
+        # The op's body directly where nothing traces or records the call (Block._needs_op says why).
+        direct = not torch.compiler.is_compiling() and type(x) is torch.Tensor and not (
+            torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)))
+        run = forward_eager if direct else block_forward
         try:
-            return block_forward(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
-                                 False, add, ms.prelu_weights([src for src, _ in chain]))
+            return run(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
+                       False, add, ms.prelu_weights([src for src, _ in chain]))
         except UserError as e:
             # The modules agree with each other, so on CPU a UserError is a bug to show; on CUDA it
             # is the backend refusing (no strategy for this shape or form): the model keeps working.

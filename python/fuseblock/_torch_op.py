@@ -5,7 +5,6 @@ is no backward. Imported by fuseblock.torch; needs torch.
 No `from __future__ import annotations` here: torch.library reads the op's schema from its type
 annotations, which must be real types, not strings."""
 import functools
-import weakref
 from typing import List, Optional
 
 import torch
@@ -85,6 +84,15 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
     backend. Its conv may use TF32 exactly when torch.backends.cudnn.allow_tf32 allows PyTorch's
     (read at each call, as cuDNN does, rather than traced).
     """
+    return forward_eager(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training,
+                         assume_finite, channel_add, prelu_weights)
+
+
+def forward_eager(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training, assume_finite,
+                  channel_add=None, prelu_weights=None):
+    """block_forward's body. Block.forward calls it directly when nothing traces or records the call
+    (no torch.compile, no autograd graph): the custom op's dispatch costs more host time than a
+    small block's kernels, and host time per call is what a model of many small blocks pays."""
     params = {"conv.weight": conv_weight, "conv.bias": conv_bias, "norm.weight": norm_weight, "norm.bias": norm_bias}
     params.update(zip(_prelu_names(len(prelu_weights or [])), prelu_weights or []))
     params = {k: t for k, t in params.items() if t is not None}
@@ -112,56 +120,53 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
 def _run_cuda(block, x, params, stream, allow_tf32, channel_add, state=None):
     device = x.device
     index = device.index if device.index is not None else torch.cuda.current_device()  # cuda:N, any N
-    block.check_param_shapes({k: list(t.shape) for k, t in params.items()})
-    # Selection first: a form no CUDA strategy runs (bf16/f16 until their strategy lands, prelu,
-    # the per-(sample, channel) input, ...) raises fuseblock.UserError naming it, before any buffer
-    # of the wrong type reaches a kernel.
+    _check_param_shapes(block, params)
+    # Selection first: a form no CUDA strategy runs raises fuseblock.UserError naming it, before
+    # any buffer of the wrong type reaches a kernel.
     scratch_bytes = block.cuda_scratch_bytes(allow_tf32, index)
     if channel_add is not None or any(k.startswith("prelu") for k in params):
         from fuseblock import _user_error  # the package is loaded: it imported this module
         raise _user_error("the torch op cannot hand a per-(sample, channel) input or prelu slopes to the CUDA "
                           "kernels yet", "run the block on CPU tensors")
-    x = x.detach().contiguous()
+    if not x.is_contiguous():
+        x = x.contiguous()
     if x.data_ptr() % 16:  # the kernels load 16-byte vectors: an offset view gets a fresh copy
         x = x.clone()
-    on_device = {k: t.detach().to(device).contiguous() for k, t in params.items()}
+    ptrs = {}
+    for k, t in params.items():
+        if t.device != device or not t.is_contiguous():
+            t = t.detach().to(device).contiguous()
+            params[k] = t  # kept alive until the launch below has been enqueued
+        ptrs[k] = t.data_ptr()
     y = torch.empty(block.output_shape, dtype=x.dtype, device=device)
     if y.numel() == 0:
         return y
     # Scratch from PyTorch's allocator on the current stream: freed when this returns, reused
     # only by work ordered after the kernels on that stream.
-    scratch = torch.empty(scratch_bytes, dtype=torch.uint8, device=device)
-    bound = _guard_bound(block, params) if block.guarded else 0.0
-    ptr = lambda name: on_device[name].data_ptr() if name in on_device else 0  # noqa: E731
-    block.launch_cuda(x.data_ptr(), y.data_ptr(), ptr("conv.weight"), ptr("conv.bias"), ptr("norm.weight"),
-                      ptr("norm.bias"), scratch.data_ptr() if scratch.numel() else 0,
-                      torch.cuda.current_stream(device).cuda_stream, allow_tf32, stream, bound,
-                      state.data_ptr() if state is not None else 0, index)
+    scratch = torch.empty(scratch_bytes, dtype=torch.uint8, device=device) if scratch_bytes else None
+    # The guard's bound (blocks with a fill path) is computed by the program on the device, from
+    # the parameters as they are when the kernels run: no host copy, no synchronisation.
+    block.launch_cuda(x.data_ptr(), y.data_ptr(), ptrs.get("conv.weight", 0), ptrs.get("conv.bias", 0),
+                      ptrs.get("norm.weight", 0), ptrs.get("norm.bias", 0),
+                      scratch.data_ptr() if scratch is not None else 0, torch._C._cuda_getCurrentRawStream(index),
+                      allow_tf32, stream, state.data_ptr() if state is not None else 0, index)
     return y
 
 
-# id(conv.weight) -> (weak reference to it, (name, data_ptr, version) of every parameter, bound)
-_guard_bounds: dict = {}
+# (id(block), parameter shapes) already checked, each holding its block so that the id stays its.
+_checked_shapes: dict = {}
 
 
-def _guard_bound(block, params):
-    """The guard's input bound, from the parameters' values. Computing it copies them to the host
-    (a synchronisation), so it is cached until a parameter changes: a new tensor, new storage, or
-    an in-place update (tensor._version)."""
-    weight = params["conv.weight"]
-    try:
-        key = (id(block),) + tuple((k, t.data_ptr(), t._version) for k, t in sorted(params.items()))
-    except RuntimeError:  # inference-mode tensors keep no version counter: no caching
-        key = None
-    hit = _guard_bounds.get(id(weight))
-    if key is not None and hit is not None and hit[0]() is weight and hit[1] == key:
-        return hit[2]
-    bound = block.guard_bound(block.params_from({k: _host_array(t) for k, t in params.items()}))
-    if key is not None:
-        if len(_guard_bounds) > 256:
-            _guard_bounds.clear()
-        _guard_bounds[id(weight)] = (weakref.ref(weight), key, bound)
-    return bound
+def _check_param_shapes(block, params):
+    """The parameters' shapes against the block's, once per block and set of shapes: the check
+    crosses into C++ with a dict of lists, which costs microseconds on every call otherwise."""
+    key = (id(block),) + tuple((k, tuple(t.shape)) for k, t in params.items())
+    if key in _checked_shapes:
+        return
+    block.check_param_shapes({k: list(t.shape) for k, t in params.items()})
+    if len(_checked_shapes) > 1024:
+        _checked_shapes.clear()
+    _checked_shapes[key] = block
 
 
 @block_forward.register_fake

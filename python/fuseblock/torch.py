@@ -25,7 +25,7 @@ import fuseblock as _fb
 
 from . import _module_spec as ms
 from ._pointwise import Add, Clamp, Div, Maximum, Minimum, Mul, Sub, pointwise_spec_line
-from ._torch_op import block_forward, compiled_block, draw_dropout_seed
+from ._torch_op import block_forward, compiled_block, draw_dropout_seed, forward_eager
 from ._fuse import fuse
 from ._fuse_report import FuseReport
 from ._fused_block import FusedBlock
@@ -136,14 +136,30 @@ class Block(nn.Module):
         return compiled_block(self.spec, self.training, self.assume_finite, tuple(int(d) for d in input_shape)).explain()
 
     def _forward_spec(self, channel_add: bool) -> str:
-        # Eager calls regenerate the spec from the modules (a changed dropout.p counts); under
-        # torch.compile the text of the last eager call or of construction is a constant of the
-        # graph, since string formatting of module attributes is no graph work.
+        # The spec text is generated from the modules once per (channel add, dropout p): a changed
+        # dropout.p counts, as with nn.Dropout; other attributes (padding, eps, slopes' count) are
+        # read when first used, since regenerating the text on every call costs more host time
+        # than a small block's kernels. Under torch.compile the text is a constant of the graph.
         if self._spec_text is not None:
             return self._spec_text
-        if not torch.compiler.is_compiling() or channel_add not in self._last_spec:
-            self._last_spec[channel_add] = self._spec_for(channel_add)
-        return self._last_spec[channel_add]
+        key = (channel_add, self.dropout_p)
+        spec = self._last_spec.get(key)
+        if spec is None:
+            if len(self._last_spec) > 16:
+                self._last_spec.clear()
+            spec = self._last_spec[key] = self._spec_for(channel_add)
+        return spec
+
+    def _needs_op(self, x) -> bool:
+        """Whether the call must go through the custom op: under torch.compile or another tracer
+        (x not a plain tensor: FakeTensor, fx Proxy), or while autograd records a graph through the
+        parameters (the op's backward then says there is none, rather than gradients going
+        missing). Otherwise Block.forward runs the op's body directly (_torch_op.forward_eager)."""
+        if torch.compiler.is_compiling() or type(x) is not torch.Tensor:
+            return True
+        if torch.is_grad_enabled():
+            return x.requires_grad or any(p.requires_grad for p in self.parameters())
+        return False
 
     def forward(self, x: torch.Tensor, channel_add: Optional[torch.Tensor] = None) -> torch.Tensor:
         norm_weight = self.norm.weight if self.norm is not None else None
@@ -153,9 +169,10 @@ class Block(nn.Module):
         else:
             prelu = ms.prelu_weights(self._chain_ops)
         seed = draw_dropout_seed(x.device) if self.training and self.dropout_p > 0 else None
-        return block_forward(x.contiguous(), self.conv.weight, self.conv.bias, norm_weight, norm_bias, seed,
-                             self._forward_spec(channel_add is not None), self.training, self.assume_finite,
-                             None if channel_add is None else channel_add.contiguous(), prelu)
+        run = block_forward if self._needs_op(x) else forward_eager
+        return run(x.contiguous(), self.conv.weight, self.conv.bias, norm_weight, norm_bias, seed,
+                   self._forward_spec(channel_add is not None), self.training, self.assume_finite,
+                   None if channel_add is None else channel_add.contiguous(), prelu)
 
 
 class ModelNew(Block):

@@ -64,16 +64,12 @@ class CompiledBlock {
   // The executor is built (NVRTC, cubin cache) on first use and kept, per device and TF32
   // setting. `device` is the CUDA ordinal of the tensors (cuda:N): its primary context is used.
   size_t cuda_scratch_bytes(bool allow_tf32, int device) const;
-  // What the guard's kernels compare |x| with, from the parameters' values (host copies). The CUDA
-  // path no longer needs it (the program computes it on the device).
-  double guard_bound(const Params& params) const;
-  // tensors.dropout_state, when set, is the (seed, offset) the caller drew on the device for this
-  // call (read by the kernels when they run, so a captured graph reads each replay's draw);
-  // else `dropout` (or the spec's seed and offset) is used. `guard_bound` is ignored: the program
-  // computes the guard's bound on the device (fb_guard_bound); the argument stays until the torch
-  // op stops passing it.
+  // Enqueues the block on device pointers in the block's storage type. tensors.dropout_state, when
+  // set, is the (seed, offset) the caller drew on the device for this call (read by the kernels
+  // when they run, so a captured graph reads each replay's draw); else `dropout` (or the spec's
+  // seed and offset) is used. A guarded block's bound is computed by the program on the device.
   void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
-                   const std::optional<DropoutStream>& dropout, double guard_bound, int device) const;
+                   const std::optional<DropoutStream>& dropout, int device) const;
 
  private:
   // The pipeline whose parameter shapes are checked: the exact fallback when there is a guard

@@ -21,18 +21,10 @@ size_t CompiledBlock::cuda_scratch_bytes(bool allow_tf32, int device) const {
   return executor(allow_tf32, device)->scratch_bytes();
 }
 
-double CompiledBlock::guard_bound(const Params& params) const {
-  return plan_.guard ? guard_input_bound(params, plan_.guard->conv_output_bound) : 0.0;
-}
-
 void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
-                                const std::optional<DropoutStream>& dropout, double /*guard_bound: ignored*/,
-                                int device) const {
-  // The CUDA kernels are float32 only in this version; device memory of another type would be misread.
-  const DType storage = plan_.pipeline.types.storage;
-  if (storage != DType::F32)
-    throw UserError(fmt::format("{} storage runs on the CPU backend only in this version", dtype_name(storage)),
-                    "run the block on the CPU (device=\"cpu\")");
+                                const std::optional<DropoutStream>& dropout, int device) const {
+  // Device memory holds the block's storage type (the torch op checked the tensors' dtype); a
+  // strategy that cannot run it was refused by selection when the executor was built.
   // The device's primary context, made current on this thread (PyTorch's context too).
   std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32, device);
   cuda::RunArgs args;

@@ -188,21 +188,20 @@ NB_MODULE(_core, m) {
           "channel_add"_a.noconvert().none() = nb::none())
       .def("cuda_scratch_bytes", &CompiledBlock::cuda_scratch_bytes, "allow_tf32"_a, "device"_a,
            nb::call_guard<nb::gil_scoped_release>())
-      .def("guard_bound", &CompiledBlock::guard_bound, "params"_a)
       .def(
           "launch_cuda",
           [](const CompiledBlock& b, uint64_t x, uint64_t y, uint64_t weight, uint64_t bias, uint64_t gamma,
              uint64_t beta, uint64_t scratch, uint64_t stream, bool allow_tf32,
-             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, double guard_bound, uint64_t dropout_state,
+             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, uint64_t dropout_state,
              int device) {
             std::optional<DropoutStream> ds;
             if (dropout_stream) ds = DropoutStream{dropout_stream->first, dropout_stream->second};
             nb::gil_scoped_release release;  // the first call compiles (NVRTC): let other threads run
             b.launch_cuda(cuda::DeviceTensors{x, y, weight, bias, gamma, beta, dropout_state}, scratch, stream,
-                          allow_tf32, ds, guard_bound, device);
+                          allow_tf32, ds, device);
           },
           "x"_a, "y"_a, "weight"_a, "bias"_a, "gamma"_a, "beta"_a, "scratch"_a, "stream"_a, "allow_tf32"_a,
-          "dropout_stream"_a.none(), "guard_bound"_a, "dropout_state"_a, "device"_a,
+          "dropout_stream"_a.none(), "dropout_state"_a, "device"_a,
           "Enqueues the block on device pointers (0 for an absent parameter) and a CUstream handle; "
           "dropout_state: a device pointer to (seed, offset) as two int64, read when the kernels run");
 }
