@@ -150,6 +150,7 @@ struct LaunchProgram {
   std::string geometry;       // the conv's tiling in one line (empty without a conv),
                               // for explain
   bool tensor_cores = false;  // the conv runs on the TF32 MMA engine (for the cost model)
+  bool half_tensor_cores = false;  // the conv runs on bf16/f16 MMA (store_once's igemm engine; cost model)
 
   const Buffer* find(BufferRole r) const;
   size_t bytes_of(BufferRole r) const;  // 0 for a buffer the program does not have

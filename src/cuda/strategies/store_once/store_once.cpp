@@ -109,7 +109,7 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
       "block{} per (sample, group)",
       t.ig_bm, t.ig_bn, t.ig_wm, t.ig_wn, s.tiles, s.tiles == 1 ? "" : "s", s.cin_real, s.cin, s.k, s.kp,
       l.apply_blocks, l.apply_blocks == 1 ? "" : "s");
-  prog.tensor_cores = true;  // priced at the TF32 rate: half the bf16/f16 one, a conservative bound
+  prog.half_tensor_cores = true;  // priced at the bf16/f16 tensor-core rate
   SourceWriter w;
   begin_program_source(w, plan, problem.allow_tf32);
   emit_store_once_kernels(w, p, l, /*stats_kernel=*/false);
