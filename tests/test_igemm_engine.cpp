@@ -56,6 +56,12 @@ TEST(IgemmEngine, DefaultTileIsTheMeasuredWinnerForEachCout) {
     ASSERT_GE(cfgs.size(), 2u) << spec;
     EXPECT_EQ(tile(cfgs[0]), want) << spec;
     EXPECT_EQ(store_once().default_config(problem), cfgs[0]);
+    EXPECT_EQ(store_once().default_config_on(problem, cuda::DeviceLimits{}), cfgs[0]);
+    cuda::DeviceLimits ada;  // sm_89: 99 KB of shared memory per block
+    ada.cc_minor = 9, ada.cc_major = 8, ada.smem_per_block_optin = 101376;
+    const cuda::ConvTuning on_ada = store_once().default_config_on(problem, ada);
+    EXPECT_TRUE(on_ada.ig_bm > 0 && cuda::igemm_shape(plan.pipeline, on_ada).smem <= ada.smem_per_block_optin)
+        << spec << " " << tile(on_ada);
     EXPECT_EQ(cfgs[1], cuda::ConvTuning{}) << "cuDNN's conv second (tune measures the first few)";
     for (const cuda::ConvTuning& t : cfgs)
       if (t.ig_bm > 0) EXPECT_EQ(plan.pipeline.output_shape[1] % t.ig_bn, 0) << spec << " " << tile(t);

@@ -90,6 +90,12 @@ std::vector<ConvTuning> StoreOnce::configs(const ConvProblem& problem) const {
   return out;
 }
 
+ConvTuning StoreOnce::default_config_on(const ConvProblem& problem, const DeviceLimits& device) const {
+  for (const ConvTuning& t : configs(problem))  // an igemm tile that fits, in the configs' order
+    if (t.ig_bm > 0 && igemm_shape(problem.pipeline(), t).smem <= device.smem_per_block_optin) return t;
+  return ConvTuning{};  // cuDNN's conv
+}
+
 namespace {
 
 // The igemm engine's program: pack the weights, the input to channels-last, the conv with its
