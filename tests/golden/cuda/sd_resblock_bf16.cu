@@ -380,7 +380,7 @@ constexpr bool HAS_BIAS = true, STATS = true, VEC_OUT = true;  // VEC_OUT: plane
 //   fb_ig_pack_w  the conv weights [COUT][CIN_REAL][taps] -> [COUT][KP], k = tap * CIN + ci,
 //                 zeros for ci >= CIN_REAL and k >= K (run every call: parameters may change)
 //   fb_ig_to_cl   x NC[D]HW -> channels-last N[D]HWC, C padded with zeros to CIN (a multiple of 8),
-//                 one 16-byte store per (pixel, 8 channels)
+//                 64 x 64 tiles transposed through shared memory, 16-byte loads and stores
 //   fb_ig_conv    the implicit-GEMM conv: M = output pixels of one sample (a tile never crosses a
 //                 sample), N = COUT, K = taps * CIN; STAGES-deep cp.async pipeline, XOR-swizzled
 //                 64-byte shared-memory rows, ldmatrix.x4, mma.sync.m16n8k16 (fp32 accumulation).
@@ -505,25 +505,50 @@ extern "C" __global__ void __launch_bounds__(256) fb_ig_pack_w(const fb_st* __re
   wp[i] = v;
 }
 
-// grid: N * (CIN / 8) * PIN / 256 blocks; thread (n, chunk, pixel), the pixel fastest: each input
-// channel is read along contiguous pixels, each 16-byte chunk of 8 channels written once.
+// grid: N * ceil(PIN / 64) * ceil(CIN / 64) blocks of 256 threads, each a tile of 64 pixels x 64
+// channels through shared memory: read along each channel's pixels (16-byte loads where the
+// planes are whole 16-byte chunks and x is aligned), written along each pixel's channels (16-byte
+// stores), channels from CIN_REAL to CIN zero.
 extern "C" __global__ void __launch_bounds__(256) fb_ig_to_cl(const fb_st* __restrict__ x, fb_st* __restrict__ xcl) {
-  constexpr int CH = fbi::CIN / 8;
-  const long long i = (long long)blockIdx.x * 256 + threadIdx.x;
-  if (i >= (long long)fbi::N * CH * fbi::PIN) return;
-  const long long pix = i % fbi::PIN, rest = i / fbi::PIN;
-  const int chunk = (int)(rest % CH);
-  const long long n = rest / CH;
-  union {
-    uint4 u;
-    fb_st e[8];
-  } v;
+  constexpr int TP = 64, TC = 64, LD = TP + 2;  // an odd word count per row: few bank conflicts
+  constexpr int PT = (fbi::PIN + TP - 1) / TP, CT = (fbi::CIN + TC - 1) / TC;
+  __shared__ fb_st s[TC * LD];
+  const int ct = (int)(blockIdx.x % CT);
+  const long long rest = blockIdx.x / CT;
+  const int pt = (int)(rest % PT);
+  const long long n = rest / PT;
+  const int c0 = ct * TC, p0 = pt * TP;
+  const bool vec = fbi::PIN % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15ull) == 0;
+  for (int q = threadIdx.x; q < TC * (TP / 8); q += 256) {
+    const int c = q / (TP / 8), pc = (q % (TP / 8)) * 8;  // channel, first of 8 pixels
+    const int ch = c0 + c, pix = p0 + pc;
+    union {
+      uint4 u;
+      fb_st e[8];
+    } v;
+    const fb_st* src = x + (n * fbi::CIN_REAL + ch) * fbi::PIN + pix;
+    if (vec && ch < fbi::CIN_REAL && pix < fbi::PIN) {  // PIN % 8 == 0: the 8 pixels are all inside
+      v.u = *reinterpret_cast<const uint4*>(src);
+    } else {
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    const int c = chunk * 8 + e;
-    v.e[e] = c < fbi::CIN_REAL ? x[(n * fbi::CIN_REAL + c) * fbi::PIN + pix] : (fb_st)0;
+      for (int e = 0; e < 8; ++e) v.e[e] = ch < fbi::CIN_REAL && pix + e < fbi::PIN ? src[e] : (fb_st)0;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) s[c * LD + pc + e] = v.e[e];
   }
-  reinterpret_cast<uint4*>(xcl)[(n * fbi::PIN + pix) * CH + chunk] = v.u;
+  __syncthreads();
+  for (int q = threadIdx.x; q < TP * (TC / 8); q += 256) {
+    const int p = q / (TC / 8), cc = (q % (TC / 8)) * 8;  // pixel, first of 8 channels
+    const int pix = p0 + p, ch = c0 + cc;
+    if (pix >= fbi::PIN || ch >= fbi::CIN) continue;
+    union {
+      uint4 u;
+      fb_st e[8];
+    } v;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v.e[e] = s[(cc + e) * LD + p];
+    reinterpret_cast<uint4*>(xcl)[((n * fbi::PIN + pix) * fbi::CIN + ch) / 8] = v.u;
+  }
 }
 
 // The body of fb_ig_conv (emit_igemm.cpp writes the kernel with literal launch bounds):

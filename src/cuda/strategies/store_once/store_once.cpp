@@ -142,11 +142,11 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
   pack.note = "the conv weights to [C_out][k... x C_in padded to 8, K padded to 32] (every call)";
   prog.steps.push_back(pack);
   Grid lg;
-  lg.grid_x = (s.n * (s.cin / 8) * s.pin + 255) / 256;
+  lg.grid_x = s.n * ((s.pin + 63) / 64) * ((s.cin + 63) / 64);  // 64 x 64 (pixel, channel) tiles
   Step layout = kernel_step("fb_ig_to_cl", 256, 0, lg, {Arg::buffer(R::Input), Arg::buffer(R::InputChannelsLast)});
   layout.reads = {R::Input};
   layout.writes = {R::InputChannelsLast};
-  layout.note = "the input to channels-last, channels padded to 8 with zeros, 16-byte stores";
+  layout.note = "the input to channels-last, channels padded to 8 with zeros (64 x 64 tiles, 16-byte loads and stores)";
   prog.steps.push_back(layout);
   Grid cg;
   cg.grid_x = s.conv_blocks;
