@@ -4,13 +4,17 @@
 // and sm_90 without spills or local memory (registers printed, one line a kernel).
 #include <gtest/gtest.h>
 
-#include <chrono>
+#include <filesystem>
 
 #include "cuda/codegen/emit_program_options.hpp"
 #include "cuda/runtime/nvrtc_compile.hpp"
+#include "cuda/select/select.hpp"
 #include "cuda/strategies/store_once/emit_igemm.hpp"
 #include "cuda/strategies/strategy.hpp"
 #include "fuseblock/fuseblock.hpp"
+#include "tune/tuner.hpp"
+#include "tune/tuning_cache.hpp"
+#include "tune/tuning_key.hpp"
 
 using namespace fuseblock;
 
@@ -150,4 +154,45 @@ TEST(IgemmEngine, EveryConfigCompilesForAmpereAdaAndHopperWithoutSpills) {
       }
     }
   EXPECT_GE(compiled, 60);
+}
+
+// tune measures store_once's own configs against each other: the default igemm tile (the
+// baseline), cuDNN's conv, then other tiles, up to the seed's limit; the winner's tile survives the
+// cache's JSON.
+TEST(IgemmEngine, TuneMeasuresTheTilesAndCudnnAndCachesTheTile) {
+  const Plan plan = plan_of("input bf16[8, 320, 64, 64]\nconv2d 320 3 padding=1\ngroup_norm 32\nsilu\n");
+  const cuda::ConvProblem problem{&plan, true};
+  const cuda::Selection sel = cuda::select_strategy(problem, cuda::DeviceLimits{});
+  ASSERT_STREQ(sel.winner().strategy->name(), "store_once");
+  const cuda::LaunchProgram base = cuda::build_selected(problem, sel);
+  tune::ConvTraits traits;
+  traits.traits.knobs = tune::KnobSet::Conv;
+  traits.traits.registers = 64;
+  std::vector<cuda::LaunchProgram> programs;
+  std::vector<std::string> skipped;
+  const std::vector<tune::Config> cands = tune::tune_candidates(problem, sel, base, traits, &programs, &skipped);
+  ASSERT_GE(cands.size(), 3u);
+  EXPECT_EQ(cands[0].conv.ig_bm, 256);
+  EXPECT_EQ(cands[0].conv.ig_bn, 160);
+  EXPECT_EQ(cands[1].conv, tune::ConvKnobs{}) << "cuDNN's conv second";
+  EXPECT_EQ(programs[1].steps.size() > 1 ? programs[1].steps[0].kind : cuda::StepKind::Kernel,
+            cuda::StepKind::LibraryConv);
+  EXPECT_EQ(cands[2].conv.ig_bn, 160) << "128x160";
+  EXPECT_EQ(cands[2].conv.ig_bm, 128);
+  for (const tune::Config& c : cands) EXPECT_TRUE(c.conv.valid()) << c.describe();
+  EXPECT_EQ(tune::to_conv_tuning(cands[2].conv), store_once().configs(problem)[2]);
+  // The cache keeps the tile.
+  const std::string path = (std::filesystem::temp_directory_path() / "fuseblock-igemm-tuning.json").string();
+  std::filesystem::remove(path);
+  tune::TuningRecord rec;
+  rec.chosen = cands[2];
+  rec.candidates = cands;
+  rec.times_ms.assign(cands.size(), 1.0);
+  const tune::TuningKey key{"dev", "drv", "nvrtc", "hash", "shape"};
+  tune::TuningCache(path).store(key, rec);
+  const std::optional<tune::TuningRecord> back = tune::TuningCache(path).lookup(key);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->chosen.conv, cands[2].conv);
+  EXPECT_EQ(back->candidates.at(1).conv, tune::ConvKnobs{});
+  std::filesystem::remove(path);
 }
