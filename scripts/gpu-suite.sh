@@ -54,9 +54,14 @@ if has tests; then
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
   cat "$out/racecheck.tmp" >>"$out/sanitizers.log" && rm "$out/racecheck.tmp"  # one file back for both
   grep -E 'RACECHECK SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
+  # initcheck does not see the writes of cuDNN's half-precision engines (Hopper TMA stores), so it
+  # reports the conv output they wrote as uninitialised: it checks store_once's own kernels on a
+  # conv output uploaded by the test (KernelsAlone...) instead.
   for tool in initcheck synccheck; do
+    f=$filter
+    [ $tool = initcheck ] && f="$filter:-GpuStoreOnce.Bf16*:GpuStoreOnce.F16*"
     step $tool sanitizers.tmp 300 compute-sanitizer --tool $tool --error-exitcode 9 \
-      $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
+      $build/tests/fuseblock_gpu_tests --gtest_filter="$f" --gtest_color=no
     cat "$out/sanitizers.tmp" >>"$out/sanitizers.log" && rm -f "$out/sanitizers.tmp"
   done
   grep -E 'ERROR SUMMARY' "$out/sanitizers.log" | tail -4
@@ -96,7 +101,7 @@ if has models; then  # real MONAI / diffusers models (after `python`): wheels ca
   if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
     step wheels models.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
   fi
-  step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_distributed.py
+  step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
   tail -3 "$out/fuse-tests.log"
   [ -f bench/models.py ] && step models-bench models-bench.log 420 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out"
 fi

@@ -63,7 +63,13 @@ def _prelu_names(n: int) -> list:
     return ["prelu.weight"] if n == 1 else [f"prelu.{i}.weight" for i in range(n)]
 
 
-@torch.library.custom_op("fuseblock::block_forward", mutates_args=())
+# The schema is spelled out: PyTorch before 2.12 cannot infer "Tensor[]?" from Optional[List[Tensor]].
+_SCHEMA = ("(Tensor x, Tensor conv_weight, Tensor? conv_bias, Tensor? norm_weight, Tensor? norm_bias, "
+           "Tensor? dropout_seed, str spec, bool training, bool assume_finite, Tensor? channel_add=None, "
+           "Tensor[]? prelu_weights=None) -> Tensor")
+
+
+@torch.library.custom_op("fuseblock::block_forward", mutates_args=(), schema=_SCHEMA)
 def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optional[torch.Tensor],
                   norm_weight: Optional[torch.Tensor], norm_bias: Optional[torch.Tensor],
                   dropout_seed: Optional[torch.Tensor], spec: str, training: bool,

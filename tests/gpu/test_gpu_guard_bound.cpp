@@ -230,7 +230,8 @@ TEST(GpuGuardBound, SpecialParameters) {
       cases.push_back({"bias float(B), just below B: a small bound", [&](Params& p) { p.conv_bias.data()[0] = below; },
                        std::nullopt});
       cases.push_back({"NaN weight and a huge bias: NaN first",
-                       [&](Params& p) { p.conv_weight.data()[3] = kNaN, p.conv_bias.data()[0] = 1e20f; }, kNaN});
+                       [&](Params& p) { p.conv_weight.data()[p.conv_weight.numel() - 1] = kNaN, p.conv_bias.data()[0] = 1e20f; },
+                       kNaN});
     }
     if (affine) {
       cases.push_back({"NaN gamma", [&](Params& p) { p.norm_weight.data()[last] = kNaN; }, kNaN});
