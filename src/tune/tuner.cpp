@@ -106,6 +106,9 @@ std::vector<Config> tune_candidates(const cuda::ConvProblem& problem, const cuda
                to_knobs(c.config)},
         *c.strategy);
   }
+  // The strategy's own configs past its default (store_once: cuDNN's conv and the igemm tiles).
+  for (size_t i = 1; i < own.size(); ++i)
+    add(Config{4, 2, "a config of the strategy's own (configs())", to_knobs(own[i])}, base_strategy);
   for (size_t i = 1; i < ruled.size(); ++i) {
     if (std::find(own.begin(), own.end(), to_conv_tuning(ruled[i].conv)) == own.end()) {
       skipped->push_back(fmt::format("{} ({}): {} has no such config", ruled[i].describe(), ruled[i].rule, base_strategy.name()));

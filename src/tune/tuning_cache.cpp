@@ -46,6 +46,8 @@ json config_json(const Config& c) {
   if (c.knobs == KnobSet::Conv)
     j["conv"] = {{"mma_mpw", c.conv.mma_mpw}, {"min_blocks", c.conv.min_blocks}, {"epilogue_unroll", c.conv.epilogue_unroll},
                  {"strategy", c.strategy}};
+  if (c.knobs == KnobSet::Conv && c.conv.ig_bm > 0)
+    j["conv"]["igemm"] = {c.conv.ig_bm, c.conv.ig_bn, c.conv.ig_wm, c.conv.ig_wn, c.conv.ig_blocks};
   return j;
 }
 Config config_from(const json& j) {
@@ -54,7 +56,12 @@ Config config_from(const json& j) {
     const json& k = j.at("conv");
     c.knobs = KnobSet::Conv;
     c.conv = {k.at("mma_mpw").get<int>(), k.at("min_blocks").get<int>(), k.at("epilogue_unroll").get<int>()};
-    c.strategy = k.value("strategy", "");  // entries written before strategies existed: none (not used)
+    c.strategy = k.value("strategy", "");
+    if (k.contains("igemm")) {  // store_once's igemm tile: [bm, bn, wm, wn, blocks]
+      const json& t = k.at("igemm");
+      c.conv.ig_bm = t.at(0).get<int>(), c.conv.ig_bn = t.at(1).get<int>(), c.conv.ig_wm = t.at(2).get<int>();
+      c.conv.ig_wn = t.at(3).get<int>(), c.conv.ig_blocks = t.at(4).get<int>();
+    }  // entries written before strategies existed: none (not used)
   }
   return c;
 }

@@ -34,10 +34,13 @@ cuda::ConvTuning to_conv_tuning(const ConvKnobs& k) {
   t.mma_mpw = k.mma_mpw;
   t.min_blocks = k.min_blocks;
   t.epilogue_unroll = k.epilogue_unroll;
+  t.ig_bm = k.ig_bm, t.ig_bn = k.ig_bn, t.ig_wm = k.ig_wm, t.ig_wn = k.ig_wn, t.ig_blocks = k.ig_blocks;
   return t;
 }
 
-ConvKnobs to_knobs(const cuda::ConvTuning& t) { return {t.mma_mpw, t.min_blocks, t.epilogue_unroll}; }
+ConvKnobs to_knobs(const cuda::ConvTuning& t) {
+  return {t.mma_mpw, t.min_blocks, t.epilogue_unroll, t.ig_bm, t.ig_bn, t.ig_wm, t.ig_wn, t.ig_blocks};
+}
 
 std::optional<cuda::TunedChoice> cached_choice(const Plan& plan, const std::string& baseline_source,
                                                const std::string& cache_path) {

@@ -68,11 +68,17 @@ std::vector<Config> conv_candidates(const KernelTraits& k) {
 }  // namespace
 
 bool ConvKnobs::valid() const {
+  const bool ig_ok = ig_bm == 0 ? (ig_bn == 0 && ig_wm == 0 && ig_wn == 0 && ig_blocks == 0)
+                                 : (ig_bn > 0 && ig_wm > 0 && ig_wn > 0 && ig_bm % ig_wm == 0 && ig_bn % ig_wn == 0 &&
+                                    ig_blocks >= 1 && ig_blocks <= 4);
   return (mma_mpw == 4 || mma_mpw == 2) && (min_blocks >= 1 && min_blocks <= 4) &&
-         (epilogue_unroll == 1 || epilogue_unroll == 2);
+         (epilogue_unroll == 1 || epilogue_unroll == 2) && ig_ok;
 }
 
 std::string Config::describe() const {
+  if (knobs == KnobSet::Conv && conv.ig_bm > 0)
+    return fmt::format("{}{}igemm {}x{}, warp {}x{}, {} block{}/SM", strategy, strategy.empty() ? "" : ": ", conv.ig_bm,
+                       conv.ig_bn, conv.ig_wm, conv.ig_wn, conv.ig_blocks, conv.ig_blocks == 1 ? "" : "s");
   if (knobs == KnobSet::Conv)
     return fmt::format("{}{}mpw {}, {} block{}/SM, epilogue unroll {}", strategy, strategy.empty() ? "" : ": ",
                        conv.mma_mpw, conv.min_blocks, conv.min_blocks == 1 ? "" : "s", conv.epilogue_unroll);

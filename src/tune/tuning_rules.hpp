@@ -51,6 +51,8 @@ struct ConvKnobs {
   int mma_mpw = 4;          // 16-position m-tiles per warp: the tile width (4 or 2)
   int min_blocks = 2;       // __launch_bounds__ blocks per SM: the register budget per thread
   int epilogue_unroll = 1;  // 4-element output steps in flight per lane (1 or 2)
+  // store_once's igemm tile (cuda::ConvTuning's ig_*): ig_bm 0 = cuDNN's conv
+  int ig_bm = 0, ig_bn = 0, ig_wm = 0, ig_wn = 0, ig_blocks = 0;
   bool operator==(const ConvKnobs&) const = default;
   bool valid() const;       // values the emitter accepts
 };

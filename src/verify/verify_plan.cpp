@@ -33,8 +33,11 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
     }
   size_t scratch = 0, intermediates = 0;
   for (const cuda::Buffer& b : prog.buffers) {
-    // A library's own workspace (cuDNN's, sized on the device) is the library's, not a buffer of ours.
-    if (b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace) scratch += b.bytes;
+    // A library's own workspace (cuDNN's, sized on the device) is the library's, not a buffer of ours;
+    // an engine's layout copies of the input and weights are checked against their sources below.
+    const bool layout_copy = b.role == cuda::BufferRole::InputChannelsLast || b.role == cuda::BufferRole::PackedWeight;
+    if (b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace && !layout_copy)
+      scratch += b.bytes;
     if (b.kind == cuda::BufferKind::Intermediate) ++intermediates;
   }
   const int64_t out_bytes = static_cast<int64_t>(prog.bytes_of(cuda::BufferRole::Output));
@@ -42,6 +45,16 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
   r.checks.push_back({"plan", "scratch is far below a full-size intermediate", small,
                       fmt::format("{} B of scratch for a {} B output ({:.3f}%)", scratch, out_bytes,
                                   out_bytes ? 100.0 * static_cast<double>(scratch) / static_cast<double>(out_bytes) : 0.0)});
+  // The igemm engine's channels-last input: the input with its channels padded to 8, no more.
+  if (const cuda::Buffer* cl = prog.find(cuda::BufferRole::InputChannelsLast)) {
+    const Shape& in = plan.pipeline.input_shape;
+    const int64_t c = in.size() > 1 ? in[1] : 1, cp = (c + 7) / 8 * 8;
+    const int64_t bound = static_cast<int64_t>(prog.bytes_of(cuda::BufferRole::Input)) / std::max<int64_t>(c, 1) * cp;
+    r.checks.push_back({"plan", "the channels-last input copy is the input, channels padded to 8",
+                        static_cast<int64_t>(cl->bytes) <= bound,
+                        fmt::format("{} B for a {} B input ({} channels padded to {})", cl->bytes,
+                                    prog.bytes_of(cuda::BufferRole::Input), c, cp)});
+  }
   r.checks.push_back({"plan", fmt::format("{} declares {} intermediate{}", prog.strategy, intermediates, intermediates == 1 ? "" : "s"),
                       true, intermediates ? "stored once by design (the strategy's one intermediate)" : "nothing but the output is stored"});
   (void)plan;

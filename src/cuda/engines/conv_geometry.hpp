@@ -67,6 +67,10 @@ struct ConvTuning {
   int mma_mpw = 4;          // MMA engine: 16-position m-tiles per warp (4 or 2)
   int min_blocks = 2;       // __launch_bounds__'s blocks per SM for the conv kernels
   int epilogue_unroll = 1;  // 4-element output steps in flight per lane
+  // store_once's conv engine: ig_bm == 0 runs cuDNN's conv; otherwise the igemm engine
+  // (strategies/store_once/igemm_engine.cuh) with this tile: BM x BN, warp tile WM x WN,
+  // __launch_bounds__ blocks per SM.
+  int ig_bm = 0, ig_bn = 0, ig_wm = 0, ig_wn = 0, ig_blocks = 0;
   bool operator==(const ConvTuning&) const = default;
 };
 

@@ -100,6 +100,10 @@ const char* buffer_role_name(BufferRole r) {
       return "conv output";
     case BufferRole::LibraryWorkspace:
       return "library workspace";
+    case BufferRole::PackedWeight:
+      return "packed conv.weight";
+    case BufferRole::InputChannelsLast:
+      return "channels-last input";
   }
   return "?";
 }

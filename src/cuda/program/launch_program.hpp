@@ -46,6 +46,8 @@ enum class BufferRole {
   DropoutState,   // 2 x u64 (seed, offset) in device memory: the caller's, or scratch the run fills
   ConvOutput,     // the conv output without its bias, in the storage type (store-once's intermediate)
   LibraryWorkspace,  // a library step's own workspace: appended by the executor, which alone knows its size
+  PackedWeight,      // the conv weights in an engine's layout (store_once's igemm: [C_out][K padded])
+  InputChannelsLast,  // the input channels-last, channels padded (store_once's igemm)
 };
 const char* buffer_role_name(BufferRole r);  // "input", "guard flags", ...
 
@@ -148,6 +150,7 @@ struct LaunchProgram {
   std::string geometry;       // the conv's tiling in one line (empty without a conv),
                               // for explain
   bool tensor_cores = false;  // the conv runs on the TF32 MMA engine (for the cost model)
+  bool half_tensor_cores = false;  // the conv runs on bf16/f16 MMA (store_once's igemm engine; cost model)
 
   const Buffer* find(BufferRole r) const;
   size_t bytes_of(BufferRole r) const;  // 0 for a buffer the program does not have

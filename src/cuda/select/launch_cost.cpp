@@ -20,7 +20,7 @@ double library_conv_efficiency(const LibraryConvDesc& d) {
 }
 
 double launch_floor_ms(const LaunchProgram& p, bool tensor_cores, const DeviceCeilings& c) {
-  const double rate = tensor_cores ? c.tf32_flops : c.fp32_fma_flops;
+  const double rate = p.half_tensor_cores ? c.half_flops : tensor_cores ? c.tf32_flops : c.fp32_fma_flops;
   double s = 0;
   for (const Step& st : p.steps) {
     const double bytes = step_read_bytes(p, st) + step_write_bytes(p, st);

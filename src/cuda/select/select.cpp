@@ -22,7 +22,7 @@ Selection select_strategy(const ConvProblem& problem, const DeviceLimits& device
       rejected.push_back(c);
       continue;
     }
-    c.config = st->default_config(problem);
+    c.config = st->default_config_on(problem, device);
     const LaunchProgram prog = st->build(problem, c.config);
     c.config_text = prog.config;
     const double floor = launch_floor_ms(prog, prog.tensor_cores);

@@ -26,6 +26,9 @@ const ConvStrategy* find_strategy(const std::string& name) {
 }
 
 std::string describe(const ConvTuning& c) {
+  if (c.ig_bm > 0)
+    return fmt::format("igemm {}x{}, warp {}x{}, {} block{}/SM", c.ig_bm, c.ig_bn, c.ig_wm, c.ig_wn, c.ig_blocks,
+                       c.ig_blocks == 1 ? "" : "s");
   return fmt::format("mpw {}, {} blocks/SM, epilogue unroll {}", c.mma_mpw, c.min_blocks, c.epilogue_unroll);
 }
 

@@ -45,6 +45,11 @@ class ConvStrategy {
   virtual std::vector<ConvTuning> configs(const ConvProblem& problem) const = 0;
   // configs().front() without listing the others (selection needs only the default).
   virtual ConvTuning default_config(const ConvProblem& problem) const { return configs(problem).front(); }
+  // The default on this device (selection's choice): the default unless it cannot launch there
+  // (store_once: an igemm tile whose shared memory the device lacks, e.g. sm_89's 99 KB).
+  virtual ConvTuning default_config_on(const ConvProblem& problem, const DeviceLimits&) const {
+    return default_config(problem);
+  }
   virtual LaunchProgram build(const ConvProblem& problem, const ConvTuning& config) const = 0;
   // The share of the cost model's floor (launch_cost.hpp) the strategy reached
   // when measured; the cost model divides by it, so strategies of equal bytes

@@ -115,7 +115,7 @@ __device__ void fb_so_group_stats(const float2* __restrict__ partials, long long
 
 }  // namespace
 
-void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnceLayout& l) {
+void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnceLayout& l, bool stats_kernel) {
   const bool norm = p.norm.has_value();
   const bool affine = norm && p.norm->affine;
   const DropoutConsts d = dropout_consts(p.dropout);
@@ -137,7 +137,7 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.blank();
   w.raw(kBlockReduce);
   if (norm) {
-    w.raw(kStats);
+    if (stats_kernel) w.raw(kStats);
     w.raw(kMerge);
   }
   w.blank();

@@ -13,6 +13,7 @@ namespace fuseblock::cuda {
 
 constexpr unsigned kStoreOnceThreads = 256;
 
-void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnceLayout& l);
+// stats_kernel: fb_so_stats too (after cuDNN's conv; the igemm engine writes the partials itself).
+void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnceLayout& l, bool stats_kernel);
 
 }  // namespace fuseblock::cuda

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "cuda/strategies/program_parts.hpp"
+#include "cuda/strategies/store_once/emit_igemm.hpp"
 #include "cuda/strategies/store_once/emit_store_once.hpp"
 #include "cuda/strategies/store_once/store_once_layout.hpp"
 #include "fuseblock/error.hpp"
@@ -13,6 +14,26 @@ namespace {
 
 // fb_so_apply keeps three floats per channel of its group in static shared memory.
 constexpr int64_t kMaxChannelsPerGroup = 2048;
+
+// fb_so_apply: the last kernel of both engines' programs.
+void add_apply_step(LaunchProgram& prog, const Pipeline& p, const StoreOnceLayout& l) {
+  using R = BufferRole;
+  const bool norm = p.norm.has_value();
+  Grid ag;
+  ag.grid_x = l.apply_grid();
+  Step apply = kernel_step(
+      "fb_so_apply", kStoreOnceThreads, 0, ag,
+      {Arg::buffer(R::ConvOutput), Arg::buffer(R::ConvBias), Arg::buffer(R::StatsPartials), Arg::buffer(R::NormWeight),
+       Arg::buffer(R::NormBias), Arg::buffer(R::Output), Arg::buffer(R::DropoutState)});
+  apply.reads = {R::ConvOutput};
+  if (p.conv.bias) apply.reads.push_back(R::ConvBias);
+  if (norm) apply.reads.push_back(R::StatsPartials);
+  if (norm && p.norm->affine) apply.reads.push_back(R::NormWeight), apply.reads.push_back(R::NormBias);
+  if (!p.dropout.is_identity()) apply.reads.push_back(R::DropoutState);
+  apply.writes = {R::Output};
+  apply.note = norm ? "merges each group's partials, normalize, chain, dropout, store" : "bias, chain, dropout, store";
+  prog.steps.push_back(apply);
+}
 
 }  // namespace
 
@@ -52,20 +73,111 @@ std::optional<std::string> StoreOnce::unsupported(const ConvProblem& problem, co
   if (store_once_layout(p).cpg > kMaxChannelsPerGroup)  // without a norm the channels are one group
     return fmt::format("more than {} channels per group", kMaxChannelsPerGroup);
   if (device.cc_major < 8) return fmt::format("needs sm_80 or later; {} is older", device.arch());
-  // Only on a real device: explain and CI (the stand-in) plan as if cuDNN loaded.
-  if (device.probe_libraries)
+  // Only on a real device: explain and CI (the stand-in) plan as if cuDNN loaded. The igemm
+  // engine, where it applies, needs no library.
+  if (device.probe_libraries && igemm_configs(p).empty())
     if (auto why = cudnn_unavailable()) return "cuDNN: " + *why;
   return std::nullopt;
 }
+
+std::vector<ConvTuning> StoreOnce::configs(const ConvProblem& problem) const {
+  // The default igemm tile, cuDNN's conv, the other tiles: tune measures the first few.
+  const std::vector<ConvTuning> tiles = igemm_configs(problem.pipeline());
+  std::vector<ConvTuning> out;
+  if (!tiles.empty()) out.push_back(tiles.front());
+  out.push_back(ConvTuning{});  // cuDNN's conv
+  for (size_t i = 1; i < tiles.size(); ++i) out.push_back(tiles[i]);
+  return out;
+}
+
+ConvTuning StoreOnce::default_config_on(const ConvProblem& problem, const DeviceLimits& device) const {
+  for (const ConvTuning& t : configs(problem))  // an igemm tile that fits, in the configs' order
+    if (t.ig_bm > 0 && igemm_shape(problem.pipeline(), t).smem <= device.smem_per_block_optin) return t;
+  return ConvTuning{};  // cuDNN's conv
+}
+
+namespace {
+
+// The igemm engine's program: pack the weights, the input to channels-last, the conv with its
+// statistics in one kernel, then fb_so_apply as after cuDNN.
+LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
+  const Plan& plan = *problem.plan;
+  const Pipeline& p = plan.pipeline;
+  const IgemmShape s = igemm_shape(p, t);
+  LaunchProgram prog;
+  prog.strategy = "store_once";
+  prog.config = describe(t);
+  StoreOnceLayout l = store_once_layout(p);
+  l.chunks = s.tiles;  // the conv's partials: one per (sample, channel, M tile), fb_so_apply merges them
+  l.chunk = t.ig_bm;
+  prog.geometry = fmt::format(
+      "igemm conv {}x{} tiles (warp {}x{}), {} M tile{} per sample, C_in {} padded to {}, K {} padded to {}; apply {} "
+      "block{} per (sample, group)",
+      t.ig_bm, t.ig_bn, t.ig_wm, t.ig_wn, s.tiles, s.tiles == 1 ? "" : "s", s.cin_real, s.cin, s.k, s.kp,
+      l.apply_blocks, l.apply_blocks == 1 ? "" : "s");
+  prog.half_tensor_cores = true;  // priced at the bf16/f16 tensor-core rate
+  SourceWriter w;
+  begin_program_source(w, plan, problem.allow_tf32);
+  emit_store_once_kernels(w, p, l, /*stats_kernel=*/false);
+  emit_igemm_kernels(w, p, t);
+  add_io_buffers(prog, p);
+  ConvGeometry g;  // the parameter buffers' sizes and the FLOPs
+  g.n = l.n;
+  g.cout = l.channels;
+  g.kred = s.cin_real * s.taps;
+  g.out = {1, 1, l.plane};
+  add_conv_param_buffers(prog, p, g);
+  const bool norm = p.norm.has_value();
+  using R = BufferRole;
+  prog.buffers.push_back({R::ConvOutput, BufferKind::Intermediate, prog.bytes_of(R::Output)});
+  if (norm) prog.buffers.push_back({R::StatsPartials, BufferKind::Scratch, static_cast<size_t>(l.stats_grid()) * 8});
+  prog.buffers.push_back({R::PackedWeight, BufferKind::Scratch, s.packed_weight_bytes()});
+  prog.buffers.push_back({R::InputChannelsLast, BufferKind::Scratch, s.channels_last_bytes()});
+
+  Grid pg;
+  pg.grid_x = (s.cout * s.kp + 255) / 256;
+  Step pack = kernel_step("fb_ig_pack_w", 256, 0, pg, {Arg::buffer(R::ConvWeight), Arg::buffer(R::PackedWeight)});
+  pack.reads = {R::ConvWeight};
+  pack.writes = {R::PackedWeight};
+  pack.note = "the conv weights to [C_out][k... x C_in padded to 8, K padded to 32] (every call)";
+  prog.steps.push_back(pack);
+  Grid lg;
+  lg.grid_x = s.n * ((s.pin + 63) / 64) * ((s.cin + 63) / 64);  // 64 x 64 (pixel, channel) tiles
+  Step layout = kernel_step("fb_ig_to_cl", 256, 0, lg, {Arg::buffer(R::Input), Arg::buffer(R::InputChannelsLast)});
+  layout.reads = {R::Input};
+  layout.writes = {R::InputChannelsLast};
+  layout.note = "the input to channels-last, channels padded to 8 with zeros (64 x 64 tiles, 16-byte loads and stores)";
+  prog.steps.push_back(layout);
+  Grid cg;
+  cg.grid_x = s.conv_blocks;
+  Step conv = kernel_step("fb_ig_conv", static_cast<unsigned>(s.threads), s.smem, cg,
+                          {Arg::buffer(R::InputChannelsLast), Arg::buffer(R::PackedWeight), Arg::buffer(R::ConvBias),
+                           Arg::buffer(R::ConvOutput), Arg::buffer(R::StatsPartials)});
+  conv.reads = {R::InputChannelsLast, R::PackedWeight};
+  if (p.conv.bias) conv.reads.push_back(R::ConvBias);
+  conv.writes = {R::ConvOutput};
+  if (norm) conv.writes.push_back(R::StatsPartials);
+  conv.flops = conv_pass_flops(g);
+  conv.note = norm ? "implicit-GEMM conv (mma.sync), stored once without its bias; conv + bias as eager rounds it -> "
+                     "per-(sample, channel, M tile) mean and M2"
+                   : "implicit-GEMM conv (mma.sync), stored once without its bias";
+  prog.steps.push_back(conv);
+  add_apply_step(prog, p, l);
+  add_dropout_state(w, prog, p.dropout);
+  prog.source = w.str();
+  return prog;
+}
+
+}  // namespace
 
 LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& config) const {
   const Plan& plan = *problem.plan;
   const Pipeline& p = plan.pipeline;
   FB_ASSERT(!p.fill_path() && !plan.guard, "store_once built for a fill-path or guarded plan");
+  if (config.ig_bm > 0) return build_igemm(problem, config);
   LaunchProgram prog;
   prog.strategy = name();
-  prog.config = "no knobs of ours: cuDNN picks the conv's engine";
-  (void)config;
+  prog.config = "cuDNN's conv (cuDNN picks its engine)";
   const StoreOnceLayout l = store_once_layout(p);
   prog.geometry =
       fmt::format("cudnn conv; statistics {} chunk{} of {} per plane; apply {} block{} per (sample, group)", l.chunks,
@@ -75,7 +187,7 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
   prog.tensor_cores = false;
   SourceWriter w;
   begin_program_source(w, plan, problem.allow_tf32);
-  emit_store_once_kernels(w, p, l);
+  emit_store_once_kernels(w, p, l, /*stats_kernel=*/true);
   add_io_buffers(prog, p);
   ConvGeometry g;  // the parameter buffers' sizes only: the library tiles the conv
   g.n = l.n;
@@ -109,20 +221,7 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
     stats.note = "conv + bias as eager rounds it -> per-(sample, channel, chunk) mean and M2 (reads the conv in L2)";
     prog.steps.push_back(stats);
   }
-  Grid ag;
-  ag.grid_x = l.apply_grid();
-  Step apply = kernel_step(
-      "fb_so_apply", kStoreOnceThreads, 0, ag,
-      {Arg::buffer(R::ConvOutput), Arg::buffer(R::ConvBias), Arg::buffer(R::StatsPartials), Arg::buffer(R::NormWeight),
-       Arg::buffer(R::NormBias), Arg::buffer(R::Output), Arg::buffer(R::DropoutState)});
-  apply.reads = {R::ConvOutput};
-  if (p.conv.bias) apply.reads.push_back(R::ConvBias);
-  if (norm) apply.reads.push_back(R::StatsPartials);
-  if (norm && p.norm->affine) apply.reads.push_back(R::NormWeight), apply.reads.push_back(R::NormBias);
-  if (!p.dropout.is_identity()) apply.reads.push_back(R::DropoutState);
-  apply.writes = {R::Output};
-  apply.note = norm ? "merges each group's partials, normalize, chain, dropout, store" : "bias, chain, dropout, store";
-  prog.steps.push_back(apply);
+  add_apply_step(prog, p, l);
   add_dropout_state(w, prog, p.dropout);
   prog.source = w.str();
   return prog;
