@@ -102,8 +102,8 @@ def check(peer, eager64, x, dtype):
     whole groups NaN: a batch of one has no finite value left to compare, hence two runs)."""
     with torch.no_grad():
         err = relative_error(peer(x), eager64(x.double()))
-        bad = x.clone()
-        bad.view(-1)[7] = float("nan")
+        bad = x.clone()  # keeps x's memory format: flat element 7 of the logical (NCHW) order
+        bad[tuple(int(i) for i in torch.unravel_index(torch.tensor(7), x.shape))] = float("nan")
         same_nan = torch.equal(torch.isnan(peer(bad)), torch.isnan(eager64(bad.double())))
     return err if same_nan else math.inf
 
