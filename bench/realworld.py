@@ -7,8 +7,8 @@ PyTorch's default) and bfloat16, in one process on one GPU, next to the floor.
 For every (block, dtype, mode) it first checks correctness against a float64 run of the same
 modules (on the GPU), with the design's tolerances (TF32 3e-3, bf16 2e-2, relative by norm), and
 NaN at the same positions with one NaN injected into sample 0, then times each peer (CUDA events,
-warm-up, median, the L2 flushed before every run). A peer that refuses the block (fuseblock in
-bf16, before half precision lands on CUDA) is recorded with its error. The floor is measured in
+warm-up, median, the L2 flushed before every run). A peer that refuses or fails a case is
+recorded with its error. Blocks in CHANNELS_LAST also run in bf16 on a channels-last input. The floor is measured in
 the same run: bytes (input read once, output written once) over the copy bandwidth, or FLOPs over
 the matmul rate of the dtype (TF32 or bf16), whichever is larger. Writes OUT/realworld.json and
 OUT/realworld.png; prints a table last.
