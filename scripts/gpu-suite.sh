@@ -103,7 +103,7 @@ if has models; then  # real MONAI / diffusers models (after `python`): wheels ca
   fi
   step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
   tail -3 "$out/fuse-tests.log"
-  [ -f bench/models.py ] && step models-bench models-bench.log 420 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out"
+  step models-bench models-bench.log 540 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out" ${MODELS_ARGS:-}
 fi
 if has hostcost; then  # host work per call of the torch op against eager (after `python`)
   step hostcost hostcost.log 240 env PYTHONUNBUFFERED=1 python3 bench/host_overhead.py --calls 1000
