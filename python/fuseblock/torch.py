@@ -150,15 +150,17 @@ class Block(nn.Module):
             spec = self._last_spec[key] = self._spec_for(channel_add)
         return spec
 
-    def _needs_op(self, x) -> bool:
-        """Whether the call must go through the custom op: under torch.compile or another tracer
-        (x not a plain tensor: FakeTensor, fx Proxy), or while autograd records a graph through the
-        parameters (the op's backward then says there is none, rather than gradients going
-        missing). Otherwise Block.forward runs the op's body directly (_torch_op.forward_eager)."""
-        if torch.compiler.is_compiling() or type(x) is not torch.Tensor:
+    def _needs_op(self, x, channel_add=None) -> bool:
+        """Whether the call must go through the custom op: under torch.compile, torch.jit.trace or
+        another tracer (x not a plain tensor: FakeTensor, fx Proxy), or while autograd records a
+        graph through x, channel_add or the parameters (the op's backward then says there is none,
+        rather than gradients going missing). Otherwise Block.forward runs the op's body directly
+        (_torch_op.forward_eager)."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or type(x) is not torch.Tensor:
             return True
         if torch.is_grad_enabled():
-            return x.requires_grad or any(p.requires_grad for p in self.parameters())
+            return (x.requires_grad or (channel_add is not None and channel_add.requires_grad)
+                    or any(p.requires_grad for p in self.parameters()))
         return False
 
     def forward(self, x: torch.Tensor, channel_add: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -169,7 +171,7 @@ class Block(nn.Module):
         else:
             prelu = ms.prelu_weights(self._chain_ops)
         seed = draw_dropout_seed(x.device) if self.training and self.dropout_p > 0 else None
-        run = block_forward if self._needs_op(x) else forward_eager
+        run = block_forward if self._needs_op(x, channel_add) else forward_eager
         return run(x.contiguous(), self.conv.weight, self.conv.bias, norm_weight, norm_bias, seed,
                    self._forward_spec(channel_add is not None), self.training, self.assume_finite,
                    None if channel_add is None else channel_add.contiguous(), prelu)

@@ -112,6 +112,26 @@ def test_no_backward():
         y.sum().backward()
 
 
+def test_no_backward_through_channel_add_alone():
+    """Frozen parameters and x, a channel_add that requires grad (a time embedding being trained):
+    the call goes through the op, so backward says there is none instead of dropping the gradient."""
+    block = fbt.Block.from_modules(nn.Conv2d(4, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()).eval()
+    block.requires_grad_(False)
+    y = block(rand((2, 4, 6, 6), "cpu", 5), channel_add=rand((2, 8), "cpu", 6).requires_grad_())
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="no backward"):
+        y.sum().backward()
+
+
+def test_jit_trace_records_the_op():
+    """torch.jit.trace records the op, not one call's output as a constant."""
+    block, _ = chain_block("silu", "cpu")
+    with torch.no_grad():
+        traced = torch.jit.trace(block.eval(), (rand((1, 3, 4, 4, 4), "cpu", 7),), check_trace=False)
+        x = rand((1, 3, 4, 4, 4), "cpu", 8)
+        torch.testing.assert_close(traced(x), block(x), rtol=0, atol=0)
+
+
 def test_float64_input_is_refused():
     block, _ = chain_block("silu", "cpu")
     with pytest.raises(TypeError, match="float32"):
