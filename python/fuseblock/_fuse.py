@@ -46,7 +46,7 @@ def fuse(model: nn.Module) -> FuseReport:
     Nothing is removed or renamed: the model keeps its modules, parameters and state_dict keys
     (checkpoints load both ways), and .train()/.eval() and .to(dtype or device) work as before.
     The modules whose forward now runs fused blocks get an instance attribute `forward`; a
-    FusedBlock runs the modules themselves, unfused, while autograd records a training step (the
+    FusedBlock runs the modules themselves, unfused, while autograd records through it (the
     op has no backward) and, with a warning, where x's device cannot run the block's form.
     Attributes of the fused modules other than dropout's p are read once, when fused."""
     report = FuseReport()

@@ -25,7 +25,7 @@ class FusedBlock(nn.Module):
 
     forward(x, other=None): `other` is what the model's forward added to the conv output. The op
     runs when it can; otherwise the modules themselves run, exactly as unfused (and no warning)
-    when autograd is recording a training step (the op has no backward), `other` is not a
+    when autograd is recording through the block (the op has no backward), `other` is not a
     per-(sample, channel) tensor of x's dtype, or x's dtype is not float32/bfloat16/float16; with
     one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
     the CUDA backend's selection, e.g. bf16 before its CUDA strategy)."""
@@ -79,8 +79,14 @@ class FusedBlock(nn.Module):
         conv, norm, chain = self._parts
         drop = self._dropout()
         training = drop is not None and drop.training
-        params = [p for m in (conv, norm) for p in m.parameters(recurse=False)]
-        if (torch.is_grad_enabled() and training and any(p.requires_grad for p in params)) or x.dtype not in DTYPES:
+        # Autograd recording through the block, in train or eval mode, dropout or none: the op has
+        # no backward, so the modules run (the chain's PReLU slopes and `other` count too).
+        params = [p for m in (conv, norm, *(s for s, _ in chain if isinstance(s, nn.Module)))
+                  for p in m.parameters(recurse=False)]
+        recording = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in params)
+            or (isinstance(other, torch.Tensor) and other.requires_grad))
+        if recording or x.dtype not in DTYPES:
             return self._eager(x, other)
         add = None
         if other is not None:
@@ -96,8 +102,7 @@ class FusedBlock(nn.Module):
         norm_weight = getattr(norm, "weight", None)
         norm_bias = getattr(norm, "bias", None)
         # The op's body directly where nothing traces or records the call (Block._needs_op says why).
-        direct = not torch.compiler.is_compiling() and type(x) is torch.Tensor and not (
-            torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)))
+        direct = not torch.compiler.is_compiling() and not torch.jit.is_tracing() and type(x) is torch.Tensor
         run = forward_eager if direct else block_forward
         try:
             return run(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,

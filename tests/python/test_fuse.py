@@ -164,6 +164,19 @@ def test_training_with_autograd_runs_the_modules():
     assert fused.conv1.weight.grad is not None and fused.norm2.weight.grad is not None
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_autograd_without_dropout_runs_the_modules(mode):
+    """Blocks without a dropout (SegResNet's) step aside too, in train or eval mode: the gradients
+    are the unfused model's, not the op's 'no backward' error."""
+    model, fused, _ = pair("segresnet_like")
+    getattr(model, mode)(), getattr(fused, mode)()
+    x = CASES["segresnet_like"][1](torch.float32)[0]
+    fused(x).sum().backward()
+    model(x).sum().backward()
+    for (name, p), q in zip(fused.named_parameters(), model.parameters()):
+        assert p.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-5), name
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_state_dict_is_unchanged_and_loads_both_ways(name):
     model, fused, _ = pair(name)
