@@ -28,7 +28,7 @@ class FusedBlock(nn.Module):
     when autograd is recording through the block (the op has no backward), `other` is not a
     per-(sample, channel) tensor of x's dtype, or x's dtype is not float32/bfloat16/float16; with
     one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
-    the CUDA backend's selection, e.g. bf16 before its CUDA strategy)."""
+    the CUDA backend's selection, e.g. a bf16 block whose chain folds to a constant)."""
 
     def __init__(self, conv: nn.Module, norm: nn.Module, chain: Sequence[tuple], channel_add: bool,
                  names: Sequence[str]):

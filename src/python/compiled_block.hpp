@@ -36,7 +36,7 @@ class CompiledBlock {
   const Plan& plan() const { return plan_; }
   const Shape& input_shape() const { return plan_.pipeline.input_shape; }
   const Shape& output_shape() const { return plan_.pipeline.output_shape; }
-  // Why no CUDA strategy can run this block's form (bf16/f16, prelu, ...), or nothing; asked
+  // Why no CUDA strategy can run this block's form (prelu, instance_norm, ...), or nothing; asked
   // without a GPU, so that a caller can choose the CPU or its own fallback up front.
   std::optional<std::string> cuda_refusal() const;
   // The dropout probability the spec gives (0 when it has no dropout), whatever the mode.

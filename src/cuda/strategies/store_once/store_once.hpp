@@ -17,11 +17,11 @@ class StoreOnce final : public ConvStrategy {
     return "cuDNN conv stored once (the one intermediate), statistics kernel, one normalize + chain + dropout kernel";
   }
   std::optional<std::string> unsupported(const ConvProblem& problem, const DeviceLimits& device) const override;
-  // The igemm engine's tiles where it applies (bf16/f16; emit_igemm.hpp), the default first,
-  // then cuDNN's conv (the empty ConvTuning).
+  // cuDNN's conv (the empty ConvTuning, the default) first, then the igemm engine's tiles where
+  // it applies (bf16/f16; emit_igemm.hpp), the measured winner for the shape first.
   std::vector<ConvTuning> configs(const ConvProblem& problem) const override;
-  // The first igemm tile whose shared memory the device has (the 256x160 and 256x128 tiles need
-  // more than sm_86/sm_89's 99 KB), else cuDNN's conv.
+  // cuDNN's conv; where cuDNN cannot load on a real device, the first igemm tile whose shared
+  // memory the device has (the 256x160 and 256x128 tiles need more than sm_86/sm_89's 99 KB).
   ConvTuning default_config_on(const ConvProblem& problem, const DeviceLimits& device) const override;
   LaunchProgram build(const ConvProblem& problem, const ConvTuning& config) const override;
   double measured_efficiency() const override;
