@@ -81,8 +81,9 @@ std::optional<std::string> StoreOnce::unsupported(const ConvProblem& problem, co
 }
 
 std::vector<ConvTuning> StoreOnce::configs(const ConvProblem& problem) const {
-  // cuDNN's conv, then the igemm tiles (the measured winner for the shape first): tune measures
-  // the first few and caches the fastest.
+  // cuDNN's conv, then the igemm tiles (the measured winner for the shape first), for tune to
+  // measure; `fuseblock tune` refuses half blocks in this version (require_f32_kernels), and the
+  // tiles apply to bf16/f16 only, so none of them is measured yet.
   std::vector<ConvTuning> out{ConvTuning{}};
   for (const ConvTuning& t : igemm_configs(problem.pipeline())) out.push_back(t);
   return out;
@@ -92,7 +93,7 @@ ConvTuning StoreOnce::default_config_on(const ConvProblem& problem, const Device
   // cuDNN's conv by default: on the H200 (2026-11-30, bench/realworld.py, training, bf16) the
   // whole igemm program (weight pack, channels-last copy, v1 conv with statistics, apply) took
   // 0.393 ms on the SD ResBlock and 0.218 ms on the VAE block against 0.269 and 0.166 with cuDNN,
-  // so the engine runs where `tune` measures it faster, or where cuDNN cannot load.
+  // so the engine runs only where cuDNN cannot load (tune cannot measure half blocks yet).
   if (device.probe_libraries && cudnn_unavailable())
     for (const ConvTuning& t : configs(problem))  // the first igemm tile that fits the device
       if (t.ig_bm > 0 && igemm_shape(problem.pipeline(), t).smem <= device.smem_per_block_optin) return t;
