@@ -25,8 +25,9 @@ class FusedBlock(nn.Module):
 
     forward(x, other=None): `other` is what the model's forward added to the conv output. The op
     runs when it can; otherwise the modules themselves run, exactly as unfused (and no warning)
-    when autograd is recording through the block (the op has no backward), `other` is not a
-    per-(sample, channel) tensor of x's dtype, or x's dtype is not float32/bfloat16/float16; with
+    when autograd is recording through the block (the op has no backward), under torch.autocast,
+    when `other` is not a per-(sample, channel) tensor of x's dtype, or x's dtype is not
+    float32/bfloat16/float16; with
     one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
     the CUDA backend's selection, e.g. a bf16 block whose chain folds to a constant)."""
 
@@ -86,7 +87,9 @@ class FusedBlock(nn.Module):
         recording = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in params)
             or (isinstance(other, torch.Tensor) and other.requires_grad))
-        if recording or x.dtype not in DTYPES:
+        # Under torch.autocast eager PyTorch runs the conv in the autocast dtype (and x may come in
+        # bf16 while the parameters stay float32): the modules, as unfused.
+        if recording or x.dtype not in DTYPES or torch.is_autocast_enabled(x.device.type):
             return self._eager(x, other)
         add = None
         if other is not None:

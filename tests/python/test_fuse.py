@@ -177,6 +177,16 @@ def test_autograd_without_dropout_runs_the_modules(mode):
         assert p.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-5), name
 
 
+def test_autocast_runs_the_modules():
+    """Under torch.autocast x reaches a block in bf16 while its parameters stay float32: the
+    modules run, as unfused, instead of the op refusing the mixed dtypes."""
+    model, fused, _ = pair("segresnet_like")
+    x = CASES["segresnet_like"][1](torch.float32)[0]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y, want = fused(x), model(x)
+    assert y.dtype == want.dtype and torch.equal(y, want)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_state_dict_is_unchanged_and_loads_both_ways(name):
     model, fused, _ = pair(name)
