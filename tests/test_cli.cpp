@@ -68,7 +68,7 @@ TEST(Cli, ExplainChoosesStoreOnceForTheDiffusionResBlock) {
     const Result r = cli(std::string("explain ") + FB_SOURCE_DIR + "/tests/specs/" + spec);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "chosen: store_once")) << spec << "\n" << r.out;
-    // cuDNN's conv by default in both (the igemm engine runs where `tune` measures it faster).
+    // cuDNN's conv by default in both (the igemm engine runs only where cuDNN cannot load).
     EXPECT_TRUE(contains(r.out, "cudnn conv (chosen at run time)")) << spec << "\n" << r.out;
     EXPECT_TRUE(contains(r.out, "fb_so_stats")) << spec << "\n" << r.out;
   }

@@ -154,9 +154,9 @@ TEST(IgemmEngine, EveryConfigCompilesForAmpereAdaAndHopperWithoutSpills) {
   EXPECT_GE(compiled, 60);
 }
 
-// tune measures store_once's own configs against each other: the default igemm tile (the
-// baseline), cuDNN's conv, then other tiles, up to the seed's limit; the winner's tile survives the
-// cache's JSON.
+// tune's candidates for store_once are its own configs: cuDNN's conv (the baseline), then the
+// igemm tiles, up to the seed's limit; a chosen tile survives the cache's JSON. (The `fuseblock
+// tune` command refuses half blocks in this version, so none of these is measured yet.)
 TEST(IgemmEngine, TuneMeasuresTheTilesAndCudnnAndCachesTheTile) {
   const Plan plan = plan_of("input bf16[8, 320, 64, 64]\nconv2d 320 3 padding=1\ngroup_norm 32\nsilu\n");
   const cuda::ConvProblem problem{&plan, true};
