@@ -115,11 +115,10 @@ def chain_line(op) -> str:
     return pointwise_spec_line(op)
 
 
-def block_spec(conv, norm, ops: Sequence, dtype: torch.dtype = torch.float32, channel_add: bool = False,
-               header: str = "") -> str:
+def block_spec(conv, norm, ops: Sequence, channel_add: bool = False, header: str = "") -> str:
     """The spec text of conv -> [add_per_sample_channel] -> [norm] -> ops. The input line is a
-    placeholder (the op plans for each input's shape and dtype); dropout is `training=true`, the
-    op's `training` argument switching it."""
+    placeholder (the conv weight's dtype and a shape it accepts; the op plans for each input's
+    shape and dtype); dropout is `training=true`, the op's `training` argument switching it."""
     lines = [header] if header else []
     lines += ["input " + SPEC_DTYPE.get(conv.weight.dtype, "f32") + "[" +
               ", ".join(str(d) for d in placeholder_shape(conv)) + "]", conv_line(conv)]
