@@ -57,7 +57,6 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
   }
   r.checks.push_back({"plan", fmt::format("{} declares {} intermediate{}", prog.strategy, intermediates, intermediates == 1 ? "" : "s"),
                       true, intermediates ? "stored once by design (the strategy's one intermediate)" : "nothing but the output is stored"});
-  (void)plan;
 }
 
 }  // namespace
