@@ -140,8 +140,12 @@ def _run_cuda(block, x, params, stream, allow_tf32, channel_add, state=None):
         x = x.clone()
     ptrs = {}
     for k, t in params.items():
-        if t.device != device or not t.is_contiguous():
+        if t.device != device or not t.is_contiguous() or t.data_ptr() % 16:
+            # Elsewhere, strided, or a view at an unaligned offset of a shared buffer (flat
+            # parameters): a fresh aligned copy, as for x.
             t = t.detach().to(device).contiguous()
+            if t.data_ptr() % 16:
+                t = t.clone()
             params[k] = t  # kept alive until the launch below has been enqueued
         ptrs[k] = t.data_ptr()
     y = torch.empty(block.output_shape, dtype=x.dtype, device=device)
