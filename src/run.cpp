@@ -50,9 +50,11 @@ Device resolve_device(Device requested, const Plan& plan, std::string* why) {
     if (why) *why = *reason;
     return Device::Cpu;
   }
-  const Device d = resolve_device(requested, plan.pipeline.types.storage, why);
-  if (d != Device::Cuda || plan.pipeline.types.storage == DType::F32) return d;
-  // A half block that store_once cannot run (a fill path, a guard, ...) has no CUDA strategy.
+  if (plan.pipeline.types.storage == DType::F32) return resolve_device(requested, why);
+  // A half block runs on CUDA where store_once supports it on this device: with cuDNN's conv, or
+  // with the igemm engine where cuDNN cannot load (unsupported() says when neither can).
+  const Device d = resolve_device(requested, why);
+  if (d != Device::Cuda) return d;
   const cuda::ConvStrategy& st = *cuda::find_strategy("store_once");
   const std::optional<std::string> no = st.unsupported({&plan, true}, cuda::current_device_limits());
   if (!no) return d;

@@ -39,9 +39,10 @@ Device resolve_device(Device requested, std::string* why = nullptr);
 // The same for a block of that storage type: bf16 and f16 run on CUDA only through cuDNN (the
 // store_once strategy), so without it Auto gives Cpu (`why` says so) and Cuda is a UserError.
 Device resolve_device(Device requested, DType storage, std::string* why = nullptr);
-// The same for a plan: its storage type (a bf16/f16 plan also needs store_once to support it), and
-// the forms that run on the CPU only in this version (instance_norm, prelu, dropout before the
-// chain's end, add_per_sample_channel).
+// The same for a plan: a bf16/f16 plan runs on CUDA where store_once supports it on the device
+// (cuDNN's conv, or the igemm engine where cuDNN cannot load), and the forms that run on the CPU
+// only in this version (instance_norm, prelu, dropout before the chain's end,
+// add_per_sample_channel) never do.
 Device resolve_device(Device requested, const Plan& plan, std::string* why = nullptr);
 const char* device_name(Device d);
 // "auto", "cpu" or "cuda"; anything else is a UserError naming the choices.
