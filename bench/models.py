@@ -6,7 +6,7 @@ process, eval mode under torch.no_grad(), float32 (TF32 on, PyTorch's default) a
 
 Each model is checked first: the fused copy against the unfused model (relative error by norm;
 TF32 3e-3, bf16 2e-2) and NaN at the same positions with one NaN in the input. Then each variant
-is timed (CUDA events, warm-up, median). --small uses the test suite's tiny configs (a smoke test
+is timed (CUDA events, warm-up, median, the L2 flushed before each run). --small uses the test suite's tiny configs (a smoke test
 that also runs on the CPU). Needs monai and diffusers (scripts/pack-gpu-wheels.sh carries them).
 Writes OUT/models.json; prints a table last.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import json
 import os
 import statistics
@@ -23,7 +24,10 @@ import time
 
 import torch
 
-import fuseblock.torch as fbt
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import L2Flush, time_cuda  # noqa: E402  (the timing every benchmark here shares)
+
+import fuseblock.torch as fbt  # noqa: E402
 
 TOLERANCE = {torch.float32: 3e-3, torch.bfloat16: 2e-2}
 
@@ -69,24 +73,23 @@ def rel_error(got, want):
 
 
 def time_ms(fn, device, runs):
+    """Median ms: on the GPU the problem-83 benchmark's timing (CUDA events, L2 flushed before
+    each run); on the CPU (the --small smoke test) a wall clock."""
+    if device != "cpu":
+        return time_cuda(fn, _flush(), 3, runs, 5.0)["median_ms"]
     for _ in range(3):
         fn()
-    if device == "cpu":
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
     times = []
     for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        t0 = time.perf_counter()
         fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+@functools.lru_cache(maxsize=1)
+def _flush():
+    return L2Flush()  # one 256 MB buffer for the whole run
 
 
 def run_model(name, make, inputs, dtype, args):

@@ -21,8 +21,9 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 int64_t align4(int64_t v) { return round_up(v, 4); }
 
-// The conv in 3-D form.
-ConvGeometry problem(const Pipeline& p) {
+}  // namespace
+
+ConvGeometry conv_in_3d(const Pipeline& p) {
   ConvGeometry g;
   const ConvAttrs& c = p.conv;
   const int dims = c.dims;
@@ -46,6 +47,8 @@ ConvGeometry problem(const Pipeline& p) {
   g.kred = g.cin * g.kvol;
   return g;
 }
+
+namespace {
 
 void set_tile(ConvGeometry& g, int64_t td, int64_t th, int64_t tw) {
   g.td = td;
@@ -262,7 +265,7 @@ int mma_a_conflict_cost(const ConvGeometry& g, int64_t xwp, int64_t xpp, int64_t
 
 ConvGeometry choose_conv_geometry(const Pipeline& p, bool allow_tf32, const ConvTuning& tuning) {
   FB_ASSERT(p.computes_conv, "conv geometry for a pipeline without a conv");
-  ConvGeometry g = problem(p);
+  ConvGeometry g = conv_in_3d(p);
   const int64_t lim = std::numeric_limits<int32_t>::max();
   if (g.in_per_sample() > lim || g.out_per_sample() > lim)
     throw UserError("the CUDA backend needs each sample's input and output under 2^31 elements",

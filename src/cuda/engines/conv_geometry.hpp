@@ -74,6 +74,10 @@ struct ConvTuning {
   bool operator==(const ConvTuning&) const = default;
 };
 
+// The conv in 3-D form, before any tiling: n, cin, cout, in/out/k/s/pad/dil per (d, h, w) with a
+// conv1d's and conv2d's missing leading dimensions as size 1, bias, kvol, kred.
+ConvGeometry conv_in_3d(const Pipeline& p);
+
 // Chooses the engine (MMA when allow_tf32 and the reduction fits) and the tiling. Throws a
 // UserError for a conv the tiling cannot hold (a window too large for shared memory, or a sample
 // over 2^31 elements).

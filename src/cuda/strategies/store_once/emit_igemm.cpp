@@ -25,32 +25,13 @@ constexpr Tile kTiles[] = {
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// Per dimension (d, h, w), a conv1d's and conv2d's missing leading dimensions as size 1.
-struct Dims3 {
-  std::array<int64_t, 3> in{1, 1, 1}, out{1, 1, 1}, k{1, 1, 1}, s{1, 1, 1}, pad{0, 0, 0}, dil{1, 1, 1};
-};
-Dims3 dims3(const Pipeline& p) {
-  Dims3 d;
-  const int nd = p.conv.dims;
-  for (int i = 0; i < nd; ++i) {
-    const size_t j = static_cast<size_t>(3 - nd + i), si = static_cast<size_t>(i);
-    d.in[j] = p.input_shape[2 + si];
-    d.out[j] = p.output_shape[2 + si];
-    d.k[j] = p.conv.kernel[si];
-    d.s[j] = p.conv.stride[si];
-    d.pad[j] = p.conv.padding[si];
-    d.dil[j] = p.conv.dilation[si];
-  }
-  return d;
-}
-
 }  // namespace
 
 std::optional<std::string> igemm_unsupported(const Pipeline& p) {
   const DType st = p.types.storage;
   if (st != DType::BF16 && st != DType::F16)
     return std::string("igemm: bf16/f16 storage only (fp32 runs cuDNN's conv or the recompute strategies)");
-  const Dims3 d = dims3(p);
+  const ConvGeometry d = conv_in_3d(p);
   const int64_t taps = d.k[0] * d.k[1] * d.k[2];
   if (taps > 32) return fmt::format("igemm: {} kernel taps; a row's tap mask holds 32", taps);
   const int64_t cout = p.output_shape[1];
@@ -83,7 +64,7 @@ std::vector<ConvTuning> igemm_configs(const Pipeline& p) {
 
 IgemmShape igemm_shape(const Pipeline& p, const ConvTuning& t) {
   FB_ASSERT(t.ig_bm > 0, "igemm_shape without an igemm tile");
-  const Dims3 d = dims3(p);
+  const ConvGeometry d = conv_in_3d(p);
   IgemmShape s;
   s.n = p.input_shape[0];
   s.cin_real = p.input_shape[1];
@@ -108,7 +89,7 @@ void emit_igemm_kernels(SourceWriter& w, const Pipeline& p, const ConvTuning& t)
   FB_ASSERT(!igemm_unsupported(p), "the igemm engine does not apply to this pipeline");
   const IgemmShape s = igemm_shape(p, t);
   FB_ASSERT(s.cout % t.ig_bn == 0, "igemm tile N does not divide C_out");
-  const Dims3 d = dims3(p);
+  const ConvGeometry d = conv_in_3d(p);
   w.line("namespace fbi {{");
   w.line("constexpr int N = {};  // samples", s.n);
   w.line("constexpr int D = {}, H = {}, W = {};  // input", d.in[0], d.in[1], d.in[2]);

@@ -125,11 +125,7 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
   emit_store_once_kernels(w, p, l, /*stats_kernel=*/false);
   emit_igemm_kernels(w, p, t);
   add_io_buffers(prog, p);
-  ConvGeometry g;  // the parameter buffers' sizes and the FLOPs
-  g.n = l.n;
-  g.cout = l.channels;
-  g.kred = s.cin_real * s.taps;
-  g.out = {1, 1, l.plane};
+  const ConvGeometry g = conv_in_3d(p);  // the parameter buffers' sizes and the FLOPs
   add_conv_param_buffers(prog, p, g);
   const bool norm = p.norm.has_value();
   using R = BufferRole;
@@ -193,12 +189,7 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
   begin_program_source(w, plan, problem.allow_tf32);
   emit_store_once_kernels(w, p, l, /*stats_kernel=*/true);
   add_io_buffers(prog, p);
-  ConvGeometry g;  // the parameter buffers' sizes only: the library tiles the conv
-  g.n = l.n;
-  g.cout = l.channels;
-  g.kred = p.input_shape[1] * p.conv.kernel[0] * (p.conv.dims > 1 ? p.conv.kernel[1] : 1) *
-           (p.conv.dims > 2 ? p.conv.kernel[2] : 1);
-  g.out = {1, 1, l.plane};  // conv_pass_flops needs the product alone
+  const ConvGeometry g = conv_in_3d(p);  // the parameter buffers' sizes and the FLOPs: the library tiles the conv
   add_conv_param_buffers(prog, p, g);
   const bool norm = p.norm.has_value();
   using R = BufferRole;
