@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "fuseblock/error.hpp"
 #include "ir/checked.hpp"
@@ -73,10 +74,16 @@ void write_file_atomically(const std::string& path, const std::vector<Chunk>& ch
   std::string tmpl = parent_dir(path) + "/.fuseblock-tmp-XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
-  int fd = ::mkstemp(name.data());
-  if (fd < 0) throw UserError(path + ": cannot create a temporary file in its folder: " + errno_text(errno));
-  std::string tmp(name.data());
-  TempFileRegistration removed_if_interrupted(tmp);
+  int fd = -1;
+  std::string tmp;
+  std::optional<TempFileRegistration> removed_if_interrupted;
+  {
+    SignalsHeld held;  // an interrupt between mkstemp and the registration would leave the file
+    fd = ::mkstemp(name.data());
+    if (fd < 0) throw UserError(path + ": cannot create a temporary file in its folder: " + errno_text(errno));
+    tmp = name.data();
+    removed_if_interrupted.emplace(tmp);
+  }
   auto fail = [&](const std::string& what, int e) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());

@@ -3,6 +3,7 @@
 // it reads without locks or allocation, and it removes them with unlink().
 #include "params/temp_files.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -48,6 +49,15 @@ TempFileRegistration::TempFileRegistration(const std::string& path) {
 TempFileRegistration::~TempFileRegistration() {
   if (slot_ >= 0) slots[slot_].state.store(kFree);
 }
+
+SignalsHeld::SignalsHeld() {
+  sigset_t held;
+  sigemptyset(&held);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&held, sig);
+  ::pthread_sigmask(SIG_BLOCK, &held, &previous_);
+}
+
+SignalsHeld::~SignalsHeld() { ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
 
 void remove_temp_files_on_signals() {
   struct sigaction sa {};

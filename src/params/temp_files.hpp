@@ -3,6 +3,8 @@
 // SIGINT, SIGTERM or SIGHUP, then let the signal end the process as it would have. (An
 // interrupted `run --output` used to leave a hidden temporary file of hundreds of MB.)
 #pragma once
+#include <signal.h>
+
 #include <string>
 
 namespace fuseblock::detail {
@@ -19,6 +21,20 @@ class TempFileRegistration {
 
  private:
   int slot_ = -1;
+};
+
+// Holds SIGINT, SIGTERM and SIGHUP back while it lives (this thread), then lets a pending one
+// through. Creating a temporary file and registering it happen under one: a signal between the
+// two would otherwise leave the file behind.
+class SignalsHeld {
+ public:
+  SignalsHeld();
+  ~SignalsHeld();
+  SignalsHeld(const SignalsHeld&) = delete;
+  SignalsHeld& operator=(const SignalsHeld&) = delete;
+
+ private:
+  sigset_t previous_;
 };
 
 // Installs the handlers (once per process; the CLI calls it, a library user may).
