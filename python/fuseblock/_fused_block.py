@@ -66,6 +66,15 @@ class FusedBlock(nn.Module):
             y = fn(y)
         return y
 
+    def _records_grad(self, x, other) -> bool:
+        """Whether autograd would record through the block: x, `other` or a parameter of its
+        modules requires grad. (_parameters directly: named_parameters() costs microseconds.)"""
+        if x.requires_grad or (isinstance(other, torch.Tensor) and other.requires_grad):
+            return True
+        conv, norm, chain = self._parts
+        modules = (conv, norm, *(s for s, _ in chain if isinstance(s, nn.Module)))
+        return any(p is not None and p.requires_grad for m in modules for p in m._parameters.values())
+
     def _per_sample_channel(self, x, other):
         """other as [N, C_out] when it is [N or 1, C_out, 1, ...] of x's dtype and device, else None."""
         conv = self._parts[0]
@@ -82,11 +91,7 @@ class FusedBlock(nn.Module):
         training = drop is not None and drop.training
         # Autograd recording through the block, in train or eval mode, dropout or none: the op has
         # no backward, so the modules run (the chain's PReLU slopes and `other` count too).
-        params = [p for m in (conv, norm, *(s for s, _ in chain if isinstance(s, nn.Module)))
-                  for p in m.parameters(recurse=False)]
-        recording = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in params)
-            or (isinstance(other, torch.Tensor) and other.requires_grad))
+        recording = torch.is_grad_enabled() and self._records_grad(x, other)
         # Under torch.autocast eager PyTorch runs the conv in the autocast dtype (and x may come in
         # bf16 while the parameters stay float32): the modules, as unfused.
         if recording or x.dtype not in DTYPES or torch.is_autocast_enabled(x.device.type):
