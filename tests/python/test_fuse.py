@@ -177,6 +177,27 @@ def test_autograd_without_dropout_runs_the_modules(mode):
         assert p.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-5), name
 
 
+@pytest.mark.parametrize("needs_grad", ["input", "prelu_slope_only"])
+def test_any_tensor_needing_grad_runs_the_modules(needs_grad):
+    """Frozen conv and norm, but the input or only a PReLU's slopes require grad: autograd
+    records, so the modules run and the gradients are the unfused model's."""
+    model, fused, _ = pair("monai_like_unet")
+    x = CASES["monai_like_unet"][1](torch.float32)[0]
+    for m in (model, fused):
+        for name, p in m.named_parameters():
+            p.requires_grad_(needs_grad == "prelu_slope_only" and isinstance(m.get_submodule(name.rsplit(".", 1)[0]), nn.PReLU))
+    xs = [x.clone().requires_grad_(needs_grad == "input") for _ in range(2)]
+    fused(xs[0]).sum().backward()
+    model(xs[1]).sum().backward()
+    if needs_grad == "input":
+        assert torch.allclose(xs[0].grad, xs[1].grad, atol=1e-5)
+    grads = [(p.grad, q.grad) for p, q in zip(fused.parameters(), model.parameters()) if q.requires_grad]
+    prelus = sum(isinstance(m, nn.PReLU) for m in model.modules())
+    assert prelus >= 1 and len(grads) == (0 if needs_grad == "input" else prelus)
+    for g, want in grads:
+        assert g is not None and torch.allclose(g, want, atol=1e-5)
+
+
 def test_autocast_runs_the_modules():
     """Under torch.autocast x reaches a block in bf16 while its parameters stay float32: the
     modules run, as unfused, instead of the op refusing the mixed dtypes."""
