@@ -126,6 +126,16 @@ TEST(Cli, CudaRequestWithoutGpuSaysSoAndFails) {
   EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
 }
 
+// verify checks CUDA kernels and has no --device: for a block only the CPU backend runs, it says
+// so and points at `run --device cpu`, not at an option verify does not take.
+TEST(Cli, VerifyOfACpuOnlyBlockPointsAtRun) {
+  Result r = cli("verify --spec-text 'input f32[2, 3, 6, 6]; conv2d 4 3; instance_norm; prelu'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "instance_norm")) << r.out;
+  EXPECT_TRUE(contains(r.out, "fuseblock run --device cpu")) << r.out;
+  EXPECT_FALSE(contains(r.out, "hint: use --device cpu")) << r.out;
+}
+
 // ---- bad input the CLI must classify as the user's (exit 1, one clear message) ----------------
 
 TEST(Cli, VerifyArchIsCheckedBeforeCompiling) {
