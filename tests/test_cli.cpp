@@ -126,6 +126,28 @@ TEST(Cli, CudaRequestWithoutGpuSaysSoAndFails) {
   EXPECT_TRUE(contains(r.out, "--device cpu")) << r.out;
 }
 
+// verify checks CUDA kernels and has no --device: for a block only the CPU backend runs, it says
+// so and points at `run --device cpu`, not at an option verify does not take.
+TEST(Cli, VerifyOfACpuOnlyBlockPointsAtRun) {
+  Result r = cli("verify --spec-text 'input f32[2, 3, 6, 6]; conv2d 4 3; instance_norm; prelu'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "instance_norm")) << r.out;
+  EXPECT_TRUE(contains(r.out, "fuseblock run --device cpu")) << r.out;
+  EXPECT_FALSE(contains(r.out, "hint: use --device cpu")) << r.out;
+}
+
+// A malformed command line is the user's error: exit code 1 (README), with CLI11's message, and a
+// negative --seed is refused rather than wrapped to 2^64 - 1.
+TEST(Cli, BadCommandLineExitsWithOne) {
+  for (const char* args : {"run --repeat abc", "verify --device cpu", "run --no-such-flag", "run --seed -1 -q"}) {
+    Result r = cli(args);
+    EXPECT_EQ(r.code, 1) << args << ": " << r.out;
+  }
+  EXPECT_TRUE(contains(cli("run --seed -1").out, "--seed")) << cli("run --seed -1").out;
+  EXPECT_EQ(cli("--help").code, 0);
+  EXPECT_EQ(cli("run --help").code, 0);
+}
+
 // ---- bad input the CLI must classify as the user's (exit 1, one clear message) ----------------
 
 TEST(Cli, VerifyArchIsCheckedBeforeCompiling) {

@@ -116,6 +116,8 @@ TEST(SpecErrors, Table) {
       {std::string(kHead) + "dropout p=-0.1\n", 3, 9, "between 0 and 1"},
       {std::string(kHead) + "dropout p=nan\n", 3, 9, "between 0 and 1"},
       {std::string(kHead) + "dropout 0.2\ngroup_norm 2\n", 4, 1, "group_norm must come right after the convolution"},
+      {std::string(kHead) + "dropout 0.2\nrelu\ndropout 0.3\n", 5, 1, "same seed and offset as the dropout on line 3"},
+      {std::string(kHead) + "dropout seed=4 offset=1\ndropout 0.1 offset=1 seed=4\n", 4, 1, "would draw the same mask"},
       {std::string(kHead) + "relu\ngroup_norm 2\n", 4, 1, "right after the convolution"},
       {std::string(kHead) + "clamp\n", 3, 1, "at least one of min and max"},
       {std::string(kHead) + "minimum 0 1\n", 3, 11, "takes 1 positional argument"},

@@ -620,3 +620,20 @@ TEST(HalfFiles, ParamsInTheBlocksTypeOrRoundedFromF32) {
   const std::string run_msg = expect_user_error([&] { fb::run(plan, wrong, x, {fb::Device::Cpu}); }, {});
   EXPECT_TRUE(contains(run_msg, "conv.bias holds f32 values, but the block stores bf16")) << run_msg;
 }
+
+// A half-typed file for a float32 block: the hint names F32 once, not "F32 or F32".
+TEST(HalfFiles, HalfParamsForAFloat32BlockAskForF32) {
+  ScratchDir scratch;
+  const fb::Plan plan = fb::lower(fb::parse_spec("input f32[1, 2, 6]\nconv1d 3 3\n", "p.block"));
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::map<std::string, fb::Tensor> half = {{"conv.weight", fb::Tensor({3, 2, 3})}, {"conv.bias", fb::Tensor({3})}};
+  for (auto& [name, t] : half) {
+    for (float& v : t.vec()) v = u(rng);
+    t = fb::rounded_to(t, fb::DType::BF16);
+  }
+  fb::save_safetensors(scratch.path + "/bf16.safetensors", half);
+  const std::string msg = expect_user_error([&] { fb::load_params(plan.pipeline, scratch.path + "/bf16.safetensors"); },
+                                            {"has dtype BF16", "the block stores f32", "hint: save it as F32"});
+  EXPECT_FALSE(contains(msg, "F32 or F32")) << msg;
+}

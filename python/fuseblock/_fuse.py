@@ -49,6 +49,8 @@ def fuse(model: nn.Module) -> FuseReport:
     FusedBlock runs the modules themselves, unfused, while autograd records through it (the
     op has no backward) and, with a warning, where x's device cannot run the block's form.
     Attributes of the fused modules other than dropout's p are read once, when fused."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fuseblock.torch.fuse takes an nn.Module, not {type(model).__name__}")
     report = FuseReport()
     _visit(model, "", report)
     fused = {e.block.names[0] for e in report.fused}

@@ -164,6 +164,9 @@ class Block(nn.Module):
         return False
 
     def forward(self, x: torch.Tensor, channel_add: Optional[torch.Tensor] = None) -> torch.Tensor:
+        for name, t in (("x", x), ("channel_add", channel_add)):
+            if not isinstance(t, (torch.Tensor, torch.fx.Proxy)) and (t is not None or name == "x"):
+                raise TypeError(f"fuseblock.torch.Block: {name} must be a torch.Tensor, not {type(t).__name__}")
         norm_weight = self.norm.weight if self.norm is not None else None
         norm_bias = self.norm.bias if self.norm is not None else None
         if self._spec_text is not None:

@@ -127,7 +127,11 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "auto (GPU if there is one, else CPU), cpu or cuda")->capture_default_str();
   cmd->add_option("--input", o->input, "Input tensor in the block's dtype: .npy (float32 or float16, C order), file.safetensors or file.safetensors:NAME (F32, BF16, F16); default: uniform [0, 1) from --seed");
   cmd->add_option("--channel-add", o->channel_add, "The per-(sample, channel) input of a block with add_per_sample_channel: shape [N, C_out], the block's dtype (.npy or .safetensors[:NAME])");
-  cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")->capture_default_str();
+  cmd->add_option("--seed", o->input_seed, "Seed of the random input when --input is not given")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) { return v.rfind('-', 0) == 0 ? "a seed is in [0, 2^64), not " + v : std::string(); }, "",
+          "seed"));
   cmd->add_option("--output", o->output, "Write the output tensor here, in the block's dtype (.npy, not for bf16, or .safetensors; written atomically)");
   cmd->add_option("--params", o->params, "Parameters from this safetensors file (conv.weight, conv.bias, norm.weight, norm.bias); default: the spec's params line");
   cmd->add_option("--repeat", o->repeat, "Run this many times and report the best time")->capture_default_str();

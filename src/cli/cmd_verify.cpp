@@ -2,6 +2,7 @@
 // rule (src/verify). Exit code 0 only when every check holds.
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -9,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/registry.hpp"
+#include "plan/cpu_only_forms.hpp"
 #include "verify/verify_plan.hpp"
 
 namespace fuseblock::cli {
@@ -33,6 +35,9 @@ void add_verify_command(CLI::App& app) {
     LowerOptions lo;
     lo.assume_finite = o->assume_finite;
     Plan plan = lower(spec.block, lo);
+    if (const std::optional<std::string> why = cpu_only_forms(plan))
+      throw UserError("verify checks CUDA kernels, and no CUDA strategy runs this block: " + *why,
+                      "run it with `fuseblock run --device cpu`");
     // bf16/f16 blocks too: store_once's kernels run them, and verify checks its program.
     verify::VerifyOptions vo;
     vo.allow_tf32 = !o->strict_fp32;

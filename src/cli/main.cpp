@@ -48,7 +48,9 @@ int main(int argc, char** argv) {
     }
     return fuseblock::cli::dispatch(app);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help is a ParseError of exit code 0; any other is a malformed command line: the user's
+    // error, exit code 1 as documented (CLI11's own codes are 100 and up).
+    return app.exit(e) == 0 ? 0 : 1;
   } catch (const fuseblock::UserError& e) {
     std::fprintf(stderr, "fuseblock: %s\n", e.formatted().c_str());
     return 1;

@@ -249,7 +249,9 @@ Params load_params(const Pipeline& p, const std::string& path) {
       if (e->shape == s.shape && !dtype_from_safetensors(e->dtype)) f.read(*e);  // throws the dtype error
       if (e->shape == s.shape)
         throw UserError(path + ": " + s.name + " has dtype " + e->dtype + ", but the block stores " + dtype_name(storage),
-                        std::string("save it as ") + dtype_info(storage).safetensors_name + " or F32 (F32 is rounded)");
+                        storage == DType::F32 ? std::string("save it as F32")
+                                              : std::string("save it as ") + dtype_info(storage).safetensors_name +
+                                                    " or F32 (F32 is rounded)");
       throw UserError(path + ": " + s.name + " has shape " + shape_str(e->shape) + ", expected " + shape_str(s.shape));
     }
     s.of(out) = rounded_to(f.read(*e), storage);

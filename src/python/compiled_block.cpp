@@ -107,11 +107,16 @@ Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, 
     return add_in ? fuseblock::run(plan, params, in, *add_in, ro) : fuseblock::run(plan, params, in, ro);
   };
   if (!dropout) return run_plan(plan_);
-  // Another mask than the spec's: the same plan with the stream's seed and offset.
+  // Another mask than the spec's: the same plan with the stream's seed and offset, for every
+  // dropout (inside the chain too). The k-th dropout in block order uses offset + k, so several
+  // dropouts draw independent masks, as PyTorch's do.
   Plan plan = plan_;
   for (Pipeline* p : {&plan.pipeline, &plan.fallback}) {
+    uint64_t k = 0;
+    for (Op& op : p->chain)
+      if (op.kind == OpKind::Dropout) op.dropout.seed = dropout->seed, op.dropout.offset = dropout->offset + k++;
     p->dropout.seed = dropout->seed;
-    p->dropout.offset = dropout->offset;
+    p->dropout.offset = dropout->offset + k;
   }
   return run_plan(plan);
 }

@@ -405,6 +405,15 @@ void number_prelu_parameters(Block& b) {
 const char* stage_rule =
     "a block is: input, conv1d|conv2d|conv3d, optional group_norm or instance_norm, pointwise ops and dropout";
 
+// Two dropouts at one (seed, offset) draw the same mask: the second would drop exactly what the
+// first dropped and scale the kept values twice, where PyTorch's two nn.Dropout are independent.
+void reject_a_repeated_mask(const LineParser& lp, const Block& b, const Op& op) {
+  for (const Op& prev : b.ops)
+    if (prev.kind == OpKind::Dropout && prev.dropout.seed == op.dropout.seed && prev.dropout.offset == op.dropout.offset)
+      lp.fail(op.loc.col, fmt::format("this dropout has the same seed and offset as the dropout on line {}: it would draw the same mask", prev.loc.line),
+              "give it another seed= or offset= (PyTorch draws each dropout's mask independently)");
+}
+
 }  // namespace
 
 Block parse_spec(std::string_view text, const std::string& source_name) {
@@ -474,6 +483,7 @@ Block parse_spec(std::string_view text, const std::string& source_name) {
         break;
     }
     Op op = parse_op(lp, *spec);
+    if (op.kind == OpKind::Dropout) reject_a_repeated_mask(lp, b, op);
     b.ops.push_back(std::move(op));
   }
   number_prelu_parameters(b);

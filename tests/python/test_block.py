@@ -287,3 +287,11 @@ def test_bf16_block_uses_float32_arrays_of_bf16_values():
     bits = x.view(np.uint32).astype(np.uint64)
     rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
     assert np.array_equal(block.run(rounded, device="cpu"), y)
+
+
+def test_one_line_spec_text_with_semicolons_is_text_as_on_the_cli():
+    """'input ...; conv1d ...' (the CLI's --spec-text form) is a spec, not a file name."""
+    x = np.random.default_rng().random((1, 2, 6), dtype=np.float32)
+    one_line = fuseblock.Block("input f32[1, 2, 6]; conv1d 3 3; group_norm 1; silu")
+    lines = fuseblock.Block("input f32[1, 2, 6]\nconv1d 3 3\ngroup_norm 1\nsilu\n")
+    assert np.array_equal(one_line.run(x, device="cpu"), lines.run(x, device="cpu"))

@@ -138,6 +138,19 @@ def test_float64_input_is_refused():
         block(rand((1, 3, 4, 4, 4), "cpu", 4).double())
 
 
+@pytest.mark.parametrize("x, add, name", [(None, None, "x"), ("numpy", None, "x"), ("tensor", [[1.0] * 8], "channel_add")])
+def test_a_non_tensor_argument_is_a_type_error_naming_it(x, add, name):
+    block, _ = chain_block("silu", "cpu")
+    x = {"numpy": rand((1, 3, 4, 4, 4), "cpu", 5).numpy(), "tensor": rand((1, 3, 4, 4, 4), "cpu", 5)}.get(x)
+    with pytest.raises(TypeError, match=f"{name} must be a torch.Tensor"):
+        block(x, channel_add=add)
+
+
+def test_fuse_of_a_non_module_is_a_type_error():
+    with pytest.raises(TypeError, match="nn.Module"):
+        fbt.fuse("model")
+
+
 # ---- Block from modules against eager PyTorch ----------------------------------------------
 
 

@@ -150,6 +150,22 @@ def test_instance_norm_prelu_and_dropout_inside_the_chain(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_inside_the_chain_draws_a_fresh_mask_each_call(dtype):
+    """As nn.Dropout: each training-mode call draws a new mask from torch's generator, and
+    torch.manual_seed repeats it, wherever the dropout stands in the chain."""
+    conv, norm, act, drop = modules(16)
+    block = fbt.Block.from_modules(conv, norm, drop, act).to(dtype).train()
+    x = rand((2, 5, 6, 6), 17, dtype=dtype)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        first, second = block(x), block(x)
+        torch.manual_seed(3)
+        again = block(x)
+    assert not torch.equal(first == 0, second == 0)
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_channel_add_matches_the_eager_time_embedding(dtype):
     conv, norm, act, _ = modules(12)
     block = fbt.Block.from_modules(conv, norm, act).to(dtype).eval()
