@@ -112,6 +112,8 @@ TEST(SpecErrors, Table) {
       {std::string(kHead) + "group_norm 2 eps=abc\n", 3, 18, "expects a number"},
       {std::string(kHead) + "group_norm 2 eps=-1\n", 3, 14, "eps must be >= 0"},
       {std::string(kHead) + "group_norm 2 num_channels=5\n", 3, 14, "num_channels=5 but the conv gives 4"},
+      // F.group_norm: one value per group over the whole batch (N=1, C=G, one spatial element).
+      {"input f32[1, 3, 3, 3]\nconv2d 4 3\ngroup_norm 4\n", 3, 1, "more than 1 value per channel group"},
       {std::string(kHead) + "dropout p=1.5\n", 3, 9, "between 0 and 1"},
       {std::string(kHead) + "dropout p=-0.1\n", 3, 9, "between 0 and 1"},
       {std::string(kHead) + "dropout p=nan\n", 3, 9, "between 0 and 1"},

@@ -86,6 +86,17 @@ static void check_instance_norm(const Block& b, const Op& op, const Shape& in) {
             "as F.instance_norm: each (sample, channel) is normalized over its own spatial elements");
 }
 
+// F.group_norm's _verify_batch_size: one value in all (N x C/G x spatial) is an error in
+// PyTorch, in train and eval mode (with N > 1 each group normalizes its one value to beta).
+static void check_group_norm_values(const Block& b, const Op& op, const Shape& in) {
+  int64_t values = in.at(0) * (in.at(1) / op.norm.num_groups);
+  for (size_t d = 2; d < in.size(); ++d) values *= in[d];
+  if (values == 1)
+    fail_at(b, op, "", fmt::format("group_norm needs more than 1 value per channel group over the batch, but the "
+                                   "conv's output is {} with num_groups={}", shape_str(in), op.norm.num_groups),
+            "as F.group_norm (PyTorch: 'Expected more than 1 value per channel'): use fewer groups or a larger input");
+}
+
 Block infer_shapes(const Block& b) {
   Block r = b;
   FB_ASSERT(!r.ops.empty() && r.ops[0].kind == OpKind::Input, "a block starts with its input");
@@ -113,6 +124,7 @@ Block infer_shapes(const Block& b) {
           fail_at(r, op, "num_channels", fmt::format("num_channels={} but the conv gives {} channels", op.norm.num_channels, C),
                   fmt::format("set num_channels={} or leave it out", C));
         if (!(op.norm.eps >= 0.0)) fail_at(r, op, "eps", fmt::format("eps must be >= 0, got {}", op.norm.eps), "");
+        if (!op.norm.instance) check_group_norm_values(r, op, cur);
         break;
       }
       case OpKind::PRelu:

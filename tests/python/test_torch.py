@@ -393,3 +393,20 @@ def test_cuda_runs_on_the_tensors_device_and_two_devices_at_once():
     assert not errors, errors
     for i in (0, 1):
         torch.testing.assert_close(results[i], want, rtol=1e-4, atol=1e-5)
+
+
+def test_group_norm_with_one_value_per_group_raises_as_pytorch_does():
+    """N=1, C=G and one spatial element: PyTorch's GroupNorm raises (in eval mode too), so does
+    the block; with N=2 both normalize each one-value group to beta."""
+    torch.manual_seed(0)
+    conv, norm = torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(4, 4).eval()
+    block = fbt.Block.from_modules(conv, norm).eval()
+    x = torch.randn(1, 3, 3, 3)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            norm(conv(x))
+        with pytest.raises(ValueError, match="more than 1 value per channel group"):
+            block(x)
+        # beta (0) up to rounding: both compute y * a + (beta - mean * a), a = 1/sqrt(eps) ~ 316.
+        x2 = torch.randn(2, 3, 3, 3)
+        assert torch.allclose(block(x2), norm(conv(x2)), atol=1e-4)
