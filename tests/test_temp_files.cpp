@@ -60,15 +60,18 @@ TEST(TempFiles, SignalRemovesRegisteredFilesAndStillEndsTheProcess) {
 }
 
 // The CLI interrupted while it writes a ~110 MB output: inotify says when the temporary file
-// appears; SIGINT then must leave neither it nor a partial output behind.
-TEST(TempFiles, InterruptedRunOutputLeavesNothingBehind) {
-  const fs::path dir = fresh_dir("cli");
+// appears; SIGINT then must leave neither it nor a partial output behind. On a loaded machine the
+// run may finish writing before the signal lands (a complete output, exit 0): that attempt proves
+// nothing, so it is made again (up to 5 times).
+namespace {
+
+// One attempt: the child's wait status once SIGINT was sent after the temporary file appeared.
+int interrupt_run_once(const fs::path& dir, const std::string& out) {
   const int in = ::inotify_init1(IN_CLOEXEC);
-  ASSERT_GE(in, 0);
-  ASSERT_GE(::inotify_add_watch(in, dir.c_str(), IN_CREATE), 0);
-  const std::string out = (dir / "y.npy").string();
+  EXPECT_GE(in, 0);
+  EXPECT_GE(::inotify_add_watch(in, dir.c_str(), IN_CREATE), 0);
   const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
+  EXPECT_GE(child, 0);
   if (child == 0) {
     ::execl(FB_CLI_PATH, FB_CLI_PATH, "run", "--device", "cpu", "-q", "--spec-text",
             "input f32[32, 3, 16, 64, 64]; conv3d 16 3; group_norm 8; minimum 0.0; clamp min=0.0 max=1.0",
@@ -78,14 +81,21 @@ TEST(TempFiles, InterruptedRunOutputLeavesNothingBehind) {
   bool seen = false;
   alignas(inotify_event) char buf[4096];
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int status = 0;
   while (!seen) {
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, WNOHANG), 0) << "the run ended before writing its output, status " << status;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no temporary file appeared";
+    if (::waitpid(child, &status, WNOHANG) != 0) {
+      ADD_FAILURE() << "the run ended before writing its output, status " << status;
+      ::close(in);
+      return status;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "no temporary file appeared";
+      break;
+    }
     pollfd pfd{in, POLLIN, 0};
     if (::poll(&pfd, 1, 100) <= 0) continue;
     const ssize_t n = ::read(in, buf, sizeof buf);
-    ASSERT_GT(n, 0);
+    if (n <= 0) continue;
     for (char* p = buf; p < buf + n;) {
       auto* ev = reinterpret_cast<inotify_event*>(p);
       if (ev->len && std::string(ev->name).rfind(".fuseblock-tmp-", 0) == 0) seen = true;
@@ -94,8 +104,21 @@ TEST(TempFiles, InterruptedRunOutputLeavesNothingBehind) {
   }
   ::close(in);
   ::kill(child, SIGINT);
+  EXPECT_EQ(::waitpid(child, &status, 0), child);
+  return status;
+}
+
+}  // namespace
+
+TEST(TempFiles, InterruptedRunOutputLeavesNothingBehind) {
+  const fs::path dir = fresh_dir("cli");
+  const std::string out = (dir / "y.npy").string();
   int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    status = interrupt_run_once(dir, out);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) break;
+    fs::remove(out);  // finished before the signal: try again
+  }
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "status " << status;
   EXPECT_FALSE(has_temp_file(dir));
   EXPECT_FALSE(fs::exists(out));

@@ -52,7 +52,8 @@ def conv_problem(conv) -> Optional[str]:
     if conv.padding_mode != "zeros":
         return f"conv has padding_mode={conv.padding_mode!r}: not supported (zeros only)"
     if _conv_padding(conv) is None:
-        return "conv has padding='same' with an even kernel (PyTorch pads one side more): not supported"
+        return ("conv has padding='same' with an odd dilation * (kernel_size - 1) (PyTorch pads one side more): "
+                "not supported")
     return None
 
 

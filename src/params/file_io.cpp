@@ -71,25 +71,28 @@ void InputFile::read_at(uint64_t offset, void* dst, uint64_t n, const std::strin
 
 void write_file_atomically(const std::string& path, const std::vector<Chunk>& chunks) {
   // The temporary file lives in the target's folder so that rename() is atomic (same file system).
-  std::string tmpl = parent_dir(path) + "/.fuseblock-tmp-XXXXXX";
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
+  // Its name is registered before the file exists (temp_files.hpp says why); a name that exists
+  // already (left by a dead process whose id came back) is skipped.
   int fd = -1;
   std::string tmp;
   std::optional<TempFileRegistration> removed_if_interrupted;
-  {
-    SignalsHeld held;  // an interrupt between mkstemp and the registration would leave the file
-    fd = ::mkstemp(name.data());
-    if (fd < 0) throw UserError(path + ": cannot create a temporary file in its folder: " + errno_text(errno));
-    tmp = name.data();
+  for (int attempt = 0; fd < 0; ++attempt) {
+    tmp = unique_temp_name(parent_dir(path));
     removed_if_interrupted.emplace(tmp);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      const int e = errno;
+      removed_if_interrupted.reset();
+      if (e != EEXIST || attempt >= 16)
+        throw UserError(path + ": cannot create a temporary file in its folder: " + errno_text(e));
+    }
   }
   auto fail = [&](const std::string& what, int e) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());
     throw UserError(path + ": " + what + ": " + errno_text(e));
   };
-  // mkstemp makes the file 0600; a tensor file is an ordinary file, readable by others.
+  // Created 0600 while it is filled; a tensor file is an ordinary file, readable by others.
   if (::fchmod(fd, 0644) != 0) fail("cannot set permissions", errno);
   for (const Chunk& c : chunks) {
     const char* p = static_cast<const char*>(c.data);

@@ -3,12 +3,15 @@
 // it reads without locks or allocation, and it removes them with unlink().
 #include "params/temp_files.hpp"
 
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
+#include <random>
+
+#include <fmt/format.h>
 
 namespace fuseblock::detail {
 namespace {
@@ -50,14 +53,11 @@ TempFileRegistration::~TempFileRegistration() {
   if (slot_ >= 0) slots[slot_].state.store(kFree);
 }
 
-SignalsHeld::SignalsHeld() {
-  sigset_t held;
-  sigemptyset(&held);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&held, sig);
-  ::pthread_sigmask(SIG_BLOCK, &held, &previous_);
+std::string unique_temp_name(const std::string& dir) {
+  static std::atomic<uint64_t> counter{0};
+  static thread_local std::mt19937_64 bits{std::random_device{}()};
+  return fmt::format("{}/.fuseblock-tmp-{}-{}-{:016x}", dir, ::getpid(), counter.fetch_add(1), bits());
 }
-
-SignalsHeld::~SignalsHeld() { ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
 
 void remove_temp_files_on_signals() {
   struct sigaction sa {};

@@ -3,8 +3,6 @@
 // SIGINT, SIGTERM or SIGHUP, then let the signal end the process as it would have. (An
 // interrupted `run --output` used to leave a hidden temporary file of hundreds of MB.)
 #pragma once
-#include <signal.h>
-
 #include <string>
 
 namespace fuseblock::detail {
@@ -23,19 +21,11 @@ class TempFileRegistration {
   int slot_ = -1;
 };
 
-// Holds SIGINT, SIGTERM and SIGHUP back while it lives (this thread), then lets a pending one
-// through. Creating a temporary file and registering it happen under one: a signal between the
-// two would otherwise leave the file behind.
-class SignalsHeld {
- public:
-  SignalsHeld();
-  ~SignalsHeld();
-  SignalsHeld(const SignalsHeld&) = delete;
-  SignalsHeld& operator=(const SignalsHeld&) = delete;
-
- private:
-  sigset_t previous_;
-};
+// A fresh, unique name in `dir` for a temporary file: `.fuseblock-tmp-` then the process id, a
+// counter and random bits. write_file_atomically registers it BEFORE creating the file (O_EXCL):
+// a signal may arrive on any thread (OpenMP's workers too), so no mask can cover a gap between
+// creating a file and registering it; registered first, there is no gap.
+std::string unique_temp_name(const std::string& dir);
 
 // Installs the handlers (once per process; the CLI calls it, a library user may).
 void remove_temp_files_on_signals();

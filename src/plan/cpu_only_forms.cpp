@@ -39,8 +39,8 @@ std::optional<std::string> cpu_only_forms(const Plan& plan) {
     if (!more.empty() && found.find(more) == std::string::npos) found += (found.empty() ? "" : ", ") + more;
   }
   if (found.empty()) return std::nullopt;
-  return fmt::format("the block uses {}: instance_norm, prelu, dropout before the chain's end and "
-                     "add_per_sample_channel run on the CPU backend in this version",
+  return fmt::format("the block uses {}, which run on the CPU backend in this version (the CUDA strategies "
+                     "run conv -> group_norm -> pointwise ops with at most one dropout, at the chain's end)",
                      found);
 }
 
