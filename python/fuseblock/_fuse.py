@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._fuse_fx import fuse_traced
+from ._fuse_fx import TracedPlan, fuse_traced
 from ._fuse_report import FuseReport
-from ._fuse_sequential import fuse_sequential, is_plain_sequential
+from ._fuse_sequential import SequentialPlan, fuse_sequential, is_plain_sequential
 from ._fused_block import FusedBlock
 
 
@@ -52,9 +52,25 @@ def fuse(model: nn.Module) -> FuseReport:
     if not isinstance(model, nn.Module):
         raise TypeError(f"fuseblock.torch.fuse takes an nn.Module, not {type(model).__name__}")
     report = FuseReport()
+    earlier = _fused_earlier(model)  # before this call installs plans of its own
     _visit(model, "", report)
     fused = {e.block.names[0] for e in report.fused}
+    if earlier:
+        report.add_note(f"{len(earlier)} block(s) were fused by an earlier fuse() and run fused as before: "
+                        + ", ".join(sorted(earlier)))
     for path, m in model.named_modules():
-        if isinstance(m, nn.modules.conv._ConvNd) and path not in fused and path not in report.left:
+        if isinstance(m, nn.modules.conv._ConvNd) and path not in fused | earlier and path not in report.left:
             report.add_left(path, "no forward that calls it was traced or scanned")
     return report
+
+
+def _fused_earlier(model: nn.Module) -> set:
+    """The conv paths of the blocks an earlier fuse() installed (their modules' forward is a plan)."""
+    names = set()
+    for m in model.modules():
+        plan = m.__dict__.get("forward")
+        if isinstance(plan, SequentialPlan):
+            names |= {s.names[0] for s in plan.steps if isinstance(s, FusedBlock)}
+        elif isinstance(plan, TracedPlan):
+            names |= {b.names[0] for b in plan.blocks.values()}
+    return names

@@ -263,7 +263,10 @@ def test_nothing_to_fuse():
 def test_deepcopy_and_fusing_twice():
     model, fused, report = pair("segresnet_like")
     again = fbt.fuse(fused)
-    assert not again.fused  # already fused modules are left alone
+    assert not again.fused  # already fused modules are left alone, and not reported as left
+    firsts = {e.block.names[0] for e in report.fused}
+    assert not firsts & set(again.left), str(again)
+    assert any(f"{len(firsts)} block(s) were fused by an earlier fuse()" in n for n in again.notes), str(again)
     clone = copy.deepcopy(fused)
     x = CASES["segresnet_like"][1](torch.float32)
     with torch.no_grad():
