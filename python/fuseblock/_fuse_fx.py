@@ -232,6 +232,10 @@ class TracedPlan:
     def __getstate__(self):  # compiled graphs are code objects: traced again after unpickling
         return {**self.__dict__, "graphs": {}}
 
+    @property
+    def __code__(self):  # torch.export reads the root module's forward.__code__
+        return type(self).__call__.__code__
+
     def build(self, key):
         """The compiled forward for one kind of call (None: the original forward), and how many
         blocks it fused; a failed trace is a note in the report."""

@@ -273,6 +273,20 @@ def test_deepcopy_and_fusing_twice():
         assert torch.equal(clone(*x), fused(*x))
 
 
+@pytest.mark.parametrize("name", ["monai_like_unet", "resnet_like", "tiny_unet"])
+def test_torch_export_of_a_fused_model(name):
+    """torch.export reads the root module's forward.__code__: a fused Sequential's or traced
+    module's installed forward must have one, and the exported program computes what eager does."""
+    _, fused, _ = pair(name)
+    inputs = CASES[name][1](torch.float32)
+    with torch.no_grad():
+        want = fused(*inputs)
+    with torch.no_grad():  # with autograd recording, the blocks run (and export) unfused
+        exported = torch.export.export(fused, inputs)
+        assert "fuseblock.block_forward" in str(exported.graph)
+        torch.testing.assert_close(exported.module()(*inputs), want, rtol=0, atol=0)
+
+
 def test_pickled_fused_model_runs_after_loading():
     """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
     import io
