@@ -190,10 +190,41 @@ def _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropo
     return x.new_empty([x.shape[0], g["out_channels"], *spatial])
 
 
+_NO_BACKWARD = ("fuseblock::block_forward has no backward (fuseblock is an inference and forward-only "
+                "engine): run it under torch.no_grad(), or use the PyTorch modules for training")
+
+
+@torch.library.custom_op("fuseblock::no_backward", mutates_args=())
+def _no_backward_op(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The gradient of block_forward for the input `like`: raises when it runs. An op rather than
+    a raise in the backward formula, so that AOTAutograd (torch.compile, export) can trace the
+    backward of a forward that records autograd, and the error comes when backward runs, as in
+    eager mode."""
+    raise RuntimeError(_NO_BACKWARD)
+
+
+@_no_backward_op.register_fake
+def _no_backward_fake(grad, like):
+    return torch.empty_like(like)
+
+
+# block_forward's tensor inputs, by position (prelu_weights, a list, is the last one).
+_TENSOR_INPUTS = (0, 1, 2, 3, 4, 9)
+
+
+def _save_inputs(ctx, inputs, output):
+    ctx.save_for_backward(*(inputs[i] for i in _TENSOR_INPUTS), *(inputs[10] or []))
+
+
 def _no_backward(ctx, grad):
-    raise RuntimeError("fuseblock::block_forward has no backward (fuseblock is an inference and "
-                       "forward-only engine): run it under torch.no_grad(), or use the PyTorch "
-                       "modules for training")
+    saved = ctx.saved_tensors
+    fail = lambda t: None if t is None or not t.requires_grad else _no_backward_op(grad, t)  # noqa: E731
+    grads = [None] * 11
+    for i, t in zip(_TENSOR_INPUTS, saved):
+        grads[i] = fail(t)
+    prelu = saved[len(_TENSOR_INPUTS):]
+    grads[10] = [fail(t) for t in prelu] if prelu else None
+    return tuple(grads)
 
 
-torch.library.register_autograd("fuseblock::block_forward", _no_backward)
+torch.library.register_autograd("fuseblock::block_forward", _no_backward, setup_context=_save_inputs)

@@ -112,6 +112,24 @@ def test_no_backward():
         y.sum().backward()
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_with_grad_enabled_runs_forward_and_backward_says_there_is_none(backend):
+    """README's `torch.compile(block)(x)` without no_grad: parameters that require grad make
+    AOTAutograd trace a backward, which must not fail the forward; backward raises when it runs,
+    as it does in eager mode."""
+    block, _ = chain_block("silu", "cpu")
+    block.eval()
+    x = rand((2, 3, 5, 6, 7), "cpu", 11, -1.0, 1.0)
+    with torch.no_grad():
+        expected = block(x)
+    torch._dynamo.reset()
+    y = torch.compile(block, backend=backend)(x)
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="no backward"):
+        y.sum().backward()
+
+
 def test_no_backward_through_channel_add_alone():
     """Frozen parameters and x, a channel_add that requires grad (a time embedding being trained):
     the call goes through the op, so backward says there is none instead of dropping the gradient."""
