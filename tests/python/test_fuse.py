@@ -287,6 +287,41 @@ def test_torch_export_of_a_fused_model(name):
         torch.testing.assert_close(exported.module()(*inputs), want, rtol=0, atol=0)
 
 
+def test_tracing_a_new_kind_of_call_leaves_other_threads_alone():
+    """fx patches nn.Module.__call__ and __getattr__ for every thread while it traces: a traced
+    module's first call of a new kind (here fuse() itself, then train mode) must not turn another
+    thread's module calls into fx's 'module is not installed as a submodule' or Proxies."""
+    import threading
+    other = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()).eval()
+    x = rand((1, 3, 4, 4), 20)
+    with torch.no_grad():
+        want = other(x)
+    stop, errors = threading.Event(), []
+
+    def busy():
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    y = other(x)
+                assert type(y) is torch.Tensor and torch.equal(y, want), type(y)
+            except Exception as e:  # noqa: BLE001 - any failure is the finding
+                errors.append(f"{type(e).__name__}: {e}")
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        for seed in range(5):
+            _, fused, _ = pair("tiny_unet", seed)
+            inputs = CASES["tiny_unet"][1](torch.float32)
+            with torch.no_grad():
+                fused(*inputs)
+                fused.train()(*inputs)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[:3]
+
+
 def test_pickled_fused_model_runs_after_loading():
     """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
     import io
