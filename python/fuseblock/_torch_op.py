@@ -104,6 +104,9 @@ def forward_eager(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_see
     params = {k: t for k, t in params.items() if t is not None}
     extra = {} if channel_add is None else {"channel_add": channel_add}
     dtype = _check_dtypes(x, {**params, **extra})
+    if x.device.type == "meta":  # shape inference, as PyTorch's modules give on meta tensors
+        return _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training,
+                                   assume_finite, channel_add, prelu_weights)
     block = compiled_block(spec, training, assume_finite, tuple(x.shape), dtype)
     allow_tf32 = torch.backends.cudnn.allow_tf32
     if x.device.type == "cuda" and dropout_seed is not None and dropout_seed.device == x.device:

@@ -130,6 +130,21 @@ def test_torch_compile_with_grad_enabled_runs_forward_and_backward_says_there_is
         y.sum().backward()
 
 
+def test_meta_tensors_give_the_output_shape_as_pytorch_modules_do():
+    """Shape inference on the meta device (a model made under torch.device('meta')): the output's
+    shape and dtype, as the unfused modules give, not 'fuseblock runs on CPU and CUDA tensors'."""
+    with torch.device("meta"):
+        block = fbt.Block.from_modules(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.GroupNorm(4, 8), nn.SiLU(),
+                                       nn.Dropout(0.1))
+        x = torch.empty(5, 3, 9, 7, dtype=torch.bfloat16)
+    block.to(torch.bfloat16)
+    want = nn.functional.silu(block.norm(block.conv(x)))
+    for mode in (block.eval, block.train):
+        with torch.no_grad():
+            y = mode()(x)
+        assert (y.device.type, y.shape, y.dtype) == ("meta", want.shape, want.dtype)
+
+
 def test_no_backward_through_channel_add_alone():
     """Frozen parameters and x, a channel_add that requires grad (a time embedding being trained):
     the call goes through the op, so backward says there is none instead of dropping the gradient."""
