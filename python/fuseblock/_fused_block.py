@@ -94,7 +94,8 @@ class FusedBlock(nn.Module):
         recording = torch.is_grad_enabled() and self._records_grad(x, other)
         # Under torch.autocast eager PyTorch runs the conv in the autocast dtype (and x may come in
         # bf16 while the parameters stay float32): the modules, as unfused.
-        if recording or x.dtype not in DTYPES or torch.is_autocast_enabled(x.device.type):
+        autocast = x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)  # meta has no autocast
+        if recording or x.dtype not in DTYPES or autocast:
             return self._eager(x, other)
         add = None
         if other is not None:

@@ -322,6 +322,17 @@ def test_tracing_a_new_kind_of_call_leaves_other_threads_alone():
     assert not errors, errors[:3]
 
 
+def test_a_fused_model_on_the_meta_device_gives_the_unfused_shapes():
+    with torch.device("meta"):
+        model = fm.TinyUNet().eval()
+    inputs = tuple(t.to("meta") for t in CASES["tiny_unet"][1](torch.float32))
+    fused = copy.deepcopy(model)
+    assert fbt.fuse(fused).fused
+    with torch.no_grad():
+        y, want = fused(*inputs), model(*inputs)
+    assert (y.device.type, y.shape, y.dtype) == ("meta", want.shape, want.dtype)
+
+
 def test_pickled_fused_model_runs_after_loading():
     """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
     import io
