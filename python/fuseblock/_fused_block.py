@@ -15,7 +15,7 @@ from torch import nn
 
 from . import _module_spec as ms
 from ._core import UserError
-from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed, forward_eager
+from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed, forward_eager, runs_direct
 
 
 class FusedBlock(nn.Module):
@@ -111,8 +111,7 @@ class FusedBlock(nn.Module):
         norm_weight = getattr(norm, "weight", None)
         norm_bias = getattr(norm, "bias", None)
         # The op's body directly where nothing traces or records the call (Block._needs_op says why).
-        direct = not torch.compiler.is_compiling() and not torch.jit.is_tracing() and type(x) is torch.Tensor
-        run = forward_eager if direct else block_forward
+        run = forward_eager if runs_direct(x) else block_forward
         try:
             return run(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
                        False, add, ms.prelu_weights([src for src, _ in chain]))

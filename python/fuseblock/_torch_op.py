@@ -38,6 +38,15 @@ def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
     return torch.randint(0, _SEED_HIGH, (2,), dtype=torch.int64, device=device)
 
 
+def runs_direct(x) -> bool:
+    """Whether a call on x may skip the op's dispatch (forward_eager): nothing traces it (torch.compile,
+    torch.jit.trace, fx) and x is a plain tensor, not a FakeTensor, Proxy or a functorch wrapper
+    (torch.vmap's batched tensors have no storage; PyTorch runs the op per slice)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or type(x) is not torch.Tensor:
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
 def _check_dtypes(x: torch.Tensor, others: dict) -> str:
     """The block's storage type for x; every other tensor must have x's dtype. PyTorch's conv
     refuses mixed dtypes too, and rounding a float32 parameter to bf16 behind the caller's back

@@ -145,6 +145,18 @@ def test_meta_tensors_give_the_output_shape_as_pytorch_modules_do():
         assert (y.device.type, y.shape, y.dtype) == ("meta", want.shape, want.dtype)
 
 
+def test_vmap_runs_the_block_per_sample():
+    """torch.vmap wraps x in a batched tensor that has no storage: the call goes through the op
+    (which PyTorch runs per slice), not the direct path's numpy view."""
+    block, _ = chain_block("silu", "cpu")
+    block.eval()
+    xs = rand((3, 2, 3, 4, 5, 6), "cpu", 12, -1.0, 1.0)
+    with torch.no_grad():
+        y = torch.vmap(block)(xs)
+        want = torch.stack([block(x) for x in xs])
+    torch.testing.assert_close(y, want, rtol=0, atol=0)
+
+
 def test_no_backward_through_channel_add_alone():
     """Frozen parameters and x, a channel_add that requires grad (a time embedding being trained):
     the call goes through the op, so backward says there is none instead of dropping the gradient."""
