@@ -118,13 +118,14 @@ def forward_eager(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_see
                                    assume_finite, channel_add, prelu_weights)
     block = compiled_block(spec, training, assume_finite, tuple(x.shape), dtype)
     allow_tf32 = torch.backends.cudnn.allow_tf32
+    if dropout_seed is not None and (dropout_seed.dtype != torch.int64 or dropout_seed.numel() != 2):
+        raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not "
+                         f"{dropout_seed.dtype}{list(dropout_seed.shape)}")
     if x.device.type == "cuda" and dropout_seed is not None and dropout_seed.device == x.device:
-        state = dropout_seed.detach()
-        if state.dtype != torch.int64 or state.numel() != 2:
-            raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not {state.dtype}{list(state.shape)}")
-        state = state.contiguous()
+        state = dropout_seed.detach().contiguous()
         return _run_cuda(block, x, params, None, allow_tf32, channel_add, state)
-    stream = None if dropout_seed is None else tuple(int(v) for v in dropout_seed.tolist())
+    # The kernels read the tensor's bits as unsigned 64-bit values: the same here.
+    stream = None if dropout_seed is None else tuple(int(v) % 2**64 for v in dropout_seed.reshape(2).tolist())
     if x.device.type == "cuda":
         return _run_cuda(block, x, params, stream, allow_tf32, channel_add)
     if x.device.type != "cpu":

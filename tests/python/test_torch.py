@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -155,6 +156,29 @@ def test_vmap_runs_the_block_per_sample():
         y = torch.vmap(block)(xs)
         want = torch.stack([block(x) for x in xs])
     torch.testing.assert_close(y, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("seed", [[1, 2, 3], [1.5, 2.0], [7]])
+def test_a_dropout_seed_that_is_not_two_int64_values_is_refused_on_cpu_as_on_cuda(seed):
+    block, _ = chain_block("silu", "cpu")
+    args = (rand((1, 3, 4, 4, 4), "cpu", 13), block.conv.weight.detach(), block.conv.bias.detach(),
+            block.norm.weight.detach(), block.norm.bias.detach(), torch.tensor(seed), block.spec, True, False)
+    with pytest.raises(ValueError, match="dropout_seed must hold two int64 values"):
+        fbt.block_forward(*args)
+
+
+def test_a_negative_int64_dropout_seed_is_its_unsigned_bits_as_on_cuda():
+    """The CUDA kernels read the [seed, offset] tensor's bits as unsigned 64-bit values."""
+    block, _ = chain_block("silu", "cpu")
+    x = rand((1, 3, 4, 4, 4), "cpu", 14)
+    params = (block.conv.weight.detach(), block.conv.bias.detach(), block.norm.weight.detach(), block.norm.bias.detach())
+    y = fbt.block_forward(x, *params, torch.tensor([-1, -2]), block.spec, True, False)
+    want = fbt.block_forward(x, *params, torch.tensor([2**63 - 1, 2**63 - 2]), block.spec, True, False)
+    assert not torch.equal(y, want)  # another stream, and no error
+    seeds = fuseblock.Block(block.spec, training=True, input_shape=list(x.shape))
+    np_params = {k: v.numpy() for k, v in zip(["conv.weight", "conv.bias", "norm.weight", "norm.bias"], params)}
+    expected = seeds.run(x.numpy(), np_params, device="cpu", dropout_seed=2**64 - 1, dropout_offset=2**64 - 2)
+    np.testing.assert_array_equal(y.numpy(), expected)
 
 
 def test_no_backward_through_channel_add_alone():
