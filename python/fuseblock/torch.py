@@ -133,7 +133,8 @@ class Block(nn.Module):
 
     def explain(self, input_shape: Sequence[int]) -> str:
         """fuseblock's plan for this block and an input shape, in the current mode."""
-        return compiled_block(self.spec, self.training, self.assume_finite, tuple(int(d) for d in input_shape)).explain()
+        shape = tuple(_fb._int_in_range(f"input_shape[{i}]", d, 0, _fb._INT64_MAX) for i, d in enumerate(input_shape))
+        return compiled_block(self.spec, self.training, self.assume_finite, shape).explain()
 
     def _forward_spec(self, channel_add: bool) -> str:
         # The spec text is generated from the modules once per (channel add, dropout p): a changed

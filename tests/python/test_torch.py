@@ -261,6 +261,13 @@ def test_block_training_dropout_statistics(device):
     assert torch.equal(y_same_seed, y)  # torch.manual_seed reproduces it
 
 
+def test_explain_refuses_a_non_integer_size_as_the_numpy_api_does():
+    block, _ = chain_block("silu", "cpu")
+    with pytest.raises(TypeError, match=r"input_shape\[2\] must be an integer"):
+        block.explain((2, 3, 5.5, 6, 7))
+    assert "conv3d" in block.explain((2, 3, np.int64(5), 6, 7))
+
+
 def test_block_from_spec():
     spec = ("input f32[2, 3, 6, 6]\nconv2d out_channels=4 kernel_size=3\ngroup_norm num_groups=2\n"
             "gelu\ndropout p=0.5 training=true\nparams seed=5\n")
