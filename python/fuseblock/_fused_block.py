@@ -26,8 +26,8 @@ class FusedBlock(nn.Module):
     forward(x, other=None): `other` is what the model's forward added to the conv output. The op
     runs when it can; otherwise the modules themselves run, exactly as unfused (and no warning)
     when autograd is recording through the block (the op has no backward), under torch.autocast,
-    when `other` is not a per-(sample, channel) tensor of x's dtype, or x's dtype is not
-    float32/bfloat16/float16; with
+    when `other` is not a per-(sample, channel) tensor of x's dtype, x is unbatched, or x's dtype
+    is not float32/bfloat16/float16; with
     one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
     the CUDA backend's selection, e.g. a bf16 block whose chain folds to a constant)."""
 
@@ -95,7 +95,9 @@ class FusedBlock(nn.Module):
         # Under torch.autocast eager PyTorch runs the conv in the autocast dtype (and x may come in
         # bf16 while the parameters stay float32): the modules, as unfused.
         autocast = x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)  # meta has no autocast
-        if recording or x.dtype not in DTYPES or autocast:
+        # An unbatched input ([C, H, W] to a Conv2d), which PyTorch's modules take: the op plans [N, C, ...].
+        unbatched = x.dim() != ms.conv_dims(conv) + 2
+        if recording or x.dtype not in DTYPES or autocast or unbatched:
             return self._eager(x, other)
         add = None
         if other is not None:

@@ -333,6 +333,19 @@ def test_a_fused_model_on_the_meta_device_gives_the_unfused_shapes():
     assert (y.device.type, y.shape, y.dtype) == ("meta", want.shape, want.dtype)
 
 
+def test_an_unbatched_input_runs_as_unfused():
+    """nn.Conv2d and nn.InstanceNorm2d take an unbatched [C, H, W] input; the fused model must
+    too (the op plans [N, C, H, W]), and give what the modules give."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.InstanceNorm2d(8, affine=True), nn.ReLU()).eval()
+    fused = copy.deepcopy(model)
+    assert fbt.fuse(fused).fused
+    x = rand((3, 7, 6), 21)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=0, atol=0)
+        xb = rand((2, 3, 7, 6), 22)  # batched input still runs fused, and agrees
+        torch.testing.assert_close(fused(xb), model(xb), rtol=1e-5, atol=1e-5)
+
+
 def test_pickled_fused_model_runs_after_loading():
     """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
     import io
