@@ -5,10 +5,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "cuda/runtime/cubin_cache.hpp"
 #include "fuseblock/plan.hpp"
 #include "tune/tuner.hpp"
 #include "tune/tuning_cache.hpp"
@@ -247,6 +250,29 @@ TEST(TuningKey, RuntimeLookupNeverFailsARunNorCreatesTheCache) {
   EXPECT_EQ(knobs.mma_mpw, 2);
   EXPECT_EQ(knobs.min_blocks, 1);
   EXPECT_EQ(knobs.epilogue_unroll, 2);
+}
+
+// The tuning decisions live in the cubin cache's folder whatever the environment says: an empty
+// FUSEBLOCK_CACHE_DIR or XDG_CACHE_HOME is unset (it made tuning.json relative to the working folder).
+TEST(TuningCache, DefaultPathIsInTheCubinCacheFolder) {
+  struct Env {
+    const char* name;
+    std::optional<std::string> old;
+    explicit Env(const char* n) : name(n) {
+      if (const char* v = std::getenv(n)) old = v;
+    }
+    ~Env() { old ? ::setenv(name, old->c_str(), 1) : ::unsetenv(name); }
+  } cache("FUSEBLOCK_CACHE_DIR"), xdg("XDG_CACHE_HOME"), home("HOME");
+  const std::string tmp = ::testing::TempDir();
+  for (const auto& [dir, x, h] : std::vector<std::tuple<const char*, const char*, const char*>>{
+           {"", "", tmp.c_str()}, {"", tmp.c_str(), tmp.c_str()}, {tmp.c_str(), "", ""}, {"", "", ""}, {nullptr, nullptr, nullptr}}) {
+    const auto set = [](const char* n, const char* v) { v ? ::setenv(n, v, 1) : ::unsetenv(n); };
+    set("FUSEBLOCK_CACHE_DIR", dir), set("XDG_CACHE_HOME", x), set("HOME", h);
+    EXPECT_EQ(fuseblock::tune::TuningCache::default_path(),
+              (std::filesystem::path(fuseblock::cuda::default_cache_dir()) / "tuning.json").string())
+        << "FUSEBLOCK_CACHE_DIR='" << (dir ? dir : "(unset)") << "' XDG_CACHE_HOME='" << (x ? x : "(unset)") << "' HOME='"
+        << (h ? h : "(unset)") << "'";
+  }
 }
 
 TEST(TuneReportText, ShowsEveryCandidateItsTimeAndRule) {

@@ -106,7 +106,7 @@ def _block_array(name: str, a, block_dtype: str) -> np.ndarray:
     exactly); any other dtype is an error rather than a silent cast."""
     want = _NUMPY_DTYPE[block_dtype]
     arr = np.asarray(a)
-    if arr.dtype != want:
+    if arr.dtype.newbyteorder("=") != want:  # float32 of either byte order is float32
         raise TypeError(f"{name} must be {np.dtype(want).name} for a {block_dtype} block, got {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
@@ -206,6 +206,11 @@ class Block:
         return self._spec_params
 
     def _core_params(self, params: Mapping[str, np.ndarray]):
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of arrays keyed conv.weight, conv.bias, ..., got {type(params).__name__}")
+        bad = next((k for k in params if not isinstance(k, str)), None)
+        if bad is not None:
+            raise TypeError(f"params' keys must be str (conv.weight, conv.bias, ...), got {type(bad).__name__} {bad!r}")
         return self._compiled.params_from({k: _block_array(k, v, self.dtype) for k, v in params.items()})
 
     def _to_block_dtype(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -219,5 +224,7 @@ def init_params(block: Block, seed: int) -> dict[str, np.ndarray]:
     """PyTorch's default initialisation of the block's parameters (kaiming-uniform conv weight
     with a = sqrt(5), bias uniform in +-1/sqrt(fan_in), GroupNorm weight 1 and bias 0), drawn
     from `seed` with fuseblock's Philox stream (not torch's generator)."""
+    if not isinstance(block, Block):
+        raise TypeError(f"init_params takes a fuseblock.Block, got {type(block).__name__}")
     return block._to_block_dtype(
         block._compiled.params_to_dict(block._compiled.init_params(_int_in_range("seed", seed, 0, _UINT64_MAX))))

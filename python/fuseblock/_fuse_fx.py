@@ -12,6 +12,7 @@ tensors), the original forward runs."""
 from __future__ import annotations
 
 import operator
+import threading
 from functools import partial
 
 import torch
@@ -30,13 +31,36 @@ _ADDS = (operator.add, operator.iadd, torch.add)
 _MAX_GRAPHS = 16  # kinds of call one traced module keeps
 
 
+# fx patches nn.Module.__call__ and __getattr__ process-wide while it traces, and restores what it
+# found when done: two traces at once could leave a tracer's patch installed for good.
+_TRACE_LOCK = threading.RLock()
+
+
 class _Tracer(fx.Tracer):
-    """torch.nn's own modules are leaves (fx's default), and so are modules already fused."""
+    """torch.nn's own modules are leaves (fx's default), and so are modules already fused.
+
+    Module calls and attribute reads of other threads, which fx's patches see too while a trace
+    runs (a fused model's first call of a new kind of call), run as they would untraced."""
+
+    def trace(self, root, concrete_args=None):
+        with _TRACE_LOCK:
+            self._thread = threading.get_ident()
+            return super().trace(root, concrete_args)
 
     def is_leaf_module(self, m, qualname):
         if qualname == "m":
             return False
         return "forward" in m.__dict__ or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
 
 def _root(m, key) -> nn.Module:
@@ -231,6 +255,10 @@ class TracedPlan:
 
     def __getstate__(self):  # compiled graphs are code objects: traced again after unpickling
         return {**self.__dict__, "graphs": {}}
+
+    @property
+    def __code__(self):  # torch.export reads the root module's forward.__code__
+        return type(self).__call__.__code__
 
     def build(self, key):
         """The compiled forward for one kind of call (None: the original forward), and how many

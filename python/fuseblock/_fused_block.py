@@ -15,7 +15,7 @@ from torch import nn
 
 from . import _module_spec as ms
 from ._core import UserError
-from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed, forward_eager
+from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed, forward_eager, runs_direct
 
 
 class FusedBlock(nn.Module):
@@ -26,8 +26,8 @@ class FusedBlock(nn.Module):
     forward(x, other=None): `other` is what the model's forward added to the conv output. The op
     runs when it can; otherwise the modules themselves run, exactly as unfused (and no warning)
     when autograd is recording through the block (the op has no backward), under torch.autocast,
-    when `other` is not a per-(sample, channel) tensor of x's dtype, or x's dtype is not
-    float32/bfloat16/float16; with
+    when `other` is not a per-(sample, channel) tensor of x's dtype, x is unbatched, or x's dtype
+    is not float32/bfloat16/float16; with
     one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
     the CUDA backend's selection, e.g. a bf16 block whose chain folds to a constant)."""
 
@@ -94,7 +94,10 @@ class FusedBlock(nn.Module):
         recording = torch.is_grad_enabled() and self._records_grad(x, other)
         # Under torch.autocast eager PyTorch runs the conv in the autocast dtype (and x may come in
         # bf16 while the parameters stay float32): the modules, as unfused.
-        if recording or x.dtype not in DTYPES or torch.is_autocast_enabled(x.device.type):
+        autocast = x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)  # meta has no autocast
+        # An unbatched input ([C, H, W] to a Conv2d), which PyTorch's modules take: the op plans [N, C, ...].
+        unbatched = x.dim() != ms.conv_dims(conv) + 2
+        if recording or x.dtype not in DTYPES or autocast or unbatched:
             return self._eager(x, other)
         add = None
         if other is not None:
@@ -110,8 +113,7 @@ class FusedBlock(nn.Module):
         norm_weight = getattr(norm, "weight", None)
         norm_bias = getattr(norm, "bias", None)
         # The op's body directly where nothing traces or records the call (Block._needs_op says why).
-        direct = not torch.compiler.is_compiling() and not torch.jit.is_tracing() and type(x) is torch.Tensor
-        run = forward_eager if direct else block_forward
+        run = forward_eager if runs_direct(x) else block_forward
         try:
             return run(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
                        False, add, ms.prelu_weights([src for src, _ in chain]))

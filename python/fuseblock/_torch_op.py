@@ -38,6 +38,15 @@ def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
     return torch.randint(0, _SEED_HIGH, (2,), dtype=torch.int64, device=device)
 
 
+def runs_direct(x) -> bool:
+    """Whether a call on x may skip the op's dispatch (forward_eager): nothing traces it (torch.compile,
+    torch.jit.trace, fx) and x is a plain tensor, not a FakeTensor, Proxy or a functorch wrapper
+    (torch.vmap's batched tensors have no storage; PyTorch runs the op per slice)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or type(x) is not torch.Tensor:
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
 def _check_dtypes(x: torch.Tensor, others: dict) -> str:
     """The block's storage type for x; every other tensor must have x's dtype. PyTorch's conv
     refuses mixed dtypes too, and rounding a float32 parameter to bf16 behind the caller's back
@@ -104,15 +113,19 @@ def forward_eager(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_see
     params = {k: t for k, t in params.items() if t is not None}
     extra = {} if channel_add is None else {"channel_add": channel_add}
     dtype = _check_dtypes(x, {**params, **extra})
+    if x.device.type == "meta":  # shape inference, as PyTorch's modules give on meta tensors
+        return _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training,
+                                   assume_finite, channel_add, prelu_weights)
     block = compiled_block(spec, training, assume_finite, tuple(x.shape), dtype)
     allow_tf32 = torch.backends.cudnn.allow_tf32
+    if dropout_seed is not None and (dropout_seed.dtype != torch.int64 or dropout_seed.numel() != 2):
+        raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not "
+                         f"{dropout_seed.dtype}{list(dropout_seed.shape)}")
     if x.device.type == "cuda" and dropout_seed is not None and dropout_seed.device == x.device:
-        state = dropout_seed.detach()
-        if state.dtype != torch.int64 or state.numel() != 2:
-            raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not {state.dtype}{list(state.shape)}")
-        state = state.contiguous()
+        state = dropout_seed.detach().contiguous()
         return _run_cuda(block, x, params, None, allow_tf32, channel_add, state)
-    stream = None if dropout_seed is None else tuple(int(v) for v in dropout_seed.tolist())
+    # The kernels read the tensor's bits as unsigned 64-bit values: the same here.
+    stream = None if dropout_seed is None else tuple(int(v) % 2**64 for v in dropout_seed.reshape(2).tolist())
     if x.device.type == "cuda":
         return _run_cuda(block, x, params, stream, allow_tf32, channel_add)
     if x.device.type != "cpu":
@@ -190,10 +203,41 @@ def _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropo
     return x.new_empty([x.shape[0], g["out_channels"], *spatial])
 
 
+_NO_BACKWARD = ("fuseblock::block_forward has no backward (fuseblock is an inference and forward-only "
+                "engine): run it under torch.no_grad(), or use the PyTorch modules for training")
+
+
+@torch.library.custom_op("fuseblock::no_backward", mutates_args=())
+def _no_backward_op(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The gradient of block_forward for the input `like`: raises when it runs. An op rather than
+    a raise in the backward formula, so that AOTAutograd (torch.compile, export) can trace the
+    backward of a forward that records autograd, and the error comes when backward runs, as in
+    eager mode."""
+    raise RuntimeError(_NO_BACKWARD)
+
+
+@_no_backward_op.register_fake
+def _no_backward_fake(grad, like):
+    return torch.empty_like(like)
+
+
+# block_forward's tensor inputs, by position (prelu_weights, a list, is the last one).
+_TENSOR_INPUTS = (0, 1, 2, 3, 4, 9)
+
+
+def _save_inputs(ctx, inputs, output):
+    ctx.save_for_backward(*(inputs[i] for i in _TENSOR_INPUTS), *(inputs[10] or []))
+
+
 def _no_backward(ctx, grad):
-    raise RuntimeError("fuseblock::block_forward has no backward (fuseblock is an inference and "
-                       "forward-only engine): run it under torch.no_grad(), or use the PyTorch "
-                       "modules for training")
+    saved = ctx.saved_tensors
+    fail = lambda t: None if t is None or not t.requires_grad else _no_backward_op(grad, t)  # noqa: E731
+    grads = [None] * 11
+    for i, t in zip(_TENSOR_INPUTS, saved):
+        grads[i] = fail(t)
+    prelu = saved[len(_TENSOR_INPUTS):]
+    grads[10] = [fail(t) for t in prelu] if prelu else None
+    return tuple(grads)
 
 
-torch.library.register_autograd("fuseblock::block_forward", _no_backward)
+torch.library.register_autograd("fuseblock::block_forward", _no_backward, setup_context=_save_inputs)

@@ -25,7 +25,7 @@ import fuseblock as _fb
 
 from . import _module_spec as ms
 from ._pointwise import Add, Clamp, Div, Maximum, Minimum, Mul, Sub, pointwise_spec_line
-from ._torch_op import block_forward, compiled_block, draw_dropout_seed, forward_eager
+from ._torch_op import block_forward, compiled_block, draw_dropout_seed, forward_eager, runs_direct
 from ._fuse import fuse
 from ._fuse_report import FuseReport
 from ._fused_block import FusedBlock
@@ -133,7 +133,8 @@ class Block(nn.Module):
 
     def explain(self, input_shape: Sequence[int]) -> str:
         """fuseblock's plan for this block and an input shape, in the current mode."""
-        return compiled_block(self.spec, self.training, self.assume_finite, tuple(int(d) for d in input_shape)).explain()
+        shape = tuple(_fb._int_in_range(f"input_shape[{i}]", d, 0, _fb._INT64_MAX) for i, d in enumerate(input_shape))
+        return compiled_block(self.spec, self.training, self.assume_finite, shape).explain()
 
     def _forward_spec(self, channel_add: bool) -> str:
         # The spec text is generated from the modules once per (channel add, dropout p): a changed
@@ -156,7 +157,7 @@ class Block(nn.Module):
         graph through x, channel_add or the parameters (the op's backward then says there is none,
         rather than gradients going missing). Otherwise Block.forward runs the op's body directly
         (_torch_op.forward_eager)."""
-        if torch.compiler.is_compiling() or torch.jit.is_tracing() or type(x) is not torch.Tensor:
+        if not runs_direct(x):
             return True
         if torch.is_grad_enabled():
             return (x.requires_grad or (channel_add is not None and channel_add.requires_grad)

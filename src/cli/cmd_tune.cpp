@@ -40,7 +40,7 @@ constexpr const char* kMappingHelp =
     "  (the baseline is already the widest tile, so there is no wider one to try; no rule proposes 1 block/SM)\n"
     "Each configuration: CUDA events, 5 warm-up runs, median of --runs, L2 flushed and output poisoned before every\n"
     "run; its output must be complete and agree with the baseline's. The fastest is kept only if >= 2% faster than the\n"
-    "baseline. Decisions are cached ($FUSEBLOCK_CACHE_DIR/tuning.json, else ~/.cache/fuseblock/tuning.json) by device\n"
+    "baseline. Decisions are cached (tuning.json in $FUSEBLOCK_CACHE_DIR, else $XDG_CACHE_HOME/fuseblock or ~/.cache/fuseblock) by device\n"
     "and architecture, driver, NVRTC version, the baseline program's source hash and the shapes; every run of that\n"
     "program on such a device then uses the kept configuration. Fill-path plans have no knobs: nothing to tune.";
 

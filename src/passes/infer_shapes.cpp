@@ -31,7 +31,9 @@ static Shape conv_output_shape(const Block& b, const Op& op, const Shape& in) {
             fmt::format("conv{}d expects a {}-dimensional input [N, C{}], but the input is {}", c.dims, rank,
                         c.dims == 1 ? ", L" : c.dims == 2 ? ", H, W" : ", D, H, W",
                         shape_str(in)),
-            fmt::format("use conv{}d for a {}-dimensional input, or change the input shape", in.size() - 2, in.size()));
+            in.size() >= 3 && in.size() <= 5
+                ? fmt::format("use conv{}d for a {}-dimensional input, or change the input shape", in.size() - 2, in.size())
+                : std::string("give an input [N, C, spatial...] with 1 to 3 spatial dims"));
   if (c.out_channels <= 0)
     fail_at(b, op, "out_channels", fmt::format("out_channels must be positive, got {}", c.out_channels), "");
   if (in[1] <= 0) fail_at(b, b.input(), "shape", fmt::format("the input has {} channels", in[1]), "a conv needs C >= 1");

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -14,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cuda/runtime/cubin_cache.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::tune {
@@ -92,12 +92,8 @@ std::string TuningKey::str() const { return fmt::format("{} | driver {} | nvrtc 
 
 TuningCache::TuningCache(std::string path) : path_(std::move(path)) {}
 
-std::string TuningCache::default_path() {
-  if (const char* d = std::getenv("FUSEBLOCK_CACHE_DIR")) return (fs::path(d) / "tuning.json").string();
-  if (const char* x = std::getenv("XDG_CACHE_HOME")) return (fs::path(x) / "fuseblock" / "tuning.json").string();
-  const char* home = std::getenv("HOME");
-  return (fs::path(home ? home : "/tmp") / ".cache" / "fuseblock" / "tuning.json").string();
-}
+// Next to the cubins, by the one rule for the cache folder (an empty variable counts as unset).
+std::string TuningCache::default_path() { return (fs::path(cuda::default_cache_dir()) / "tuning.json").string(); }
 
 std::optional<TuningRecord> TuningCache::lookup(const TuningKey& key) const {
   std::error_code ec;

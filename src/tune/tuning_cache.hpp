@@ -30,7 +30,7 @@ struct TuningRecord {
 
 class TuningCache {
  public:
-  // `path` defaults to $FUSEBLOCK_CACHE_DIR/tuning.json, else ~/.cache/fuseblock/tuning.json.
+  // `path` defaults to tuning.json in the cubin cache folder (cuda::default_cache_dir()).
   explicit TuningCache(std::string path = default_path());
   static std::string default_path();
   const std::string& path() const { return path_; }

@@ -85,6 +85,42 @@ def test_argument_types_are_named_not_the_binding_signature():
         block.run(x_for(block), device="gpu")
 
 
+def test_params_and_init_params_of_the_wrong_type_are_type_errors_naming_them():
+    block = fuseblock.Block(SMALL)
+    x = x_for(block)
+    weight = fuseblock.init_params(block, 3)["conv.weight"]
+    cases = [(lambda: block.run(x, params=[weight]), "params must be a dict"),
+             (lambda: block.run(x, params={0: weight}), "params' keys must be str"),
+             (lambda: fuseblock.init_params(SMALL, 3), "init_params takes a fuseblock.Block")]
+    for call, what in cases:
+        with pytest.raises(TypeError, match=what) as e:
+            call()
+        assert "incompatible function arguments" not in str(e.value)
+
+
+def test_float32_of_the_other_byte_order_is_float32():
+    block = fuseblock.Block(SMALL)
+    x = x_for(block)
+    params = fuseblock.init_params(block, 4)
+    want = block.run(x, params, device="cpu")
+    swapped = {k: v.astype(v.dtype.newbyteorder()) for k, v in params.items()}
+    y = block.run(x.astype(x.dtype.newbyteorder()), swapped, device="cpu")
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("shape, hint", [
+    ([2, 3, 8, 8], "use conv2d for a 4-dimensional input"),
+    ([2, 3], "1 to 3 spatial dims"), ([8], "1 to 3 spatial dims"), ([], "1 to 3 spatial dims"),
+    ([1, 2, 3, 4, 5, 6], "1 to 3 spatial dims"),
+])
+def test_an_input_of_another_rank_hints_only_convolutions_that_exist(shape, hint):
+    """input_shape overrides the spec's input line: a rank no conv takes got 'use conv0d' (or
+    conv18446744073709551615d for a 1-D shape) as its hint."""
+    with pytest.raises(fuseblock.UserError, match="conv1d expects a 3-dimensional input") as e:
+        fuseblock.Block(SMALL, input_shape=shape)
+    assert hint in e.value.hint
+
+
 def test_spec_file_size_is_limited_and_read_no_further(tmp_path):
     big = tmp_path / "big.block"
     big.write_text("input f32[1, 1, 8]\nconv1d 1 1\n" + "#" * (2 << 20))

@@ -273,6 +273,79 @@ def test_deepcopy_and_fusing_twice():
         assert torch.equal(clone(*x), fused(*x))
 
 
+@pytest.mark.parametrize("name", ["monai_like_unet", "resnet_like", "tiny_unet"])
+def test_torch_export_of_a_fused_model(name):
+    """torch.export reads the root module's forward.__code__: a fused Sequential's or traced
+    module's installed forward must have one, and the exported program computes what eager does."""
+    _, fused, _ = pair(name)
+    inputs = CASES[name][1](torch.float32)
+    with torch.no_grad():
+        want = fused(*inputs)
+    with torch.no_grad():  # with autograd recording, the blocks run (and export) unfused
+        exported = torch.export.export(fused, inputs)
+        assert "fuseblock.block_forward" in str(exported.graph)
+        torch.testing.assert_close(exported.module()(*inputs), want, rtol=0, atol=0)
+
+
+def test_tracing_a_new_kind_of_call_leaves_other_threads_alone():
+    """fx patches nn.Module.__call__ and __getattr__ for every thread while it traces: a traced
+    module's first call of a new kind (here fuse() itself, then train mode) must not turn another
+    thread's module calls into fx's 'module is not installed as a submodule' or Proxies."""
+    import threading
+    other = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()).eval()
+    x = rand((1, 3, 4, 4), 20)
+    with torch.no_grad():
+        want = other(x)
+    stop, errors = threading.Event(), []
+
+    def busy():
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    y = other(x)
+                assert type(y) is torch.Tensor and torch.equal(y, want), type(y)
+            except Exception as e:  # noqa: BLE001 - any failure is the finding
+                errors.append(f"{type(e).__name__}: {e}")
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        for seed in range(5):
+            _, fused, _ = pair("tiny_unet", seed)
+            inputs = CASES["tiny_unet"][1](torch.float32)
+            with torch.no_grad():
+                fused(*inputs)
+                fused.train()(*inputs)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[:3]
+
+
+def test_a_fused_model_on_the_meta_device_gives_the_unfused_shapes():
+    with torch.device("meta"):
+        model = fm.TinyUNet().eval()
+    inputs = tuple(t.to("meta") for t in CASES["tiny_unet"][1](torch.float32))
+    fused = copy.deepcopy(model)
+    assert fbt.fuse(fused).fused
+    with torch.no_grad():
+        y, want = fused(*inputs), model(*inputs)
+    assert (y.device.type, y.shape, y.dtype) == ("meta", want.shape, want.dtype)
+
+
+def test_an_unbatched_input_runs_as_unfused():
+    """nn.Conv2d and nn.InstanceNorm2d take an unbatched [C, H, W] input; the fused model must
+    too (the op plans [N, C, H, W]), and give what the modules give."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.InstanceNorm2d(8, affine=True), nn.ReLU()).eval()
+    fused = copy.deepcopy(model)
+    assert fbt.fuse(fused).fused
+    x = rand((3, 7, 6), 21)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=0, atol=0)
+        xb = rand((2, 3, 7, 6), 22)  # batched input still runs fused, and agrees
+        torch.testing.assert_close(fused(xb), model(xb), rtol=1e-5, atol=1e-5)
+
+
 def test_pickled_fused_model_runs_after_loading():
     """torch.save of the whole model: compiled graphs are not pickled, they are traced again."""
     import io

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -112,6 +113,74 @@ def test_no_backward():
         y.sum().backward()
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_with_grad_enabled_runs_forward_and_backward_says_there_is_none(backend):
+    """README's `torch.compile(block)(x)` without no_grad: parameters that require grad make
+    AOTAutograd trace a backward, which must not fail the forward; backward raises when it runs,
+    as it does in eager mode."""
+    block, _ = chain_block("silu", "cpu")
+    block.eval()
+    x = rand((2, 3, 5, 6, 7), "cpu", 11, -1.0, 1.0)
+    with torch.no_grad():
+        expected = block(x)
+    torch._dynamo.reset()
+    y = torch.compile(block, backend=backend)(x)
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="no backward"):
+        y.sum().backward()
+
+
+def test_meta_tensors_give_the_output_shape_as_pytorch_modules_do():
+    """Shape inference on the meta device (a model made under torch.device('meta')): the output's
+    shape and dtype, as the unfused modules give, not 'fuseblock runs on CPU and CUDA tensors'."""
+    with torch.device("meta"):
+        block = fbt.Block.from_modules(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.GroupNorm(4, 8), nn.SiLU(),
+                                       nn.Dropout(0.1))
+        x = torch.empty(5, 3, 9, 7, dtype=torch.bfloat16)
+    block.to(torch.bfloat16)
+    want = nn.functional.silu(block.norm(block.conv(x)))
+    for mode in (block.eval, block.train):
+        with torch.no_grad():
+            y = mode()(x)
+        assert (y.device.type, y.shape, y.dtype) == ("meta", want.shape, want.dtype)
+
+
+def test_vmap_runs_the_block_per_sample():
+    """torch.vmap wraps x in a batched tensor that has no storage: the call goes through the op
+    (which PyTorch runs per slice), not the direct path's numpy view."""
+    block, _ = chain_block("silu", "cpu")
+    block.eval()
+    xs = rand((3, 2, 3, 4, 5, 6), "cpu", 12, -1.0, 1.0)
+    with torch.no_grad():
+        y = torch.vmap(block)(xs)
+        want = torch.stack([block(x) for x in xs])
+    torch.testing.assert_close(y, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("seed", [[1, 2, 3], [1.5, 2.0], [7]])
+def test_a_dropout_seed_that_is_not_two_int64_values_is_refused_on_cpu_as_on_cuda(seed):
+    block, _ = chain_block("silu", "cpu")
+    args = (rand((1, 3, 4, 4, 4), "cpu", 13), block.conv.weight.detach(), block.conv.bias.detach(),
+            block.norm.weight.detach(), block.norm.bias.detach(), torch.tensor(seed), block.spec, True, False)
+    with pytest.raises(ValueError, match="dropout_seed must hold two int64 values"):
+        fbt.block_forward(*args)
+
+
+def test_a_negative_int64_dropout_seed_is_its_unsigned_bits_as_on_cuda():
+    """The CUDA kernels read the [seed, offset] tensor's bits as unsigned 64-bit values."""
+    block, _ = chain_block("silu", "cpu")
+    x = rand((1, 3, 4, 4, 4), "cpu", 14)
+    params = (block.conv.weight.detach(), block.conv.bias.detach(), block.norm.weight.detach(), block.norm.bias.detach())
+    y = fbt.block_forward(x, *params, torch.tensor([-1, -2]), block.spec, True, False)
+    want = fbt.block_forward(x, *params, torch.tensor([2**63 - 1, 2**63 - 2]), block.spec, True, False)
+    assert not torch.equal(y, want)  # another stream, and no error
+    seeds = fuseblock.Block(block.spec, training=True, input_shape=list(x.shape))
+    np_params = {k: v.numpy() for k, v in zip(["conv.weight", "conv.bias", "norm.weight", "norm.bias"], params)}
+    expected = seeds.run(x.numpy(), np_params, device="cpu", dropout_seed=2**64 - 1, dropout_offset=2**64 - 2)
+    np.testing.assert_array_equal(y.numpy(), expected)
+
+
 def test_no_backward_through_channel_add_alone():
     """Frozen parameters and x, a channel_add that requires grad (a time embedding being trained):
     the call goes through the op, so backward says there is none instead of dropping the gradient."""
@@ -190,6 +259,13 @@ def test_block_training_dropout_statistics(device):
     torch.testing.assert_close(y[kept], expected[kept] / (1 - p), rtol=1e-4, atol=1e-5)
     assert not torch.equal(y_again != 0, y != 0)  # a fresh mask every call
     assert torch.equal(y_same_seed, y)  # torch.manual_seed reproduces it
+
+
+def test_explain_refuses_a_non_integer_size_as_the_numpy_api_does():
+    block, _ = chain_block("silu", "cpu")
+    with pytest.raises(TypeError, match=r"input_shape\[2\] must be an integer"):
+        block.explain((2, 3, 5.5, 6, 7))
+    assert "conv3d" in block.explain((2, 3, np.int64(5), 6, 7))
 
 
 def test_block_from_spec():
