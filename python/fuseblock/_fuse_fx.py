@@ -290,6 +290,11 @@ class TracedPlan:
             # A value that changes every call (a float schedule) would trace every call: stop.
             self.report.add_note(f"{self.path or '<model>'}: more than {_MAX_GRAPHS} kinds of call; new ones run unfused")
             return type(m).forward(m, *args, **kwargs)
+        if key not in self.graphs and torch.compiler.is_compiling():
+            # Tracing compiles the graph's code with exec, which torch.compile cannot follow (a
+            # graph break, an error under fullgraph=True): this kind of call, first seen while
+            # compiling, runs the original forward; torch.compile compiles its modules itself.
+            return type(m).forward(m, *args, **kwargs)
         if key not in self.graphs:
             fn, _, failure = self.build(key)
             if failure:

@@ -155,6 +155,19 @@ def test_a_new_value_every_call_stops_tracing():
     assert len(model.forward.graphs) == 16 and any("kinds of call" in n for n in report.notes)
 
 
+@pytest.mark.parametrize("warm_up", [False, True])
+def test_compile_fullgraph_of_a_traced_model(warm_up):
+    """torch.compile(fullgraph=True): a kind of call first seen while compiling runs the original
+    forward (tracing's exec cannot be compiled); one seen eagerly before runs its fused graph."""
+    model, fused, _ = pair("resnet_like")
+    x, t = CASES["resnet_like"][1](torch.float32)
+    with torch.no_grad():
+        if warm_up:
+            fused(x, t)  # no_grad is a new kind of call: traced here, eagerly
+        y = torch.compile(fused, fullgraph=True, backend="eager")(x, t)
+        assert rel_err(y, model(x, t)) <= 1e-5
+
+
 def test_training_with_autograd_runs_the_modules():
     """With autograd recording a training step the op (no backward) steps aside: gradients flow."""
     model, fused, _ = pair("resnet_like")
