@@ -66,4 +66,11 @@ TEST(CliTuneProfile, WithoutAGpuBothCommandsSayWhatIsNeeded) {
   r = cli("", "tune tests/specs/problem83_silu.block");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "tune needs a GPU")) << r.out;
+  // A spec that does not exist is the first thing said, GPU or not.
+  for (const char* cmd : {"tune", "profile"}) {
+    r = cli("", std::string(cmd) + " /nonexistent/x.block");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "/nonexistent/x.block")) << r.out;
+    EXPECT_FALSE(contains(r.out, "needs a GPU")) << r.out;
+  }
 }

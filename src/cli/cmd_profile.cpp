@@ -51,10 +51,7 @@ int profile_command(const ProfileOpts& o) {
       throw UserError("--ncu needs Nsight Compute, and `ncu` is not on PATH",
                       "install Nsight Compute (the CUDA toolkit ships it as bin/ncu) and add it to PATH, or run without --ncu");
   }
-  std::string why;
-  if (!cuda::available(&why))
-    throw UserError("profile needs a GPU: " + why,
-                    "run it on a machine with an NVIDIA GPU; `fuseblock verify` checks the kernels without one");
+  // The user's own mistakes first (options, spec, parameters): they are found without a GPU.
   if (o.runs < 1) throw UserError("--runs must be at least 1", "use e.g. --runs 30");
   LoadedSpec spec = load_spec(o.spec);
   LowerOptions lo;
@@ -64,6 +61,10 @@ int profile_command(const ProfileOpts& o) {
   std::string params_what;
   const Params params = load_block_params(spec, plan, "", &params_what);
   if (numel(plan.pipeline.output_shape) == 0) throw UserError("nothing to profile: the block's output is empty");
+  std::string why;
+  if (!cuda::available(&why))
+    throw UserError("profile needs a GPU: " + why,
+                    "run it on a machine with an NVIDIA GPU; `fuseblock verify` checks the kernels without one");
   const Tensor x = uniform_tensor(plan.pipeline.input_shape, 0);
 
   if (o.ncu_child) {  // one plain run for Nsight Compute to profile: no probes, no timing

@@ -45,15 +45,16 @@ constexpr const char* kMappingHelp =
     "program on such a device then uses the kept configuration. Fill-path plans have no knobs: nothing to tune.";
 
 int tune_command(const TuneOpts& o) {
-  std::string why;
-  if (!cuda::available(&why))
-    throw UserError("tune needs a GPU to measure on: " + why, "run it on a machine with an NVIDIA GPU");
+  // The user's own mistakes first (options, spec, parameters): they are found without a GPU.
   if (o.runs < 1) throw UserError("--runs must be at least 1", "use e.g. --runs 30");
   LoadedSpec spec = load_spec(o.spec);
   const Plan plan = lower(spec.block);
   require_f32_kernels(plan, "tune");
   std::string params_what;
   const Params params = load_block_params(spec, plan, "", &params_what);
+  std::string why;
+  if (!cuda::available(&why))
+    throw UserError("tune needs a GPU to measure on: " + why, "run it on a machine with an NVIDIA GPU");
   const Tensor x = uniform_tensor(plan.pipeline.input_shape, 0);
   tune::TuneOptions to;
   to.allow_tf32 = !o.strict_fp32;
