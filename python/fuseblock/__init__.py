@@ -75,6 +75,8 @@ def _int_in_range(name: str, value, lo: int, hi: int) -> int:
     """value as a Python int in [lo, hi]: a float or other non-integer is a TypeError, an
     integer out of range a UserError naming the argument (not the binding library's text)."""
     try:
+        if isinstance(value, (bool, np.bool_)):  # an int to operator.index, never meant as a size or seed
+            raise TypeError
         v = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None

@@ -76,7 +76,9 @@ def test_argument_types_are_named_not_the_binding_signature():
     cases = [(lambda: block.run(x_for(block), device=None), "device must be"),
              (lambda: block.run(x_for(block), device="cpu", allow_tf32="yes"), "allow_tf32 must be True or False"),
              (lambda: fuseblock.Block(SMALL, training=1), "training must be True or False"),
-             (lambda: fuseblock.Block(SMALL, assume_finite=None), "assume_finite must be True or False")]
+             (lambda: fuseblock.Block(SMALL, assume_finite=None), "assume_finite must be True or False"),
+             (lambda: fuseblock.init_params(block, True), "seed must be an integer, got bool"),
+             (lambda: fuseblock.Block(SMALL, input_shape=[2, True, 8]), "must be an integer, got bool")]
     for call, what in cases:
         with pytest.raises(TypeError, match=what) as e:
             call()
