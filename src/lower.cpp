@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -25,7 +26,9 @@ static double conv_output_bound(DType storage) {
 static bool has_fill(const Block& b) { return b.find(OpKind::Fill) != nullptr; }
 
 Plan lower(const Block& block, const LowerOptions& opts, const StepObserver& on_step) {
-  const bool dump_env = std::getenv("FUSEBLOCK_DUMP") != nullptr;
+  // FUSEBLOCK_DUMP=1 (any value but empty or 0) prints the IR after each step.
+  const char* dump_var = std::getenv("FUSEBLOCK_DUMP");
+  const bool dump_env = dump_var != nullptr && *dump_var != '\0' && std::string_view(dump_var) != "0";
   auto step = [&](const char* name, const Block& ir) {
     if (on_step) on_step(name, ir);
     if (dump_env) std::fprintf(stderr, "-- after %s:\n%s", name, dump(ir).c_str());

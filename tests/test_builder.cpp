@@ -55,3 +55,20 @@ TEST(Builder, AddPerSampleChannelMarksTheConv) {
   EXPECT_TRUE(conv->conv.channel_add);
   EXPECT_EQ(b.ops.size(), 3u);  // input, conv, group_norm: the add is not an op of its own
 }
+
+// The builder makes every block the spec text does: prelu (MONAI's activation) and bf16/f16
+// blocks had no call, so C++ users had to write spec text for them.
+TEST(Builder, PreluAndHalfPrecisionBlocks) {
+  const Block b = BlockBuilder({2, 3, 9}, DType::BF16).conv(1, 4, 3).instance_norm().prelu(4, 0.1).prelu().build();
+  const Block p = parse_spec("input bf16[2, 3, 9]\nconv1d 4 3\ninstance_norm\nprelu num_parameters=4 init=0.1\nprelu\n");
+  EXPECT_EQ(b.ops.front().dtype, DType::BF16);
+  Plan a = lower(b), c = lower(p);
+  EXPECT_EQ(dump(a), dump(c));
+  const Params pa = init_params(a.pipeline, 0);
+  ASSERT_EQ(pa.prelu_weight.size(), 2u);
+  EXPECT_EQ(pa.prelu_weight[0].numel(), 4);
+  EXPECT_FLOAT_EQ(pa.prelu_weight[0].data()[0], rounded_to(Tensor({1}, 0.1f), DType::BF16).data()[0]);
+  EXPECT_FLOAT_EQ(pa.prelu_weight[1].data()[0], 0.25f);
+  EXPECT_EQ(BlockBuilder({1, 1, 4}, DType::F16).conv(1, 1, 3).build().ops.front().dtype, DType::F16);
+  EXPECT_THROW(lower(BlockBuilder({2, 3, 9}).conv(1, 4, 3).prelu(3).build()), UserError);
+}

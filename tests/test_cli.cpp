@@ -292,3 +292,18 @@ TEST(Cli, ChannelAddIsReadFromAFileAndRequiredExactlyWhenTheBlockHasIt) {
   r = cli("--help-spec");
   EXPECT_TRUE(contains(r.out, "add_per_sample_channel")) << r.out;
 }
+
+// FUSEBLOCK_DUMP=1 prints the IR after every pass to stderr; 0 or empty does not (any value did).
+TEST(Cli, DumpEnvironmentVariableZeroIsOff) {
+  const std::string run = "run -q --device cpu --spec-text 'input f32[1, 1, 4]; conv1d 1 3'";
+  for (const char* v : {"0", ""}) {
+    ::setenv("FUSEBLOCK_DUMP", v, 1);
+    Result r = cli(run);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_FALSE(contains(r.out, "-- after infer_shapes")) << "FUSEBLOCK_DUMP='" << v << "'\n" << r.out;
+  }
+  ::setenv("FUSEBLOCK_DUMP", "1", 1);
+  Result r = cli(run);
+  EXPECT_TRUE(contains(r.out, "-- after infer_shapes")) << r.out;
+  ::unsetenv("FUSEBLOCK_DUMP");
+}

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fuseblock/builder.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 using namespace fuseblock;
@@ -180,4 +181,30 @@ TEST(SpecParse, BadDtypesSuggestAGoodOne) {
   expect_error("input bfloat[2, 3, 8, 8]\nconv2d 4 3\n", 1, 7, "unknown dtype 'bfloat'", "did you mean 'bfloat16'?");
   expect_error("input int8[2, 3, 8, 8]\nconv2d 4 3\n", 1, 7, "the dtypes are f32, bf16, f16");
   expect_error("input [2, 3, 8, 8]\nconv2d 4 3\n", 1, 1, "input needs a dtype and shape");
+}
+
+// Dropout's seed and offset and the params seed are unsigned 64-bit, as in the C++ IR, the
+// Python API and `run --seed`: the spec refused 2^63 and above ("does not fit in a 64-bit
+// integer (at most 9223372036854775807)"), so BlockBuilder::dropout(p, true, UINT64_MAX) threw.
+TEST(SpecParse, SeedsAndOffsetsAreUnsigned64Bit) {
+  const Block b = parse_spec(std::string(kHead) +
+                             "dropout p=0.2 seed=18446744073709551615 offset=9223372036854775808\n"
+                             "params seed=18446744073709551615\n");
+  EXPECT_EQ(b.ops[2].dropout.seed, UINT64_MAX);
+  EXPECT_EQ(b.ops[2].dropout.offset, uint64_t{1} << 63);
+  EXPECT_EQ(b.params.init_seed, UINT64_MAX);
+  const Block built = BlockBuilder({2, 3, 8, 8}).conv(2, 4, 3).dropout(0.2, true, UINT64_MAX, UINT64_MAX).build();
+  EXPECT_EQ(built.ops[2].dropout.seed, UINT64_MAX);
+  EXPECT_EQ(built.ops[2].dropout.offset, UINT64_MAX);
+  for (const char* bad : {"dropout seed=18446744073709551616\n", "params seed=18446744073709551616\n"}) {
+    try {
+      parse_spec(std::string(kHead) + bad);
+      ADD_FAILURE() << bad;
+    } catch (const UserError& e) {
+      EXPECT_NE(e.formatted().find("at most 18446744073709551615"), std::string::npos) << e.formatted();
+    }
+  }
+  for (const char* bad : {"dropout seed=-1\n", "dropout offset=-3\n", "params seed=-1\n"})
+    EXPECT_THROW(parse_spec(std::string(kHead) + bad), UserError) << bad;
+  EXPECT_THROW(parse_spec(std::string(kHead) + "dropout seed=1.5\n"), UserError);
 }

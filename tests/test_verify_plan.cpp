@@ -100,3 +100,33 @@ extern "C" __global__ void __launch_bounds__(256) fb_spill_conv(const float* __r
   EXPECT_FALSE(r.ok()) << r.text();
   EXPECT_NE(r.text().find("may write 'tmp'"), std::string::npos) << r.text();
 }
+
+// A small output map (4x4 per channel, a 1-long conv1d output) has statistics as large as the
+// output itself: that is the norm's per-(sample, channel) scale and mean, not an intermediate, and
+// verify passes (it failed with "scratch is far below a full-size intermediate" at 25%-400%).
+TEST_F(Verify, SmallOutputMapsPassTheScratchCheck) {
+  for (const char* spec : {"input f32[2, 3, 6, 6]\nconv2d 16 3\ngroup_norm 2\nsilu\n",
+                           "input f32[2, 64, 4, 4]\nconv2d 64 3 padding=1\ngroup_norm 32\nsilu\n",
+                           "input bf16[2, 3, 6, 6]\nconv2d 16 3\ngroup_norm 2\nsilu\n",
+                           "input f32[1, 16, 1]\nconv1d 16 1\ngroup_norm 1\nsilu\n",
+                           "input f32[4, 3, 2, 2, 2]\nconv3d 16 1\ngroup_norm 1\nsilu\n"}) {
+    verify::VerifyOptions o;
+    o.arch = "sm_90";
+    verify::VerifyReport r = verify::verify_plan(lower(parse_spec(spec)), o);
+    EXPECT_TRUE(r.ok()) << spec << r.text();
+  }
+}
+
+// A scratch buffer as large as the output is still a hidden full-size intermediate.
+TEST_F(Verify, FullSizeScratchFails) {
+  Plan p = plan_of(std::string(FB_SOURCE_DIR) + "/tests/specs/problem83_silu.block");
+  cuda::LaunchProgram prog = cuda::default_program(p, true);
+  bool grown = false;
+  for (cuda::Buffer& b : prog.buffers)
+    if (!grown && b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace)
+      b.bytes = prog.bytes_of(cuda::BufferRole::Output), grown = true;
+  ASSERT_TRUE(grown);
+  verify::VerifyReport r = verify::verify_source(p, prog, prog.source, "sm_90");
+  EXPECT_FALSE(r.ok()) << r.text();
+  EXPECT_NE(r.text().find("FAIL  scratch is far below a full-size intermediate"), std::string::npos) << r.text();
+}

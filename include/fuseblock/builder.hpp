@@ -22,7 +22,8 @@ struct ConvOptions {
 
 class BlockBuilder {
  public:
-  explicit BlockBuilder(const Shape& input_shape);
+  // dtype: the block's storage type, the spec's `input f32|bf16|f16[...]`.
+  explicit BlockBuilder(const Shape& input_shape, DType dtype = DType::F32);
 
   BlockBuilder& conv(int dims, int64_t out_channels, int64_t kernel_size, ConvOptions o = {});
   // conv(x) + add[:, :, None, ...] with a run-time [N, C_out] input (run()'s channel_add overload).
@@ -42,6 +43,8 @@ class BlockBuilder {
   BlockBuilder& hardswish();
   BlockBuilder& hardtanh(double min_val = -1.0, double max_val = 1.0);
   BlockBuilder& softplus(double beta = 1.0, double threshold = 20.0);
+  // nn.PReLU: one slope, or one a channel (num_parameters = the conv's out_channels), each `init`.
+  BlockBuilder& prelu(int64_t num_parameters = 1, double init = 0.25);
   BlockBuilder& add(double other);
   BlockBuilder& sub(double other);
   BlockBuilder& mul(double other);

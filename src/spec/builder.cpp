@@ -14,10 +14,10 @@ std::string spec_number(double v) {
   return fmt::format("{}", v);  // shortest text that reads back as v
 }
 
-BlockBuilder::BlockBuilder(const Shape& input_shape) {
+BlockBuilder::BlockBuilder(const Shape& input_shape, DType dtype) {
   std::string dims;
   for (int64_t d : input_shape) dims += fmt::format("{}{}", dims.empty() ? "" : ", ", d);
-  line("input f32[" + dims + "]");
+  line(fmt::format("input {}[{}]", dtype_name(dtype), dims));
 }
 
 BlockBuilder& BlockBuilder::line(const std::string& l) {
@@ -57,6 +57,9 @@ BlockBuilder& BlockBuilder::hardtanh(double lo, double hi) {
 }
 BlockBuilder& BlockBuilder::softplus(double beta, double threshold) {
   return line(fmt::format("softplus beta={} threshold={}", spec_number(beta), spec_number(threshold)));
+}
+BlockBuilder& BlockBuilder::prelu(int64_t num_parameters, double init) {
+  return line(fmt::format("prelu num_parameters={} init={}", num_parameters, spec_number(init)));
 }
 BlockBuilder& BlockBuilder::add(double v) { return line("add " + spec_number(v)); }
 BlockBuilder& BlockBuilder::sub(double v) { return line("sub " + spec_number(v)); }

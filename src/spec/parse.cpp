@@ -191,6 +191,23 @@ class ArgReader {
     return *v;
   }
 
+  // An unsigned 64-bit integer (seeds and offsets, as the IR holds them): [0, 2^64).
+  uint64_t u(const char* name, uint64_t dflt, const std::string& if_negative) const {
+    if (!has(name)) return dflt;
+    const Token& t = scalar(name);
+    const char* end = t.text.data() + t.text.size();
+    uint64_t v = 0;
+    const bool minus = !t.text.empty() && t.text[0] == '-';
+    auto r = std::from_chars(t.text.data() + (minus ? 1 : 0), end, v);
+    if (r.ec == std::errc() && r.ptr == end && minus && t.text.size() > 1) lp_.fail(loc(name).col, if_negative);
+    if (r.ec == std::errc::result_out_of_range && r.ptr == end)
+      lp_.fail(t.col, fmt::format("{} does not fit in an unsigned 64-bit integer (at most {})", t.text,
+                                  std::numeric_limits<uint64_t>::max()));
+    if (r.ec != std::errc() || r.ptr != end || minus)
+      lp_.fail(t.col, fmt::format("'{}' expects an integer, got '{}'", name, t.text));
+    return v;
+  }
+
   bool b(const char* name, bool dflt) const {
     if (!has(name)) return dflt;
     const Token& t = scalar(name);
@@ -334,9 +351,8 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
     case OpKind::Dropout: {
       op.dropout.p = r.f("p", 0.5);
       op.dropout.training = r.b("training", true);
-      int64_t seed = r.i("seed", 0), offset = r.i("offset", 0);
-      if (seed < 0 || offset < 0) lp.fail(r.loc(seed < 0 ? "seed" : "offset").col, "dropout seed and offset must be >= 0");
-      op.dropout.seed = static_cast<uint64_t>(seed), op.dropout.offset = static_cast<uint64_t>(offset);
+      op.dropout.seed = r.u("seed", 0, "dropout seed and offset must be >= 0");
+      op.dropout.offset = r.u("offset", 0, "dropout seed and offset must be >= 0");
       if (!(op.dropout.p >= 0.0 && op.dropout.p <= 1.0))
         lp.fail(r.loc("p").col, fmt::format("dropout probability has to be between 0 and 1, but got {}", op.dropout.p),
                 "as nn.Dropout: 0 <= p <= 1");
@@ -386,9 +402,7 @@ void parse_params(LineParser& lp, ParamSource& ps) {
             "keep one params line");
   ArgReader r(lp, params_spec, lp.parse_args(1));
   if (r.has("seed") && r.has("file")) lp.fail(r.loc("file").col, "params takes seed= or file=, not both");
-  int64_t seed = r.i("seed", 0);
-  if (seed < 0) lp.fail(r.loc("seed").col, "params seed must be >= 0");
-  ps.init_seed = static_cast<uint64_t>(seed);
+  ps.init_seed = r.u("seed", 0, "params seed must be >= 0");
   ps.safetensors = r.word("file", "");
   ps.loc = lp.at(lp.keyword().col);
 }

@@ -62,14 +62,26 @@ const Selected& selected(int ordinal) {
   return it->second;
 }
 
-int default_ordinal() {
-  const char* env = std::getenv("FUSEBLOCK_CUDA_DEVICE");
-  return env && *env ? std::atoi(env) : 0;
-}
+int default_ordinal() { return device_ordinal_from_env(std::getenv("FUSEBLOCK_CUDA_DEVICE")); }
 
 thread_local int thread_ordinal = -1;  // -1: the default
 
 }  // namespace
+
+int device_ordinal_from_env(const char* env) {
+  if (env == nullptr || *env == '\0') return 0;
+  const std::string v = env;
+  int ordinal = 0;
+  bool ok = v.size() <= 9;  // no device count comes near; keeps the sum below int's range
+  for (char c : v) {
+    ok = ok && c >= '0' && c <= '9';
+    if (ok) ordinal = ordinal * 10 + (c - '0');
+  }
+  if (!ok)
+    throw UserError(fmt::format("FUSEBLOCK_CUDA_DEVICE={} is not a device ordinal", v),
+                    "set it to the device's number, e.g. FUSEBLOCK_CUDA_DEVICE=1 for cuda:1, or unset it for device 0");
+  return ordinal;
+}
 
 std::string DeviceInfo::arch() const { return "sm_" + std::to_string(cc_major) + std::to_string(cc_minor); }
 

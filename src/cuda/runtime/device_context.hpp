@@ -28,5 +28,8 @@ const DeviceInfo& use_device();
 // Device `ordinal` (cuda:N, e.g. the device of a framework's tensor), made the calling thread's
 // device as above. Throws a UserError naming the devices there are for an ordinal out of range.
 const DeviceInfo& use_device(int ordinal);
+// The ordinal $FUSEBLOCK_CUDA_DEVICE names (`env` its value, null or empty: 0): decimal digits
+// only; anything else ("cuda:1", "abc", "-1") is a UserError naming the variable.
+int device_ordinal_from_env(const char* env);
 
 }  // namespace fuseblock::cuda
