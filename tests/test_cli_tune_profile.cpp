@@ -63,7 +63,7 @@ TEST(CliTuneProfile, WithoutAGpuBothCommandsSayWhatIsNeeded) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "profile needs a GPU")) << r.out;
   EXPECT_TRUE(contains(r.out, "fuseblock verify")) << r.out;
-  r = cli("", "tune tests/specs/problem83_silu.block");
+  r = cli("", std::string("tune ") + FB_SOURCE_DIR + "/tests/specs/problem83_silu.block");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "tune needs a GPU")) << r.out;
   // A spec that does not exist is the first thing said, GPU or not.
