@@ -48,13 +48,15 @@ def _read_spec(spec: SpecSource) -> tuple[str, str, str]:
     """(text, source name for messages, folder for relative `params file=`).
 
     A spec is text when it holds a newline (every spec has at least an input and a conv line);
-    a one-line string with ';' that names no file is text with ';' between lines, as the CLI's
-    --spec-text; any other one-line string or an os.PathLike names a file."""
+    a one-line string that names no file and has ';' or starts with `input ` or `params ` is text
+    (';' between lines, as the CLI's --spec-text); any other one-line string or an os.PathLike
+    names a file."""
     if spec is None:
         return default_spec(), "<default>", ""
     if isinstance(spec, str) and "\n" in spec:
         return spec, "<spec>", ""
-    if isinstance(spec, str) and ";" in spec and not os.path.exists(spec):
+    if isinstance(spec, str) and not os.path.exists(spec) and (
+            ";" in spec or spec.lstrip().startswith(("input ", "params "))):
         return spec.replace(";", "\n"), "<spec>", ""
     path = os.fspath(spec)
     # One byte past the spec's size limit at most: the parser reports a longer spec, and a path

@@ -295,3 +295,8 @@ def test_one_line_spec_text_with_semicolons_is_text_as_on_the_cli():
     one_line = fuseblock.Block("input f32[1, 2, 6]; conv1d 3 3; group_norm 1; silu")
     lines = fuseblock.Block("input f32[1, 2, 6]\nconv1d 3 3\ngroup_norm 1\nsilu\n")
     assert np.array_equal(one_line.run(x, device="cpu"), lines.run(x, device="cpu"))
+    # One line with no ';' that starts like a spec is a spec too: its error is the parser's.
+    with pytest.raises(fuseblock.UserError, match="no convolution"):
+        fuseblock.Block("input f32[1, 1, 4]")
+    with pytest.raises(FileNotFoundError):
+        fuseblock.Block("no_such_file.block")
