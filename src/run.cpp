@@ -17,7 +17,7 @@ Device resolve_device(Device requested, std::string* why) {
   const bool ok = cuda::available(&reason);
   if (why) *why = reason;
   if (requested == Device::Cuda && !ok)
-    throw UserError("CUDA is not available: " + reason, "run with --device cpu (or --device auto)");
+    throw UserError("CUDA is not available: " + reason, "run with --device cpu or auto (Python: device=\"cpu\" or \"auto\")");
   return ok ? Device::Cuda : Device::Cpu;
 }
 
@@ -39,14 +39,14 @@ Device resolve_device(Device requested, DType storage, std::string* why) {
   }
   reason = fmt::format("{} storage runs on CUDA only through cuDNN's conv (store_once), and here: {}",
                        dtype_name(storage), reason);
-  if (requested == Device::Cuda) throw UserError(reason, "use --device cpu");
+  if (requested == Device::Cuda) throw UserError(reason, "use --device cpu (Python: device=\"cpu\")");
   if (why) *why = reason;
   return Device::Cpu;
 }
 
 Device resolve_device(Device requested, const Plan& plan, std::string* why) {
   if (const std::optional<std::string> reason = cpu_only_forms(plan)) {
-    if (requested == Device::Cuda) throw UserError(*reason, "use --device cpu (or --device auto)");
+    if (requested == Device::Cuda) throw UserError(*reason, "use --device cpu or auto (Python: device=\"cpu\" or \"auto\")");
     if (why) *why = *reason;
     return Device::Cpu;
   }
@@ -60,7 +60,7 @@ Device resolve_device(Device requested, const Plan& plan, std::string* why) {
   if (!no) return d;
   const std::string reason = fmt::format("{} storage runs on CUDA only through store_once, which cannot run this block: {}",
                                          dtype_name(plan.pipeline.types.storage), *no);
-  if (requested == Device::Cuda) throw UserError(reason, "use --device cpu (or --device auto)");
+  if (requested == Device::Cuda) throw UserError(reason, "use --device cpu or auto (Python: device=\"cpu\" or \"auto\")");
   if (why) *why = reason;
   return Device::Cpu;
 }
