@@ -126,6 +126,8 @@ def _chain_op(node, cur, modules):
         return None
     if node.op == "call_module" and len(node.args) == 1 and not node.kwargs:
         m = modules[node.target]
+        if ms.hooks_problem(m):
+            return None
         if type(m) is nn.Dropout:
             return m, m
         try:

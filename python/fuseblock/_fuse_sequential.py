@@ -25,6 +25,8 @@ def _flatten(seq: nn.Sequential, path: str) -> list:
 
 
 def _is_pointwise(m) -> bool:
+    if ms.hooks_problem(m):
+        return False
     try:
         pointwise_spec_line(m)
         return True
@@ -50,7 +52,7 @@ def _run_at(flat: list, i: int):
     j, chain, names, stop = i + 2, [], [path, norm_path], ""
     while j < len(flat):
         p, m = flat[j]
-        is_dropout = type(m) is nn.Dropout
+        is_dropout = type(m) is nn.Dropout and not ms.hooks_problem(m)
         if (is_dropout and any(type(s) is nn.Dropout for s, _ in chain)) or not (is_dropout or _is_pointwise(m)):
             stop = f"the chain ends before {p} ({type(m).__name__})"  # one dropout a block
             break

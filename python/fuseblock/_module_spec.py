@@ -41,12 +41,23 @@ def _conv_padding(conv) -> Optional[tuple]:
     return tuple(conv.padding)
 
 
+def hooks_problem(m) -> Optional[str]:
+    """Why `m` cannot run inside a fused block because of its hooks: a fused block does not call
+    the module, so its forward hooks and pre-hooks would not run (torch.nn.utils.weight_norm
+    computes the weight in a pre-hook; feature extractors read outputs in hooks)."""
+    if getattr(m, "_forward_hooks", None) or getattr(m, "_forward_pre_hooks", None):
+        return f"{type(m).__name__} has forward hooks or pre-hooks, which a fused block would not run"
+    return None
+
+
 def conv_problem(conv) -> Optional[str]:
     if not is_conv(conv):
         if isinstance(conv, nn.modules.conv._ConvNd):
             what = "a transposed convolution" if getattr(conv, "transposed", False) else "a conv subclass with its own forward"
             return f"{type(conv).__name__} is {what}: not supported"
         return f"{type(conv).__name__} is not nn.Conv1d/2d/3d"
+    if hooks_problem(conv):
+        return hooks_problem(conv)
     if conv.groups != 1:
         return f"conv has groups={conv.groups}: not supported (groups=1 only)"
     if conv.padding_mode != "zeros":
@@ -76,6 +87,8 @@ def is_norm(m) -> bool:
 
 def norm_problem(norm, conv) -> Optional[str]:
     """Why `norm` cannot follow `conv` in a block (None when it can)."""
+    if hooks_problem(norm):
+        return hooks_problem(norm)
     if type(norm) is nn.GroupNorm:
         if norm.num_channels != conv.out_channels:
             return f"GroupNorm has {norm.num_channels} channels, the conv gives {conv.out_channels}"

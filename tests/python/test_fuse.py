@@ -168,6 +168,49 @@ def test_compile_fullgraph_of_a_traced_model(warm_up):
         assert rel_err(y, model(x, t)) <= 1e-5
 
 
+def test_modules_with_hooks_are_not_fused_and_their_hooks_run():
+    """A fused block does not call its modules, so a conv or norm with forward hooks (old-style
+    weight_norm computes the weight in a pre-hook) is left, and a hooked activation ends the chain;
+    the hooks run as before."""
+    torch.manual_seed(0)
+    seen = []
+    hooked = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.SiLU()).eval()
+    hooked[0].register_forward_hook(lambda m, a, y: seen.append("conv"))
+    report = fbt.fuse(hooked)
+    assert not report.fused and "forward hooks" in report.left["0"], str(report)
+    chain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.SiLU()).eval()
+    chain[3].register_forward_pre_hook(lambda m, a: seen.append("silu"))
+    report = fbt.fuse(chain)
+    assert [e.block.names for e in report.fused] == [["0", "1", "2"]], str(report)
+    x = rand((2, 3, 6, 6), 20)
+    with torch.no_grad():
+        hooked(x), chain(x)
+    assert seen == ["conv", "silu"]
+
+
+def test_weight_norm_old_and_new_style_follow_their_weights():
+    """torch.nn.utils.weight_norm (a pre-hook sets .weight at each call) is left unfused; the
+    parametrization (.weight computed when read) fuses; both follow changes of g and v."""
+    def make(style):
+        torch.manual_seed(0)  # one model twice (an old-style weight_norm cannot be deep-copied)
+        conv = nn.Conv2d(3, 4, 3)
+        if style == "old":
+            with pytest.warns(FutureWarning):
+                conv = nn.utils.weight_norm(conv)
+        else:
+            conv = nn.utils.parametrizations.weight_norm(conv)
+        return nn.Sequential(conv, nn.GroupNorm(2, 4), nn.SiLU()).eval()
+    x = rand((2, 3, 6, 6), 21)
+    for style in ("old", "new"):
+        model, fused = make(style), make(style)
+        assert bool(fbt.fuse(fused).fused) == (style == "new")
+        with torch.no_grad():
+            for m in (model, fused):  # the same change of the magnitude g in both
+                g = m[0].weight_g if style == "old" else m[0].parametrizations.weight.original0
+                g.mul_(1.5)
+            assert rel_err(fused(x), model(x)) <= 1e-5, style
+
+
 def test_training_with_autograd_runs_the_modules():
     """With autograd recording a training step the op (no backward) steps aside: gradients flow."""
     model, fused, _ = pair("resnet_like")
