@@ -17,8 +17,9 @@ def is_plain_sequential(m) -> bool:
 
 
 def _flatten(seq: nn.Sequential, path: str) -> list:
+    # _modules, as Sequential.forward: named_children() lists a module held twice only once.
     out = []
-    for name, child in seq.named_children():
+    for name, child in seq._modules.items():
         p = f"{path}.{name}" if path else name
         out += _flatten(child, p) if is_plain_sequential(child) else [(p, child)]
     return out

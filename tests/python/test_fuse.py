@@ -417,6 +417,30 @@ def test_pickled_fused_model_runs_after_loading():
         assert torch.equal(loaded(*inputs), want)
 
 
+def _shared_twice():
+    conv, norm, act = nn.Conv2d(4, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.SiLU()
+    return nn.Sequential(conv, norm, act, conv, norm, act)
+
+
+def _shared_inner_sequential():
+    inner = nn.Sequential(nn.GroupNorm(2, 4), nn.ReLU())
+    return nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), inner, nn.Conv2d(4, 4, 3, padding=1), inner)
+
+
+@pytest.mark.parametrize("make", [_shared_twice, _shared_inner_sequential])
+def test_a_sequential_that_holds_a_module_twice_runs_it_twice(make):
+    """nn.Sequential(conv, norm, act, conv, norm, act) with the same modules: its forward calls
+    each entry, repeats included (named_children() would list each module once)."""
+    torch.manual_seed(0)
+    model = make().eval()
+    fused = copy.deepcopy(model)
+    fbt.fuse(fused)
+    x = rand((2, 4, 6, 6), 20)
+    with torch.no_grad():
+        y, want = fused(x), model(x)
+    assert rel_err(y, want) <= 1e-5
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", CASES)
 def test_fused_on_cuda_matches_unfused(name):
