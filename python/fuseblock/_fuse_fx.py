@@ -153,7 +153,8 @@ def _added(node, cur):
     if not is_add or len(node.args) != 2 or node.kwargs:
         return None
     other = node.args[1] if node.args[0] is cur else node.args[0] if node.args[1] is cur else None
-    return other if isinstance(other, fx.Node) else None
+    # h + h is not an added input: `other` would be the conv's own output, which the block replaces.
+    return other if isinstance(other, fx.Node) and other is not cur else None
 
 
 def _single_user(node):

@@ -441,6 +441,27 @@ def test_a_sequential_that_holds_a_module_twice_runs_it_twice(make):
     assert rel_err(y, want) <= 1e-5
 
 
+class _ConvOutputAddedToItself(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(4, 4, 3, padding=1), nn.GroupNorm(2, 4)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return torch.nn.functional.silu(self.norm(h + h))
+
+
+def test_a_conv_output_added_to_itself_is_left_not_a_crash():
+    torch.manual_seed(0)
+    model = _ConvOutputAddedToItself().eval()
+    fused = copy.deepcopy(model)
+    report = fbt.fuse(fused)
+    assert not report.fused and "conv" in report.left, str(report)
+    x = rand((2, 4, 6, 6), 21)
+    with torch.no_grad():
+        assert torch.equal(fused(x), model(x))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", CASES)
 def test_fused_on_cuda_matches_unfused(name):
