@@ -162,12 +162,21 @@ def _single_user(node):
     return users[0] if len(users) == 1 else None
 
 
+def _conv_input(node):
+    """The conv call's input, given by position or as `input=`; None for any other call."""
+    if len(node.args) == 1 and not node.kwargs:
+        return node.args[0]
+    return node.kwargs["input"] if not node.args and set(node.kwargs) == {"input"} else None
+
+
 def _match(conv_node, modules, prefix):
     """(run nodes, other, norm, chain, stop) from a conv node, or (None, reason)."""
     conv = modules[conv_node.target]
     problem = ms.conv_problem(conv)
     if problem:
         return None, problem
+    if _conv_input(conv_node) is None:
+        return None, "it is called with arguments other than its input"
     nxt = _single_user(conv_node)
     if nxt is None:
         return None, f"its output is used {len(conv_node.users)} times"
@@ -234,7 +243,7 @@ def rewrite(graph: fx.Graph, modules: dict, prefix: str, blocks: dict, report: F
         with graph.inserting_before(last):
             table = graph.get_attr("_fuseblock_blocks")
             fb = graph.call_function(operator.getitem, (table, index))
-            new = graph.call_function(_call_block, (fb, node.args[0], other))
+            new = graph.call_function(_call_block, (fb, _conv_input(node), other))
         last.replace_all_uses_with(new)
         for n in reversed(run):
             graph.erase_node(n)

@@ -462,6 +462,26 @@ def test_a_conv_output_added_to_itself_is_left_not_a_crash():
         assert torch.equal(fused(x), model(x))
 
 
+class _ConvCalledByKeyword(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(4, 4, 3, padding=1), nn.GroupNorm(2, 4)
+
+    def forward(self, x):
+        return torch.nn.functional.silu(self.norm(self.conv(input=x)))
+
+
+def test_a_conv_called_by_keyword_is_fused_or_left_not_a_crash():
+    torch.manual_seed(0)
+    model = _ConvCalledByKeyword().eval()
+    fused = copy.deepcopy(model)
+    report = fbt.fuse(fused)
+    assert len(report.fused) + len(report.left) == 1, str(report)
+    x = rand((2, 4, 6, 6), 22)
+    with torch.no_grad():
+        assert rel_err(fused(x), model(x)) <= 1e-5
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", CASES)
 def test_fused_on_cuda_matches_unfused(name):
