@@ -326,9 +326,14 @@ class _BlockTable:
 
     def __init__(self, blocks: dict):
         self.blocks = blocks
+        self._by_index: list = []
 
     def __getitem__(self, i):
-        return list(self.blocks.values())[i]
+        # Every call of a traced forward indexes here: the list is rebuilt only when a trace
+        # added blocks (the dict only grows), not on every call.
+        if len(self._by_index) != len(self.blocks):
+            self._by_index = list(self.blocks.values())
+        return self._by_index[i]
 
 
 def fuse_traced(module, path: str, report: FuseReport) -> None:

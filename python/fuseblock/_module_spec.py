@@ -56,8 +56,8 @@ def conv_problem(conv) -> Optional[str]:
             what = "a transposed convolution" if getattr(conv, "transposed", False) else "a conv subclass with its own forward"
             return f"{type(conv).__name__} is {what}: not supported"
         return f"{type(conv).__name__} is not nn.Conv1d/2d/3d"
-    if hooks_problem(conv):
-        return hooks_problem(conv)
+    if problem := hooks_problem(conv):
+        return problem
     if conv.groups != 1:
         return f"conv has groups={conv.groups}: not supported (groups=1 only)"
     if conv.padding_mode != "zeros":
@@ -87,8 +87,8 @@ def is_norm(m) -> bool:
 
 def norm_problem(norm, conv) -> Optional[str]:
     """Why `norm` cannot follow `conv` in a block (None when it can)."""
-    if hooks_problem(norm):
-        return hooks_problem(norm)
+    if problem := hooks_problem(norm):
+        return problem
     if type(norm) is nn.GroupNorm:
         if norm.num_channels != conv.out_channels:
             return f"GroupNorm has {norm.num_channels} channels, the conv gives {conv.out_channels}"

@@ -204,7 +204,6 @@ TEST(GpuIgemm, StatisticsAgreeWithTheCudnnEngineProgram) {
     }
 }
 
-// The public run() on host tensors takes the igemm engine by default for a bf16 block.
 // The default run of a bf16 block takes cuDNN's conv (measured faster on the realworld shapes,
 // store_once.cpp); the engine's tiles come after it in configs(), for tune.
 TEST(GpuIgemm, DefaultRunOfABf16BlockUsesCudnnAndTheTilesFollow) {

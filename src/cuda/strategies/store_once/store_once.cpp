@@ -102,6 +102,20 @@ ConvTuning StoreOnce::default_config_on(const ConvProblem& problem, const Device
 
 namespace {
 
+// The buffers of both programs (cuDNN's conv and the igemm engine): input and output, the conv's
+// parameters, the one intermediate (the conv output) and, with a norm, the statistics partials.
+// Returns the conv in 3-D form (the parameter buffers' sizes, the FLOPs).
+ConvGeometry add_store_once_buffers(LaunchProgram& prog, const Pipeline& p, const StoreOnceLayout& l) {
+  add_io_buffers(prog, p);
+  const ConvGeometry g = conv_in_3d(p);
+  add_conv_param_buffers(prog, p, g);
+  using R = BufferRole;
+  prog.buffers.push_back({R::ConvOutput, BufferKind::Intermediate, prog.bytes_of(R::Output)});
+  if (p.norm)
+    prog.buffers.push_back({R::StatsPartials, BufferKind::Scratch, static_cast<size_t>(l.stats_grid()) * 8});
+  return g;
+}
+
 // The igemm engine's program: pack the weights, the input to channels-last, the conv with its
 // statistics in one kernel, then fb_so_apply as after cuDNN.
 LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
@@ -124,13 +138,9 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
   begin_program_source(w, plan, problem.allow_tf32);
   emit_store_once_kernels(w, p, l, /*stats_kernel=*/false);
   emit_igemm_kernels(w, p, t);
-  add_io_buffers(prog, p);
-  const ConvGeometry g = conv_in_3d(p);  // the parameter buffers' sizes and the FLOPs
-  add_conv_param_buffers(prog, p, g);
+  const ConvGeometry g = add_store_once_buffers(prog, p, l);
   const bool norm = p.norm.has_value();
   using R = BufferRole;
-  prog.buffers.push_back({R::ConvOutput, BufferKind::Intermediate, prog.bytes_of(R::Output)});
-  if (norm) prog.buffers.push_back({R::StatsPartials, BufferKind::Scratch, static_cast<size_t>(l.stats_grid()) * 8});
   prog.buffers.push_back({R::PackedWeight, BufferKind::Scratch, s.packed_weight_bytes()});
   prog.buffers.push_back({R::InputChannelsLast, BufferKind::Scratch, s.channels_last_bytes()});
 
@@ -188,13 +198,9 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
   SourceWriter w;
   begin_program_source(w, plan, problem.allow_tf32);
   emit_store_once_kernels(w, p, l, /*stats_kernel=*/true);
-  add_io_buffers(prog, p);
-  const ConvGeometry g = conv_in_3d(p);  // the parameter buffers' sizes and the FLOPs: the library tiles the conv
-  add_conv_param_buffers(prog, p, g);
+  const ConvGeometry g = add_store_once_buffers(prog, p, l);  // the library tiles the conv
   const bool norm = p.norm.has_value();
   using R = BufferRole;
-  prog.buffers.push_back({R::ConvOutput, BufferKind::Intermediate, prog.bytes_of(R::Output)});
-  if (norm) prog.buffers.push_back({R::StatsPartials, BufferKind::Scratch, static_cast<size_t>(l.stats_grid()) * 8});
 
   Step conv;
   conv.kind = StepKind::LibraryConv;
@@ -222,8 +228,9 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
   return prog;
 }
 
-// NOT YET MEASURED: a placeholder until the H200 run of store_once (docs/benchmarks.md). The
-// recompute strategies measured 0.19 and more; cuDNN's convs run near the matmul ceiling.
+// NOT FITTED: a placeholder; store_once ran on the H200 (docs/benchmarks.md) but tune has not
+// measured it (tune refuses half blocks). The recompute strategies measured 0.19 and more;
+// cuDNN's convs run near the matmul ceiling.
 double StoreOnce::measured_efficiency() const { return 0.6; }
 
 }  // namespace fuseblock::cuda
