@@ -1,157 +1,236 @@
-"""Whole-model forward time (GPU machine): real MONAI and diffusers models with random weights,
-unfused (eager), torch.compile of the unfused model, and fuseblock.torch.fuse() of a copy, in one
-process, eval mode under torch.no_grad(), float32 (TF32 on, PyTorch's default) and bfloat16.
+"""Whole-model forward time (GPU machine): real MONAI and diffusers models (bench/model_zoo.py,
+random weights, inputs of the size their users run) in eval mode under torch.no_grad(), float32
+(TF32 on, PyTorch's default) and bfloat16, four ways in one process:
 
-    python3 bench/models.py --out OUT [--small] [--device cuda|cpu] [--only NAME ...]
+    eager                   the model as built
+    torch.compile           compile(model), default mode, measured as a user runs it
+                            (bench/compiled_peer.py: fresh dynamo state, dynamic=False, warmed up,
+                            checked to run compiled code)
+    fuse                    fuseblock.torch.fuse() of a copy
+    torch.compile(fuse)     the fused copy, called once eagerly, then compiled the same way
 
-Each model is checked first: the fused copy against the unfused model (relative error by norm;
-TF32 3e-3, bf16 2e-2) and NaN at the same positions with one NaN in the input. Then each variant
-is timed (CUDA events, warm-up, median, the L2 flushed before each run). --small uses the test suite's tiny configs (a smoke test
-that also runs on the CPU). Needs monai and diffusers (scripts/pack-gpu-wheels.sh carries them).
-Writes OUT/models.json; prints a table last.
+    python3 bench/models.py --out OUT [--only NAME ...] [--dtypes ...] [--budget-s S] [--no-compile]
+    python3 bench/models.py --cpu-smoke --out OUT     # tiny configs on the CPU: the harness itself
+
+Every variant's output is compared with the unfused model's (relative error by norm, NaN at the
+same positions with one NaN in the input; inf when they differ) and, with the unfused model's own
+error, against a float64 copy: a variant is correct when its NaN positions match and its float64
+error is within the dtype's tolerance or twice eager's. A variant that fails is a row with its
+error. Each row also says how many blocks fuse() fused and left (by reason), and how much of the
+fused forward is spent inside FusedBlock calls (bench/fused_time.py). Writes OUT/models.json and
+OUT/models.png; prints a table last.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import datetime
-import functools
 import json
 import os
-import statistics
+import re
 import sys
 import time
+import warnings
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import L2Flush, time_cuda  # noqa: E402  (the timing every benchmark here shares)
+import compiled_peer  # noqa: E402
+from block_check import TOLERANCE, relative_error  # noqa: E402
+from charts import bar_chart  # noqa: E402
+from fused_time import split_ms  # noqa: E402
+from model_zoo import models, output_of, to_device  # noqa: E402
+from timing import time_ms  # noqa: E402
 
 import fuseblock.torch as fbt  # noqa: E402
 
-TOLERANCE = {torch.float32: 3e-3, torch.bfloat16: 2e-2}
+VARIANTS = ["eager", "torch.compile", "fuse", "torch.compile(fuse)"]
+FIRST_COMPILE_GUESS_S = 120  # a whole model's compile before one was measured (seconds)
 
 
-def models(small: bool):
-    """name -> (make model, make inputs (a tuple, on the CPU in float32))."""
-    from diffusers import AutoencoderKL, UNet2DModel
-    from monai.networks.nets import SegResNet, UNet
-
-    side3, side2 = (16, 16) if small else (96, 64)
-    filt = 8 if small else 16
-    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
-    vol = lambda: (torch.rand(1, 1, side3, side3, side3, generator=g(1)) * 4 - 2,)  # noqa: E731
-    chans = (32, 64) if small else (128, 256, 256)
-    unet2d = dict(sample_size=side2, in_channels=3, out_channels=3, layers_per_block=1 if small else 2,
-                  block_out_channels=chans, norm_num_groups=8 if small else 32,
-                  down_block_types=("DownBlock2D",) * len(chans), up_block_types=("UpBlock2D",) * len(chans))
-    vae = dict(in_channels=3, out_channels=3, block_out_channels=chans, layers_per_block=1 if small else 2,
-               latent_channels=4, norm_num_groups=8 if small else 32, sample_size=side2 * 4,
-               down_block_types=("DownEncoderBlock2D",) * len(chans), up_block_types=("UpDecoderBlock2D",) * len(chans))
-    n2 = 2 if small else 4
-    return {
-        "monai-SegResNet": (lambda: SegResNet(spatial_dims=3, init_filters=filt, in_channels=1, out_channels=2), vol),
-        "monai-UNet": (lambda: UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(filt, 2 * filt, 4 * filt),
-                                    strides=(2, 2), num_res_units=2, dropout=0.1), vol),
-        "diffusers-UNet2DModel": (lambda: UNet2DModel(**unet2d),
-                                  lambda: (torch.randn(n2, 3, side2, side2, generator=g(2)), torch.tensor([10] * n2))),
-        "diffusers-AutoencoderKL": (lambda: AutoencoderKL(**vae),
-                                    lambda: (torch.randn(1, 3, side2 * 4, side2 * 4, generator=g(3)),)),
-    }
+def with_one_nan(xs):
+    bad = xs[0].clone()
+    bad.view(-1)[5] = float("nan")  # a fresh contiguous clone: the flat view is its logical order
+    return (bad,) + xs[1:]
 
 
-def output(y):
-    return y.sample if hasattr(y, "sample") else y
+def agreement(fn, model, ref64, xs, eager_err64):
+    """fn's output against the unfused model and a float64 copy, NaN positions included."""
+    y = output_of(fn(*xs)).clone()  # a copy: a compiled replay may reuse the buffer
+    want = output_of(model(*xs))
+    err64 = relative_error(y, output_of(ref64(*to_device(xs, y.device, torch.float64))))
+    bad = with_one_nan(xs)
+    same_nan = torch.equal(torch.isnan(output_of(fn(*bad))), torch.isnan(output_of(model(*bad))))
+    dtype = xs[0].dtype
+    return {"rel_error_vs_unfused": relative_error(y, want), "rel_error_vs_float64": err64,
+            "nan_positions_match": same_nan,
+            "correct": same_nan and err64 <= max(TOLERANCE[dtype], 2 * eager_err64)}
 
 
-def rel_error(got, want):
-    got, want = got.double(), want.double()
-    if not torch.equal(torch.isnan(got), torch.isnan(want)):
-        return float("inf")
-    finite = torch.isfinite(want)
-    return ((got - want)[finite].norm() / want[finite].norm().clamp_min(1e-30)).item()
+def reason_kind(why: str) -> str:
+    """A left conv's reason without the module path it names, so that reasons group."""
+    return re.sub(r"goes to \S+ \((\w+)\)", r"goes to a \1", why)
 
 
-def time_ms(fn, device, runs):
-    """Median ms: on the GPU the problem-83 benchmark's timing (CUDA events, L2 flushed before
-    each run); on the CPU (the --small smoke test) a wall clock."""
-    if device != "cpu":
-        return time_cuda(fn, _flush(), 3, runs, 5.0)["median_ms"]
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+def fuse_summary(report):
+    return {"fused_blocks": len(report.fused), "left": len(report.left),
+            "left_by_reason": dict(collections.Counter(map(reason_kind, report.left.values())).most_common()),
+            "notes": len(report.notes)}
 
 
-@functools.lru_cache(maxsize=1)
-def _flush():
-    return L2Flush()  # one 256 MB buffer for the whole run
-
-
-def run_model(name, make, inputs, dtype, args):
+def run_model(name, make, inputs, dtype, args, budget):
     torch.manual_seed(0)
     model = make().eval().to(device=args.device, dtype=dtype)
+    ref64 = copy.deepcopy(model).to(torch.float64)
+    xs = to_device(inputs(), args.device, dtype)
+    entry = {"model": name, "dtype": str(dtype).replace("torch.", ""), "input": [list(t.shape) for t in xs],
+             "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
     fused = copy.deepcopy(model)
+    t0 = time.perf_counter()
     report = fbt.fuse(fused)
-    xs = tuple(t.to(args.device, dtype) if t.is_floating_point() else t.to(args.device) for t in inputs())
-    entry = {"model": name, "dtype": str(dtype).replace("torch.", ""), "fused_blocks": len(report.fused),
-             "left": len(report.left)}
-    with torch.no_grad():
-        want = output(model(*xs))
-        entry["rel_error"] = rel_error(output(fused(*xs)), want)
-        bad = (xs[0].clone(),) + xs[1:]
-        bad[0].view(-1)[5] = float("nan")
-        same_nan = torch.equal(torch.isnan(output(fused(*bad))), torch.isnan(output(model(*bad))))
-        entry["correct"] = same_nan and entry["rel_error"] <= TOLERANCE[dtype]
-        variants = {"eager": model, "fuseblock": fused}
-        if not args.no_compile:
-            variants["torch.compile"] = torch.compile(model)
-        for vname, m in variants.items():
-            try:
-                entry[f"{vname}_ms"] = time_ms(lambda: m(*xs), args.device, args.runs)
-            except Exception as e:  # noqa: BLE001 - a failure is a result
-                entry[f"{vname}_failed"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    entry["fuse_s"] = round(time.perf_counter() - t0, 2)
+    entry.update(fuse_summary(report))
+    eager_err64 = relative_error(output_of(model(*xs)), output_of(ref64(*to_device(xs, args.device, torch.float64))))
+    entry["eager_rel_error_vs_float64"] = eager_err64
+    del ref64  # re-made below only for the checks: whole float64 models are large
+    ref64 = copy.deepcopy(model).to(torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fused(*xs)  # first call: kernels compiled, plans built; a block that cannot run says so here
+    entry["blocks_run_unfused"] = sorted({str(w.message) for w in caught if "runs unfused" in str(w.message)})
+    for variant in args.variants:
+        row = {}
+        try:
+            if variant.startswith("torch.compile") and budget.deadline < time.time() + budget.estimate:
+                row["skipped"] = f"time budget (--budget-s {args.budget_s:.0f}; a compile ~{budget.estimate:.0f} s)"
+                entry[variant] = row
+                continue
+            base = fused if "fuse" in variant else model
+            fn = base
+            if variant.startswith("torch.compile"):
+                fn, stats = compiled_peer.compile_checked(base, "default", [lambda f: f(*xs)],
+                                                          args.compile_backend)
+                budget.estimate = stats["compile_s"]
+                row["compile"] = stats
+            row.update(agreement(fn, model, ref64, xs, eager_err64))
+            row["ms"] = time_ms(lambda: fn(*xs), args.device, args.runs, 5.0)
+            if variant.startswith("torch.compile"):
+                compiled_peer.verify_compiled(fn, [lambda f: f(*xs)], stats)
+            if variant == "fuse":
+                row.update(split_ms(fused, [e.block for e in report.fused], lambda: fused(*xs), args.device))
+        except compiled_peer.CompileFellBack as e:
+            row = {"fell_back": True, "error": f"COMPILED PEER FELL BACK TO EAGER: {e}"}
+        except Exception as e:  # noqa: BLE001 - a failure is a row
+            row = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        entry[variant] = row
     return entry
 
 
-def main():
+class Budget:
+    """Skips a compile that would end past the deadline (the last compile's time as the estimate)."""
+
+    def __init__(self, seconds):
+        self.deadline = time.time() + seconds
+        self.estimate = FIRST_COMPILE_GUESS_S
+
+
+def print_table(results):
+    print(f"\n== models: {results['device']}, {results['date']}, torch {results['torch']} ==")
+    print("peers: " + ", ".join(f"{k}={v}" for k, v in results["peer_settings"].items()))
+    print(f"{'model':<31} {'dtype':<9} {'fused':>5} {'left':>4} {'variant':<20} {'ms':>9} {'vs eager':>8} "
+          f"{'err/fp64':>8} {'in blocks':>9}  note")
+    for e in results["cases"]:
+        eager = e.get("eager", {}).get("ms")
+        for v in VARIANTS:
+            r = e.get(v)
+            if r is None:
+                continue
+            t = r.get("ms")
+            share = f"{100 * r['in_fused_blocks_ms'] / r['forward_ms']:.0f}%" if r.get("forward_ms") else ""
+            note = r.get("error") or r.get("skipped") or ("" if r.get("correct") else "INCORRECT")
+            if "compile" in r:
+                note += f" [{r['compile']['graphs']} graph(s), {r['compile']['graph_breaks']} break(s), compiled in {r['compile']['compile_s']:.0f} s]"
+            err = f"{r['rel_error_vs_float64']:.1e}" if "rel_error_vs_float64" in r else "-"
+            print(f"{e['model']:<31} {e['dtype']:<9} {e['fused_blocks']:>5} {e['left']:>4} {v:<20} "
+                  f"{(f'{t:.3f}' if t else '-'):>9} {(f'{eager / t:.2f}x' if t and eager else '-'):>8} {err:>8} "
+                  f"{share:>9}  {note}")
+        for why, n in e["left_by_reason"].items():
+            print(f"{'':<31} left {n:>3}: {why[:110]}")
+        for w in e["blocks_run_unfused"]:
+            print(f"{'':<31} {w[:120]}")
+
+
+def plot(results, path):
+    groups = [f"{e['model'].split('-', 1)[1]}\n{e['dtype']}" for e in results["cases"]]
+    series = {v: [e.get(v, {}).get("ms") for e in results["cases"]] for v in VARIANTS}
+    return bar_chart(path, groups, series, "forward ms (median)",
+                     f"{results['device']}, {results['date']}, torch {results['torch']}")
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".")
-    ap.add_argument("--small", action="store_true", help="the tests' tiny configs (a smoke test)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny configs on the CPU, float32")
     ap.add_argument("--only", nargs="*", help="model names to run")
+    ap.add_argument("--dtypes", nargs="*", choices=["float32", "bfloat16"], help="default float32 and bfloat16")
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out (its compile takes minutes)")
-    args = ap.parse_args()
+    ap.add_argument("--budget-s", type=float, default=480.0,
+                    help="skip compiles that would end later than this many seconds into the run")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile's backend (eager: dynamo alone, a quick check of the harness)")
+    ap.add_argument("--no-compile", action="store_true", help="leave the torch.compile variants out")
+    args = ap.parse_args(argv)
+    args.device = "cpu" if args.cpu_smoke else "cuda"
+    if args.cpu_smoke:
+        args.runs = min(args.runs, 3)
+    args.dtypes = args.dtypes or (["float32"] if args.cpu_smoke else ["float32", "bfloat16"])
+    args.variants = [v for v in VARIANTS if not (args.no_compile and v.startswith("torch.compile"))]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("models.py needs a CUDA GPU (or --cpu-smoke)")
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    results = {"device": device_name, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "torch": torch.__version__, "cases": []}
-    for name, (make, inputs) in models(args.small).items():
-        if args.only and name not in args.only:
-            continue
-        for dtype in (torch.float32, torch.bfloat16):
-            entry = run_model(name, make, inputs, dtype, args)
-            results["cases"].append(entry)
-            print(json.dumps(entry), flush=True)
+    t0 = time.time()
+    results = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "CPU",
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "torch": torch.__version__, "peer_settings": compiled_peer.settings(["default"]), "cases": []}
+    results["peer_settings"]["backend"] = args.compile_backend
+    print("peers: " + json.dumps(results["peer_settings"]), flush=True)
+    budget = Budget(args.budget_s)
+    zoo = models("smoke" if args.cpu_smoke else "full")
+    unknown = set(args.only or []) - set(zoo)
+    if unknown:
+        sys.exit(f"unknown model(s) {sorted(unknown)}; the models are {sorted(zoo)}")
+    with torch.no_grad():
+        for name, (make, inputs) in zoo.items():
+            if args.only and name not in args.only:
+                continue
+            for dtype in [getattr(torch, d) for d in args.dtypes]:
+                try:
+                    entry = run_model(name, make, inputs, dtype, args, budget)
+                except Exception as e:  # noqa: BLE001 - a model that cannot be built or fused is a row too
+                    entry = {"model": name, "dtype": str(dtype).replace("torch.", ""), "fused_blocks": 0, "left": 0,
+                             "left_by_reason": {}, "blocks_run_unfused": [],
+                             "eager": {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}}
+                results["cases"].append(entry)
+                print(json.dumps(entry), flush=True)
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "models.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(f"\n== models: {results['device']}, {results['date']}, torch {results['torch']} ==")
-    print(f"{'model':<24} {'dtype':<9} {'blocks':>6} {'rel.err':>8} {'eager ms':>9} {'compile ms':>10} {'fused ms':>9}  note")
-    for e in results["cases"]:
-        t = lambda k: f"{e[k]:.3f}" if k in e else "-"  # noqa: E731
-        note = "" if e["correct"] else "INCORRECT"
-        note += " ".join(e[k] for k in e if k.endswith("_failed"))
-        print(f"{e['model']:<24} {e['dtype']:<9} {e['fused_blocks']:>6} {e['rel_error']:>8.1e} {t('eager_ms'):>9} "
-              f"{t('torch.compile_ms'):>10} {t('fuseblock_ms'):>9}  {note}")
-    return 0 if all(e["correct"] for e in results["cases"]) else 1
+    print(plot(results, os.path.join(args.out, "models.png")))
+    print_table(results)
+    rows = [e[v] for e in results["cases"] for v in VARIANTS if v in e]
+    bad = [r for r in rows if "error" in r or ("correct" in r and not r["correct"])]
+    print(f"({time.time() - t0:.0f} s; {len(bad)} variant(s) failed or incorrect)")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld,models,igemm,hostcost]
+#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld,crosscheck,models,igemm,hostcost]
 #   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
@@ -101,8 +101,8 @@ if has models; then  # real MONAI / diffusers models (after `python`): wheels ca
   if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
     step wheels models.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
   fi
-  step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
-  tail -3 "$out/fuse-tests.log"
+  [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
+  [ -f "$out/fuse-tests.log" ] && tail -3 "$out/fuse-tests.log"
   step models-bench models-bench.log 540 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out" ${MODELS_ARGS:-}
 fi
 if has hostcost; then  # host work per call of the torch op against eager (after `python`)
@@ -116,6 +116,13 @@ fi
 if has realworld; then  # bench/realworld.py (after `python`): the users' shapes against eager and torch.compile
   step realworld realworld.log 540 env PYTHONUNBUFFERED=1 python3 bench/realworld.py --out "$out" ${REALWORLD_ARGS:---quick}
 fi
+if has crosscheck; then  # issue 17 item 2: realworld.py against bench/minimal_block.py (one process per block)
+  mkdir -p "$out/crosscheck"
+  step crosscheck-rw crosscheck.log 300 env PYTHONUNBUFFERED=1 python3 bench/realworld.py --out "$out/crosscheck" \
+    --quick --only sd-resblock monai-3d --peers eager fuseblock compile:default
+  step crosscheck crosscheck.tmp 240 python3 bench/crosscheck.py --realworld "$out/crosscheck/realworld.json"
+  cat "$out/crosscheck.tmp" >>"$out/crosscheck.log" && rm -f "$out/crosscheck.tmp"
+fi
 echo
 echo "== gpu-suite steps ($(date -u '+%Y-%m-%d %H:%M UTC')) =="
 printf '%s\n' "${summary[@]}"
@@ -128,6 +135,10 @@ if [ -f "$out/realworld.log" ]; then
   echo
   sed -n '/^== real-world blocks/,$p' "$out/realworld.log"
 fi
+if [ -f "$out/crosscheck.log" ]; then
+  echo
+  sed -n '/^block  *dtype  *peer  *realworld/,$p' "$out/crosscheck.log"
+fi
 if [ -f "$out/models-bench.log" ]; then
   echo
   sed -n '/^== models/,$p' "$out/models-bench.log"
@@ -137,5 +148,5 @@ if [ -f "$out/peers.log" ]; then
   sed -n '/^case  *peer/,$p' "$out/peers.log"
 fi
 if [ -n "${OUT:-}" ]; then  # one archive of every log, beside the peer results
-  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|realworld\.json|realworld\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
+  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|realworld\.json|realworld\.png|models\.json|models\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
 fi
