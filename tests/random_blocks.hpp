@@ -28,7 +28,8 @@ inline Op random_pointwise_op(std::mt19937_64& rng, bool allow_fill = true) {
   static const std::vector<OpKind> kinds = {
       OpKind::Minimum, OpKind::Maximum, OpKind::Clamp, OpKind::Relu, OpKind::LeakyRelu, OpKind::Gelu,
       OpKind::Silu,    OpKind::Sigmoid, OpKind::Tanh,  OpKind::Mish, OpKind::Hardswish, OpKind::Hardtanh,
-      OpKind::Softplus, OpKind::Add,    OpKind::Sub,   OpKind::Mul,  OpKind::Div,       OpKind::Fill};
+      OpKind::Softplus, OpKind::Elu,    OpKind::Add,   OpKind::Sub,  OpKind::Mul,       OpKind::Div,
+      OpKind::Fill};
   OpKind k = pick(rng, kinds);
   if (k == OpKind::Fill && (!allow_fill || rng() % 4 != 0)) k = OpKind::Tanh;  // keep fills rare
   const double sign = rng() % 2 ? 1.0 : -1.0;
@@ -41,6 +42,7 @@ inline Op random_pointwise_op(std::mt19937_64& rng, bool allow_fill = true) {
     }
     case OpKind::Hardtanh: return pointwise(k, uniform(rng, -2, 0), uniform(rng, 0, 2), true, true);
     case OpKind::LeakyRelu: return pointwise(k, uniform(rng, -0.5, 0.5));
+    case OpKind::Elu: return pointwise(k, uniform(rng, -1.5, 2.5));  // a negative alpha too (nn.ELU allows it)
     case OpKind::Gelu: {
       Op op = pointwise(k);
       op.pw.tanh_approx = rng() % 2;

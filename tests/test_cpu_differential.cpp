@@ -70,6 +70,7 @@ TEST(CpuDifferential, EveryPointwiseOpAfterGroupNorm) {
       if (op.kind == OpKind::Clamp || op.kind == OpKind::Hardtanh) op = pointwise(op.kind, -0.7, 0.9, true, true);
       if (op.kind == OpKind::Softplus) op = pointwise(op.kind, 1.0, 20.0);
       if (op.kind == OpKind::LeakyRelu) op = pointwise(op.kind, 0.01);
+      if (op.kind == OpKind::Elu) op = pointwise(op.kind, 1.0);
       if (op.kind == OpKind::Div) op = pointwise(op.kind, 0.75);
       for (bool tanh_approx : {false, true}) {
         if (tanh_approx && op.kind != OpKind::Gelu) continue;

@@ -25,7 +25,7 @@ enum class OpKind : uint8_t {
   GroupNorm,
   // pointwise, in PyTorch's names
   Minimum, Maximum, Clamp, Relu, LeakyRelu, Gelu, Silu, Sigmoid, Tanh, Mish, Hardswish, Hardtanh,
-  Softplus, Add, Sub, Mul, Div,
+  Softplus, Elu, Add, Sub, Mul, Div,
   Fill,  // made by simplify: every element is `a` (the op's input is no longer read)
   PRelu,  // nn.PReLU: its slopes are a parameter (Params::prelu_weight), not a scalar
   Dropout,

@@ -23,7 +23,7 @@ from torch import nn
 from . import _module_spec as ms
 from ._fuse_report import FuseReport, FusedEntry
 from ._fused_block import FusedBlock
-from ._pointwise import _FUNCTIONS, pointwise_spec_line
+from ._pointwise import _FUNCTIONS, FUNCTIONS_WITH_ARGUMENTS, is_identity, pointwise_spec_line, spec_number
 
 _TENSOR = "<tensor>"  # an argument slot that holds a tensor (traced as a graph input)
 _METHODS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
@@ -128,13 +128,15 @@ def _chain_op(node, cur, modules):
         m = modules[node.target]
         if ms.hooks_problem(m):
             return None
-        if type(m) is nn.Dropout:
+        if type(m) is nn.Dropout or is_identity(m):
             return m, m
         try:
             pointwise_spec_line(m)
             return m, m
         except TypeError:
             return None
+    if node.op == "call_function" and node.target in FUNCTIONS_WITH_ARGUMENTS:
+        return _function_with_arguments(node)
     if node.op == "call_function" and len(node.args) == 1:
         if node.target is F.gelu and set(node.kwargs) <= {"approximate"}:
             a = node.kwargs.get("approximate", "none")
@@ -144,6 +146,22 @@ def _chain_op(node, cur, modules):
     if node.op == "call_method" and node.target in _METHODS and len(node.args) == 1 and not node.kwargs:
         return _METHODS[node.target], _METHODS[node.target]
     return None
+
+
+def _function_with_arguments(node):
+    """F.leaky_relu(x, 0.2), F.elu(x, alpha=0.5), ...: its spec line and the call, when every
+    argument is a number (positional or keyword; inplace too, which changes nothing in a block)."""
+    keyword, params = FUNCTIONS_WITH_ARGUMENTS[node.target]
+    names = [n for n, _ in params] + ["inplace"]
+    values = dict(zip(names, node.args[1:]))
+    if len(node.args) - 1 > len(names) or not set(node.kwargs) <= set(names) - set(values):
+        return None
+    values.update(node.kwargs)
+    numbers = {n: values.get(n, d) for n, d in params}
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers.values()):
+        return None
+    line = " ".join([keyword] + [f"{n}={spec_number(v)}" for n, v in numbers.items()])
+    return line, partial(node.target, **numbers)
 
 
 def _added(node, cur):

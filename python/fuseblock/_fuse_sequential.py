@@ -9,7 +9,7 @@ from torch import nn
 from . import _module_spec as ms
 from ._fuse_report import FuseReport, FusedEntry
 from ._fused_block import FusedBlock
-from ._pointwise import pointwise_spec_line
+from ._pointwise import is_identity, pointwise_spec_line
 
 
 def is_plain_sequential(m) -> bool:
@@ -28,6 +28,8 @@ def _flatten(seq: nn.Sequential, path: str) -> list:
 def _is_pointwise(m) -> bool:
     if ms.hooks_problem(m):
         return False
+    if is_identity(m):
+        return True
     try:
         pointwise_spec_line(m)
         return True

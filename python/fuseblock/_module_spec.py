@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ._pointwise import pointwise_spec_line, spec_number
+from ._pointwise import is_identity, pointwise_spec_line, spec_number
 
 CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 INSTANCE_NORM_DIMS = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3}
@@ -140,7 +140,7 @@ def block_spec(conv, norm, ops: Sequence, channel_add: bool = False, header: str
         lines.append("add_per_sample_channel")
     if norm is not None:
         lines.append(norm_line(norm))
-    lines += [chain_line(op) for op in ops]
+    lines += [chain_line(op) for op in ops if not is_identity(op)]  # nn.Identity changes nothing
     return "\n".join(lines) + "\n"
 
 

@@ -106,6 +106,12 @@ _FUNCTIONS = {
     F.hardswish: "hardswish",
 }
 
+# Functions with scalar arguments: the spec keyword and (argument name, PyTorch's default) after the input.
+FUNCTIONS_WITH_ARGUMENTS = {
+    F.leaky_relu: ("leaky_relu", (("negative_slope", 0.01),)),
+    F.elu: ("elu", (("alpha", 1.0),)),
+}
+
 
 def _module_line(m: nn.Module) -> Optional[str]:
     if hasattr(m, "spec_line"):
@@ -126,7 +132,21 @@ def _module_line(m: nn.Module) -> Optional[str]:
         return f"hardtanh min_val={spec_number(m.min_val)} max_val={spec_number(m.max_val)}"
     if type(m) is nn.Softplus:
         return f"softplus beta={spec_number(m.beta)} threshold={spec_number(m.threshold)}"
+    if type(m) is nn.ELU:
+        return f"elu alpha={spec_number(m.alpha)}"
+    if _is_monai_mish(m):  # x * tanh(softplus(x)), as nn.Mish; matched by name so monai is not imported
+        return "mish"
     return None
+
+
+def _is_monai_mish(m) -> bool:
+    t = type(m)
+    return t.__qualname__ == "Mish" and t.__module__ == "monai.networks.blocks.activation"
+
+
+def is_identity(m) -> bool:
+    """nn.Identity, which a chain passes over: it has no spec line and changes nothing."""
+    return type(m) is nn.Identity
 
 
 PointwiseLike = Union[nn.Module, str, Callable]
@@ -142,7 +162,7 @@ def pointwise_spec_line(op: PointwiseLike) -> str:
         if line is None:
             raise TypeError(f"{type(op).__name__} is not a pointwise op fuseblock knows; use one of nn.ReLU, "
                             "nn.ReLU6, nn.PReLU, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Mish, nn.Hardswish, nn.LeakyReLU, "
-                            "nn.Hardtanh, nn.Softplus, or fuseblock.torch.Minimum/Maximum/Clamp/Add/Sub/Mul/Div")
+                            "nn.Hardtanh, nn.Softplus, nn.ELU, or fuseblock.torch.Minimum/Maximum/Clamp/Add/Sub/Mul/Div")
         return line
     if op in _FUNCTIONS:
         return _FUNCTIONS[op]

@@ -26,6 +26,7 @@ const char* op_name(OpKind k) {
     case OpKind::Hardswish: return "hardswish";
     case OpKind::Hardtanh: return "hardtanh";
     case OpKind::Softplus: return "softplus";
+    case OpKind::Elu: return "elu";
     case OpKind::Add: return "add";
     case OpKind::Sub: return "sub";
     case OpKind::Mul: return "mul";
@@ -99,6 +100,7 @@ static std::string attrs_str(const Op& op) {
     case OpKind::Gelu: return fmt::format("gelu approximate={}", pw.tanh_approx ? "tanh" : "none");
     case OpKind::Softplus: return fmt::format("softplus beta={} threshold={}", num(pw.a), num(pw.b));
     case OpKind::LeakyRelu: return fmt::format("leaky_relu negative_slope={}", num(pw.a));
+    case OpKind::Elu: return fmt::format("elu alpha={}", num(pw.a));
     case OpKind::PRelu: return fmt::format("prelu num_parameters={} weight={}", pw.num_parameters, prelu_weight_key(pw));
     case OpKind::Minimum: case OpKind::Maximum: case OpKind::Add: case OpKind::Sub:
     case OpKind::Mul: case OpKind::Div: case OpKind::Fill:

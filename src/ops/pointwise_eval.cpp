@@ -22,6 +22,7 @@ float eval_pointwise(const Op& op, float x) {
     case OpKind::Mish: return fb_mish(x);
     case OpKind::Hardswish: return fb_hardswish(x);
     case OpKind::Softplus: return fb_softplus(x, a, b);
+    case OpKind::Elu: return fb_elu(x, a);
     case OpKind::Add: return fb_add(x, a);
     case OpKind::Sub: return fb_sub(x, a);
     case OpKind::Mul: return fb_mul(x, a);
@@ -42,6 +43,7 @@ std::vector<double> pointwise_turning_points(const Op& op) {
     case OpKind::Mish: return {-1.1924};
     case OpKind::Hardswish: return {-1.5};
     case OpKind::LeakyRelu: return {0.0};  // a negative slope makes it non-monotone at 0
+    case OpKind::Elu: return {0.0};  // so does a negative alpha
     default: return {};
   }
 }

@@ -42,6 +42,7 @@ const std::vector<OpSpec>& op_table() {
        "nn.Hardtanh [min_val=-1 max_val=1]"},
       {"softplus", OpKind::Softplus, 0, {{"beta", T::Float, false}, {"threshold", T::Float, false}},
        "nn.Softplus [beta=1 threshold=20]"},
+      {"elu", OpKind::Elu, 0, {{"alpha", T::Float, false}}, "nn.ELU [alpha=1]: x > 0 ? x : alpha * expm1(x)"},
       {"prelu", OpKind::PRelu, 0, {{"num_parameters", T::Int, false}, {"init", T::Float, false}},
        "nn.PReLU [num_parameters=1 (or C) init=0.25]: x > 0 ? x : weight[c] * x; weight is the parameter prelu.weight"},
       {"add", OpKind::Add, 0, {{"other", T::Float, true}}, "x + other"},

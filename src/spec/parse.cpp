@@ -332,6 +332,7 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
                 "as nn.PReLU: num_parameters=1 (one slope) or C (one per channel)");
       break;
     case OpKind::LeakyRelu: pw.a = r.f("negative_slope", 0.01), pw.has_a = true; break;
+    case OpKind::Elu: pw.a = r.f("alpha", 1.0), pw.has_a = true; break;
     case OpKind::Hardtanh:
       pw.a = r.f("min_val", -1.0), pw.b = r.f("max_val", 1.0), pw.has_a = pw.has_b = true;
       if (!(pw.b > pw.a))  // nn.Hardtanh asserts max_val > min_val (NaN bounds fail it too)

@@ -237,6 +237,7 @@ double oracle_pointwise(const Op& op, double x) {
     case OpKind::Mish: return x * std::tanh(std::log1p(std::exp(x)));
     case OpKind::Hardswish: return nan_x ? kNaN : x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
     case OpKind::Softplus: return x * a > b ? x : std::log1p(std::exp(x * a)) / a;
+    case OpKind::Elu: return x > 0 ? x : std::expm1(x) * a;
     case OpKind::Add: return x + a;
     case OpKind::Sub: return x - a;
     case OpKind::Mul: return x * a;

@@ -90,6 +90,7 @@ std::string pw_call(const Op& op, const std::string& v, bool tf32_math) {
     case OpKind::Mish: return "fb_mish(" + v + ")";
     case OpKind::Hardswish: return "fb_hardswish(" + v + ")";
     case OpKind::Softplus: return "fb_softplus(" + v + ", " + a + ", " + b + ")";
+    case OpKind::Elu: return "fb_elu(" + v + ", " + a + ")";
     case OpKind::Add: return "fb_add(" + v + ", " + a + ")";
     case OpKind::Sub: return "fb_sub(" + v + ", " + a + ")";
     case OpKind::Mul: return "fb_mul(" + v + ", " + a + ")";

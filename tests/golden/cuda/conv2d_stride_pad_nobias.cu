@@ -139,6 +139,9 @@ FB_HD float fb_softplus(float x, float beta, float threshold) {
   return (x * beta) > threshold ? x : log1pf(expf(x * beta)) / beta;
 }
 
+// nn.ELU as PyTorch computes it: expm1(x) * alpha where x is not above 0 (NaN included, which stays NaN).
+FB_HD float fb_elu(float x, float alpha) { return x > 0.0f ? x : expm1f(x) * alpha; }
+
 FB_HD float fb_add(float x, float a) { return x + a; }
 FB_HD float fb_sub(float x, float a) { return x - a; }
 FB_HD float fb_mul(float x, float a) { return x * a; }
