@@ -225,17 +225,21 @@ void run_case(const Case& c, const Ceilings& ceil, cuda::DeviceBuffer& flush) {
   cuda::RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  const cuda::DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
+  using R = cuda::BufferRole;
+  cuda::DeviceTensors t;
+  t.bind(R::Input, dx.ptr()).bind(R::Output, dy.ptr()).bind(R::ConvWeight, dw.ptr()).bind(R::ConvBias, db.ptr());
+  t.bind(R::NormWeight, dg.ptr()).bind(R::NormBias, dbeta.ptr());
+  t.scratch = scratch.ptr();
   const auto& launches = ex->launches();
   auto poison = [&] { FB_CU(cuMemsetD32Async(dy.ptr(), kPoison, dy.bytes() / 4, nullptr)); };
   // The run as a caller sees it (events around it only), then step by step (an event between
   // steps, which adds a little to the total) for the breakdown.
   const auto whole = time_runs(1, flush, poison, [&](auto rec) {
     rec(0);
-    ex->launch(t, scratch.ptr(), args, nullptr);
+    ex->launch(t, args, nullptr);
     rec(1);
   });
-  auto times = time_runs(launches.size(), flush, poison, [&](auto rec) { ex->launch(t, scratch.ptr(), args, nullptr, rec); });
+  auto times = time_runs(launches.size(), flush, poison, [&](auto rec) { ex->launch(t, args, nullptr, rec); });
   std::vector<float> y(static_cast<size_t>(numel(p.output_shape)));
   dy.download(y.data(), dy.bytes());
   const std::string check = check_output(plan, params, x, y, c.tf32);

@@ -46,7 +46,7 @@ if has tests; then
   tail -4 "$out/cpu-tests.log"
   # The sanitizers slow kernels 10-100x: the small-shape tests cover every kernel (fill, gated
   # fallback, stats, finalize, output; both engines; store_once with cuDNN and with the igemm engine).
-  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuHugeStats.*:GpuExecutor.MisalignedBuffersAreRefused:GpuGuardBound.*:GpuStoreOnce.*:GpuIgemm.F16DefaultTileAgreesWithTheCpu'
+  filter='GpuFillPath.*:GpuLean.*:GpuDifferential.NonFiniteInOneSample:GpuDifferential.Deterministic:GpuDifferential.LargeOffsetStatistics:GpuHugeStats.*:GpuExecutor.MisalignedBuffersAreRefused:GpuGuardBound.*:GpuStoreOnce.*:GpuIgemm.F16DefaultTileAgreesWithTheCpu:GpuTensorMap.*'
   step memcheck sanitizers.log 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $build/tests/fuseblock_gpu_tests --gtest_filter="$filter" --gtest_color=no
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$out/sanitizers.log" | tail -3
@@ -84,6 +84,10 @@ if has tune; then
   step profile-p83 tune.tmp 120 $build/fuseblock profile && cat "$out/tune.tmp" >>"$out/tune.log"
   step tune tune.tmp 180 $build/fuseblock tune $spec && cat "$out/tune.tmp" >>"$out/tune.log"
   step tune-cached tune.tmp 60 $build/fuseblock tune $spec && cat "$out/tune.tmp" >>"$out/tune.log"
+  # A bf16 block (store_once: cuDNN's conv against the igemm tiles), measured by tune and profile.
+  step tune-bf16 tune.tmp 240 $build/fuseblock tune tests/specs/sd_resblock_bf16.block && cat "$out/tune.tmp" >>"$out/tune.log"
+  step profile-bf16 tune.tmp 120 $build/fuseblock profile tests/specs/sd_resblock_bf16.block &&
+    cat "$out/tune.tmp" >>"$out/tune.log"
   rm -f "$out/tune.tmp"
   step profile-ncu ncu-profile.log 240 $build/fuseblock profile --ncu $spec
   grep -E '^(total|fb_|memset|  )' "$out/tune.log" | head -30

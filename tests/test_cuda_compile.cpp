@@ -26,27 +26,12 @@
 #include "cuda/runtime/nvrtc_compile.hpp"
 #include "cuda/strategies/constant_fill/emit_fill.hpp"
 #include "fuseblock/fuseblock.hpp"
+#include "nvrtc_support.hpp"
 
 using namespace fuseblock;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool have_nvrtc(std::string* why) {
-  try {
-    cuda::nvrtc_version_string();
-    return true;
-  } catch (const std::exception& e) {
-    *why = e.what();
-    return false;
-  }
-}
-
-#define REQUIRE_NVRTC()                                     \
-  do {                                                      \
-    std::string why_;                                       \
-    if (!have_nvrtc(&why_)) GTEST_SKIP() << "no NVRTC: " << why_; \
-  } while (0)
 
 // A fresh, empty folder under the system's temporary folder.
 fs::path temp_dir(const std::string& tag) {

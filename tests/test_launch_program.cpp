@@ -52,6 +52,8 @@ std::string expected_type(const cuda::Arg& a) {
   switch (a.kind) {
     case cuda::ArgKind::Buffer:
       return "pointer";
+    case cuda::ArgKind::TensorMap:
+      return "const __grid_constant__ fb_tensor_map";
     case cuda::ArgKind::DropoutSeed:
     case cuda::ArgKind::DropoutOffset:
       return "unsigned long long";
@@ -99,9 +101,9 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
             }
             if (s.kind == cuda::StepKind::LibraryConv) {
               // The library reads x and w and writes the conv output, the one declared intermediate.
-              EXPECT_EQ(s.reads, (std::vector<cuda::BufferRole>{cuda::BufferRole::Input, cuda::BufferRole::ConvWeight}))
+              EXPECT_EQ(s.reads, (std::vector<cuda::BufferRef>{cuda::BufferRole::Input, cuda::BufferRole::ConvWeight}))
                   << where;
-              ASSERT_EQ(s.writes, std::vector<cuda::BufferRole>{cuda::BufferRole::ConvOutput}) << where;
+              ASSERT_EQ(s.writes, std::vector<cuda::BufferRef>{cuda::BufferRole::ConvOutput}) << where;
               ASSERT_TRUE(prog.find(cuda::BufferRole::ConvOutput)) << where;
               EXPECT_EQ(prog.find(cuda::BufferRole::ConvOutput)->kind, cuda::BufferKind::Intermediate) << where;
               EXPECT_EQ(prog.bytes_of(cuda::BufferRole::ConvOutput), prog.bytes_of(cuda::BufferRole::Output)) << where;
@@ -121,30 +123,30 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
                   << where << " " << s.name << " parameter " << sig->params[i].name;
               if (a.step >= 0) EXPECT_LT(static_cast<size_t>(a.step), prog.steps.size()) << where;
               if (a.kind != cuda::ArgKind::Buffer) continue;
-              const cuda::Buffer* b = prog.find(a.role);
+              const cuda::Buffer* b = prog.find(a.ref);
               // An optional buffer (a conv without bias, GroupNorm without
               // affine, no guard) is passed as a null pointer: only a read-only
               // parameter may be left so, or the guard flags of an unguarded
               // fill, which its kernel never stores to (verify's PTX level).
               if (!b) {
-                EXPECT_TRUE(!sig->params[i].writable || a.role == cuda::BufferRole::GuardFlags)
-                    << where << " " << s.name << ": writes " << cuda::buffer_role_name(a.role);
+                EXPECT_TRUE(!sig->params[i].writable || a.ref == cuda::BufferRole::GuardFlags)
+                    << where << " " << s.name << ": writes " << cuda::buffer_name(a.ref);
                 continue;
               }
               if (sig->params[i].writable)
                 EXPECT_TRUE(b->kind == cuda::BufferKind::Output || b->kind == cuda::BufferKind::Scratch ||
                             b->kind == cuda::BufferKind::Intermediate)
-                    << where << " " << s.name << " may write " << cuda::buffer_role_name(a.role);
+                    << where << " " << s.name << " may write " << cuda::buffer_name(a.ref);
             }
             // What the step says it reads and writes is a declared buffer;
             // profile counts exactly those.
             double reads = 0, writes = 0;
-            for (cuda::BufferRole r : s.reads) {
-              ASSERT_TRUE(prog.find(r)) << where << " " << s.name << " reads " << cuda::buffer_role_name(r);
+            for (const cuda::BufferRef& r : s.reads) {
+              ASSERT_TRUE(prog.find(r)) << where << " " << s.name << " reads " << cuda::buffer_name(r);
               reads += static_cast<double>(prog.bytes_of(r));
             }
-            for (cuda::BufferRole r : s.writes) {
-              ASSERT_TRUE(prog.find(r)) << where << " " << s.name << " writes " << cuda::buffer_role_name(r);
+            for (const cuda::BufferRef& r : s.writes) {
+              ASSERT_TRUE(prog.find(r)) << where << " " << s.name << " writes " << cuda::buffer_name(r);
               writes += static_cast<double>(prog.bytes_of(r));
             }
             const profile::KernelIo io = profile::step_io(prog, s);
@@ -164,8 +166,8 @@ TEST(LaunchProgram, EveryStrategyOnEverySpecAgreesWithItsKernelsAndItsBuffers) {
           for (const cuda::Buffer& b : prog.buffers) {
             intermediates += b.kind == cuda::BufferKind::Intermediate;
             if (b.kind != cuda::BufferKind::Scratch && b.kind != cuda::BufferKind::Intermediate) continue;
-            const auto at = l.offset_of(b.role);
-            ASSERT_TRUE(at.has_value()) << where << " " << cuda::buffer_role_name(b.role);
+            const auto at = l.offset_of(b.ref);
+            ASSERT_TRUE(at.has_value()) << where << " " << cuda::buffer_name(b.ref);
             EXPECT_EQ(*at % 256, 0u) << where;
             spans.emplace_back(*at, *at + b.bytes);
           }
@@ -208,7 +210,7 @@ TEST(LaunchProgram, GuardedFillComputesItsBoundOnTheDeviceFirst) {
       ASSERT_NE(b, nullptr) << c.name;
       EXPECT_EQ(b->kind, cuda::BufferKind::Scratch);
       EXPECT_EQ(b->bytes, 4u);
-      EXPECT_EQ(bound->writes, std::vector<R>{R::GuardBound}) << c.name;
+      EXPECT_EQ(bound->writes, std::vector<cuda::BufferRef>{R::GuardBound}) << c.name;
       EXPECT_EQ(bound->reads.front(), R::ConvWeight) << c.name;
       EXPECT_EQ(bound->grid.rule, cuda::GridRule::Fixed);
       EXPECT_EQ(bound->grid.grid_x, 1);
@@ -218,7 +220,7 @@ TEST(LaunchProgram, GuardedFillComputesItsBoundOnTheDeviceFirst) {
         const cuda::Step& s = prog.steps[i];
         const bool reads = std::count(s.reads.begin(), s.reads.end(), R::GuardBound) > 0;
         const bool binds = std::any_of(s.args.begin(), s.args.end(), [](const cuda::Arg& a) {
-          return a.kind == cuda::ArgKind::Buffer && a.role == R::GuardBound;
+          return a.kind == cuda::ArgKind::Buffer && a.ref == R::GuardBound;
         });
         if (i == at) continue;
         EXPECT_EQ(reads, binds) << c.name << " " << s.name;

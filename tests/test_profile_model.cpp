@@ -79,7 +79,7 @@ TEST(StepIo, SampleRunsNamesEveryScratchBufferItWrites) {
   const cuda::LaunchProgram prog = cuda::default_program(plan, true);
   ASSERT_EQ(prog.strategy, "recompute_sample_runs");
   EXPECT_EQ(prog.bytes_of(cuda::BufferRole::StatsPartials), size_t(128) * 16 * 8 * 16 * 16);
-  EXPECT_EQ(prog.bytes_of(cuda::BufferRole::NormShift), size_t(128) * 16 * 8);
+  EXPECT_EQ(prog.bytes_of(cuda::BufferRef::scratch("norm a, b")), size_t(128) * 16 * 8);
   const profile::KernelIo fin = profile::step_io(prog, *prog.find_step("fbl_finalize"));
   ASSERT_EQ(fin.writes.size(), 1u);
   EXPECT_EQ(fin.writes[0].tensor, "norm a, b");

@@ -73,7 +73,7 @@ TEST(StrategySampleRuns, SizesOfProblem83) {
   // Scratch: partials for up to 16 blocks per sample (2048 / 128), then a and b per (n, c); far
   // below the output. A batch of 1 may spread over every tile.
   const cuda::ScratchLayout l = cuda::scratch_layout(prog);
-  const size_t partials = *l.offset_of(cuda::BufferRole::StatsPartials), ab = *l.offset_of(cuda::BufferRole::NormShift);
+  const size_t partials = *l.offset_of(cuda::BufferRole::StatsPartials), ab = *l.offset_of(cuda::BufferRef::scratch("norm a, b"));
   EXPECT_GE(ab - partials, cuda::lean_partials_bytes(g));
   EXPECT_EQ(cuda::lean_max_blocks_per_sample(g), 16);
   EXPECT_EQ(cuda::lean_partials_bytes(g), size_t(128 * 16 * 8 * 16 * 16));

@@ -123,7 +123,7 @@ TEST_F(Verify, FullSizeScratchFails) {
   cuda::LaunchProgram prog = cuda::default_program(p, true);
   bool grown = false;
   for (cuda::Buffer& b : prog.buffers)
-    if (!grown && b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace)
+    if (!grown && b.kind == cuda::BufferKind::Scratch && b.ref.role != cuda::BufferRole::LibraryWorkspace)
       b.bytes = prog.bytes_of(cuda::BufferRole::Output), grown = true;
   ASSERT_TRUE(grown);
   verify::VerifyReport r = verify::verify_source(p, prog, prog.source, "sm_90");

@@ -169,10 +169,12 @@ def _run_cuda(block, x, params, stream, allow_tf32, channel_add, state=None):
     scratch = torch.empty(scratch_bytes, dtype=torch.uint8, device=device) if scratch_bytes else None
     # The guard's bound (blocks with a fill path) is computed by the program on the device, from
     # the parameters as they are when the kernels run: no host copy, no synchronisation.
-    block.launch_cuda(x.data_ptr(), y.data_ptr(), ptrs.get("conv.weight", 0), ptrs.get("conv.bias", 0),
-                      ptrs.get("norm.weight", 0), ptrs.get("norm.bias", 0),
-                      scratch.data_ptr() if scratch is not None else 0, torch._C._cuda_getCurrentRawStream(index),
-                      allow_tf32, stream, state.data_ptr() if state is not None else 0, index)
+    buffers = {"input": x.data_ptr(), "output": y.data_ptr(), **ptrs}
+    if scratch is not None:
+        buffers["scratch"] = scratch.data_ptr()
+    if state is not None:
+        buffers["dropout state"] = state.data_ptr()
+    block.launch_cuda(buffers, torch._C._cuda_getCurrentRawStream(index), allow_tf32, stream, index)
     return y
 
 

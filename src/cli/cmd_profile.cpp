@@ -57,7 +57,6 @@ int profile_command(const ProfileOpts& o) {
   LowerOptions lo;
   lo.assume_finite = o.assume_finite;
   const Plan plan = lower(spec.block, lo);
-  require_f32_kernels(plan, "profile");
   std::string params_what;
   const Params params = load_block_params(spec, plan, "", &params_what);
   if (numel(plan.pipeline.output_shape) == 0) throw UserError("nothing to profile: the block's output is empty");

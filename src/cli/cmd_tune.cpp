@@ -49,7 +49,6 @@ int tune_command(const TuneOpts& o) {
   if (o.runs < 1) throw UserError("--runs must be at least 1", "use e.g. --runs 30");
   LoadedSpec spec = load_spec(o.spec);
   const Plan plan = lower(spec.block);
-  require_f32_kernels(plan, "tune");
   std::string params_what;
   const Params params = load_block_params(spec, plan, "", &params_what);
   std::string why;

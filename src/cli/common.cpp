@@ -77,15 +77,6 @@ Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::st
   return init_params(p, spec.block.params.init_seed);
 }
 
-void require_f32_kernels(const Plan& plan, const char* command) {
-  const DType storage = plan.pipeline.types.storage;
-  if (storage == DType::F32) return;
-  throw UserError(fmt::format("{} measures float32 blocks only in this version (its timing harness uploads "
-                              "float32 data); this block stores {}",
-                              command, dtype_name(storage)),
-                  "time a half-precision block with `fuseblock run --device cuda` or bench/realworld.py");
-}
-
 Summary summarize(const Tensor& t) {
   Summary s;
   const float* d = t.data();

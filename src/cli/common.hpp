@@ -30,10 +30,6 @@ Params load_block_params(const LoadedSpec& spec, const Plan& plan, const std::st
 // The safetensors file those parameters come from ("" when they are drawn from a seed).
 std::string params_file(const LoadedSpec& spec, const std::string& params_flag);
 
-// tune and profile measure through float32 device buffers in this version: a UserError for a
-// bf16 or f16 block, naming the command and what runs such a block.
-void require_f32_kernels(const Plan& plan, const char* command);
-
 struct Summary {
   double min = 0, max = 0, mean = 0, std = 0;
   int64_t nan = 0, inf = 0, zeros = 0;

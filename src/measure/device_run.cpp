@@ -6,44 +6,80 @@
 
 namespace fuseblock::measure {
 
-DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x)
-    : x_(cuda::to_device(x.vec())),
-      y_(static_cast<size_t>(numel(plan.pipeline.output_shape)) * sizeof(float)),
-      w_(cuda::to_device(params.conv_weight.vec())),
-      b_(cuda::to_device(params.conv_bias.vec())),
-      gamma_(cuda::to_device(params.norm_weight.vec())),
-      beta_(cuda::to_device(params.norm_bias.vec())) {
+DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x) : block_(plan, nullptr, params, x) {
   args_.seed = plan.pipeline.dropout.seed;
   args_.offset = plan.pipeline.dropout.offset;
 }
 
 void DeviceRun::launch(const cuda::Executor& ex, const std::function<void(size_t)>& before_each) {
-  if (scratch_.bytes() < ex.scratch_bytes()) scratch_ = cuda::DeviceBuffer(ex.scratch_bytes());  // tunings differ
-  const cuda::DeviceTensors t{x_.ptr(), y_.ptr(), w_.ptr(), b_.ptr(), gamma_.ptr(), beta_.ptr()};
-  ex.launch(t, scratch_.ptr(), args_, nullptr, before_each);
+  ex.launch(block_.tensors(ex.scratch_bytes()), args_, nullptr, before_each);
 }
 
 void DeviceRun::poison_output() {
-  if (y_.bytes()) FB_CU(cuMemsetD32Async(y_.ptr(), kPoisonBits, y_.bytes() / 4, nullptr));
+  const cuda::DeviceBuffer& y = block_.output();
+  if (!y.bytes()) return;
+  switch (block_.storage()) {
+    case DType::F32:
+      FB_CU(cuMemsetD32Async(y.ptr(), kPoisonBits, y.bytes() / 4, nullptr));
+      break;
+    case DType::BF16:
+      FB_CU(cuMemsetD16Async(y.ptr(), kPoisonBitsBf16, y.bytes() / 2, nullptr));
+      break;
+    case DType::F16:
+      FB_CU(cuMemsetD16Async(y.ptr(), kPoisonBitsF16, y.bytes() / 2, nullptr));
+      break;
+  }
 }
 
-std::vector<float> DeviceRun::download_output() const {
+std::vector<float> DeviceRun::download_output(int64_t* unwritten) const {
   cuda::synchronize();
-  std::vector<float> y(y_.bytes() / sizeof(float));
-  y_.download(y.data(), y_.bytes());
-  return y;
+  const cuda::DeviceBuffer& y = block_.output();
+  std::vector<uint8_t> bytes(y.bytes());
+  if (!bytes.empty()) y.download(bytes.data(), bytes.size());
+  if (unwritten) *unwritten = count_poisoned(bytes, block_.storage());
+  const DType d = block_.storage();
+  const size_t n = bytes.size() / static_cast<size_t>(dtype_info(d).bytes);
+  std::vector<float> out(n);
+  if (d == DType::F32) {
+    if (n) std::memcpy(out.data(), bytes.data(), n * 4);
+    return out;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t b;
+    std::memcpy(&b, bytes.data() + 2 * i, 2);
+    out[i] = d == DType::BF16 ? bf16_bits_to_float(b) : f16_bits_to_float(b);
+  }
+  return out;
 }
 
-int64_t count_poisoned(const std::vector<float>& y) {
+namespace {
+
+// Elements of `bytes`, read as Word, equal to `poison`.
+template <class Word>
+int64_t count_words(const std::vector<uint8_t>& bytes, Word poison) {
   int64_t n = 0;
-  const int64_t size = static_cast<int64_t>(y.size());
+  const int64_t size = static_cast<int64_t>(bytes.size() / sizeof(Word));
 #pragma omp parallel for reduction(+ : n)
   for (int64_t i = 0; i < size; ++i) {
-    uint32_t b;
-    std::memcpy(&b, &y[static_cast<size_t>(i)], 4);
-    n += b == kPoisonBits;
+    Word w;
+    std::memcpy(&w, bytes.data() + static_cast<size_t>(i) * sizeof(Word), sizeof(Word));
+    n += w == poison;
   }
   return n;
+}
+
+}  // namespace
+
+int64_t count_poisoned(const std::vector<uint8_t>& bytes, DType storage) {
+  switch (storage) {
+    case DType::F32:
+      return count_words<uint32_t>(bytes, kPoisonBits);
+    case DType::BF16:
+      return count_words<uint16_t>(bytes, kPoisonBitsBf16);
+    case DType::F16:
+      return count_words<uint16_t>(bytes, kPoisonBitsF16);
+  }
+  return 0;
 }
 
 }  // namespace fuseblock::measure

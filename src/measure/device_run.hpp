@@ -1,18 +1,21 @@
 // A plan's tensors on the GPU for repeated, checked runs (profile and tune): input, output,
-// parameters and scratch uploaded once; the output poisoned with a signalling-NaN pattern before
-// each run, so a run that leaves an element unwritten is seen afterwards. Needs a GPU.
+// parameters and scratch uploaded once in the block's storage type (cuda::DeviceBlock); the output
+// poisoned with a signalling-NaN pattern of that type before each run, so a run that leaves an
+// element unwritten is seen afterwards. Needs a GPU.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <vector>
 
-#include "cuda/runtime/device_memory.hpp"
+#include "cuda/executor/device_block.hpp"
 #include "cuda/executor/executor.hpp"
 #include "fuseblock/fuseblock.hpp"
 
 namespace fuseblock::measure {
 
-inline constexpr uint32_t kPoisonBits = 0x7fa00001u;  // a signalling NaN no arithmetic produces
+// Signalling NaNs no arithmetic produces: one float32, and one of each 16-bit type.
+inline constexpr uint32_t kPoisonBits = 0x7fa00001u;
+inline constexpr uint16_t kPoisonBitsBf16 = 0x7fa1u, kPoisonBitsF16 = 0x7d01u;
 
 class DeviceRun {
  public:
@@ -20,16 +23,17 @@ class DeviceRun {
   // Enqueues one run of `ex` (built from this plan, any tuning) on the legacy default stream.
   void launch(const cuda::Executor& ex, const std::function<void(size_t)>& before_each = {});
   void poison_output();  // enqueued on the legacy default stream
-  std::vector<float> download_output() const;  // synchronizes first
-  cuda::DeviceBuffer& output() { return y_; }
+  // The output as floats (synchronizes first); *unwritten: elements still holding the poison.
+  std::vector<float> download_output(int64_t* unwritten = nullptr) const;
+  cuda::DeviceBuffer& output() { return block_.output(); }
   const cuda::RunArgs& args() const { return args_; }
 
  private:
-  cuda::DeviceBuffer x_, y_, w_, b_, gamma_, beta_, scratch_;
+  cuda::DeviceBlock block_;
   cuda::RunArgs args_;
 };
 
-// Elements of y that still hold the poison.
-int64_t count_poisoned(const std::vector<float>& y);
+// Elements of the raw output bytes (`storage` elements) that still hold its poison.
+int64_t count_poisoned(const std::vector<uint8_t>& bytes, DType storage);
 
 }  // namespace fuseblock::measure

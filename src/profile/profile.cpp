@@ -41,15 +41,15 @@ KernelIo step_io(const cuda::LaunchProgram& p, const cuda::Step& s) {
   io.kernel = s.name;
   io.note = s.note;
   io.flops = s.gated ? 0.0 : s.flops;
-  auto bytes = [&](cuda::BufferRole r) {
-    return TensorBytes{cuda::buffer_role_name(r), static_cast<double>(p.bytes_of(r))};
+  auto bytes = [&](const cuda::BufferRef& r) {
+    return TensorBytes{cuda::buffer_name(r), static_cast<double>(p.bytes_of(r))};
   };
   if (s.gated) {
     io.reads.push_back(bytes(cuda::BufferRole::GuardFlags));
     return io;
   }
-  for (cuda::BufferRole r : s.reads) io.reads.push_back(bytes(r));
-  for (cuda::BufferRole r : s.writes) io.writes.push_back(bytes(r));
+  for (const cuda::BufferRef& r : s.reads) io.reads.push_back(bytes(r));
+  for (const cuda::BufferRef& r : s.writes) io.writes.push_back(bytes(r));
   return io;
 }
 
@@ -88,7 +88,7 @@ ProfileReport profile_plan(const Plan& plan, const Params& params, const Tensor&
       [&](const std::function<void(size_t)>& record) { run.launch(*ex, record); });
   rep.total_ms = whole.total_ms;
   rep.stepwise_total_ms = t.total_ms;
-  rep.unwritten = measure::count_poisoned(run.download_output());
+  run.download_output(&rep.unwritten);
 
   const measure::SmLimits sm = measure::current_sm_limits();
   const measure::Ceilings& c = rep.ceilings;

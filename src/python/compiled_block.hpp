@@ -64,11 +64,11 @@ class CompiledBlock {
   // The executor is built (NVRTC, cubin cache) on first use and kept, per device and TF32
   // setting. `device` is the CUDA ordinal of the tensors (cuda:N): its primary context is used.
   size_t cuda_scratch_bytes(bool allow_tf32, int device) const;
-  // Enqueues the block on device pointers in the block's storage type. tensors.dropout_state, when
-  // set, is the (seed, offset) the caller drew on the device for this call (read by the kernels
-  // when they run, so a captured graph reads each replay's draw); else `dropout` (or the spec's
-  // seed and offset) is used. A guarded block's bound is computed by the program on the device.
-  void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
+  // Enqueues the block on device pointers in the block's storage type, scratch among them. A bound
+  // dropout state is the (seed, offset) the caller drew on the device for this call (read by the
+  // kernels when they run, so a captured graph reads each replay's draw); else `dropout` (or the
+  // spec's seed and offset) is used. A guarded block's bound is computed by the program on the device.
+  void launch_cuda(const cuda::DeviceTensors& tensors, uint64_t stream, bool allow_tf32,
                    const std::optional<DropoutStream>& dropout, int device) const;
 
  private:

@@ -21,7 +21,7 @@ size_t CompiledBlock::cuda_scratch_bytes(bool allow_tf32, int device) const {
   return executor(allow_tf32, device)->scratch_bytes();
 }
 
-void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scratch, uint64_t stream, bool allow_tf32,
+void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t stream, bool allow_tf32,
                                 const std::optional<DropoutStream>& dropout, int device) const {
   // Device memory holds the block's storage type (the torch op checked the tensors' dtype); a
   // strategy that cannot run it was refused by selection when the executor was built.
@@ -31,7 +31,7 @@ void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t scr
   args.seed = dropout ? dropout->seed : plan_.pipeline.dropout.seed;
   args.offset = dropout ? dropout->offset : plan_.pipeline.dropout.offset;
   args.advance_dropout_state = false;  // the caller draws a new state for every call
-  ex->launch(tensors, scratch, args, reinterpret_cast<CUstream_st*>(stream));
+  ex->launch(tensors, args, reinterpret_cast<CUstream_st*>(stream));
 }
 
 }  // namespace fuseblock::python

@@ -190,18 +190,18 @@ NB_MODULE(_core, m) {
            nb::call_guard<nb::gil_scoped_release>())
       .def(
           "launch_cuda",
-          [](const CompiledBlock& b, uint64_t x, uint64_t y, uint64_t weight, uint64_t bias, uint64_t gamma,
-             uint64_t beta, uint64_t scratch, uint64_t stream, bool allow_tf32,
-             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, uint64_t dropout_state,
-             int device) {
+          [](const CompiledBlock& b, nb::dict buffers, uint64_t stream, bool allow_tf32,
+             std::optional<std::pair<uint64_t, uint64_t>> dropout_stream, int device) {
+            // Read in place (no std::map): this runs for every call of the torch op.
+            cuda::DeviceTensors t;
+            for (auto [name, ptr] : buffers) t.bind(nb::cast<std::string>(name), nb::cast<uint64_t>(ptr));
             std::optional<DropoutStream> ds;
             if (dropout_stream) ds = DropoutStream{dropout_stream->first, dropout_stream->second};
             nb::gil_scoped_release release;  // the first call compiles (NVRTC): let other threads run
-            b.launch_cuda(cuda::DeviceTensors{x, y, weight, bias, gamma, beta, dropout_state}, scratch, stream,
-                          allow_tf32, ds, device);
+            b.launch_cuda(t, stream, allow_tf32, ds, device);
           },
-          "x"_a, "y"_a, "weight"_a, "bias"_a, "gamma"_a, "beta"_a, "scratch"_a, "stream"_a, "allow_tf32"_a,
-          "dropout_stream"_a.none(), "dropout_state"_a, "device"_a,
-          "Enqueues the block on device pointers (0 for an absent parameter) and a CUstream handle; "
-          "dropout_state: a device pointer to (seed, offset) as two int64, read when the kernels run");
+          "buffers"_a, "stream"_a, "allow_tf32"_a, "dropout_stream"_a.none(), "device"_a,
+          "Enqueues the block on device pointers and a CUstream handle. buffers: name -> device pointer, "
+          "by the names 'input', 'output', 'scratch', 'dropout state' (a device pointer to (seed, offset) as two "
+          "int64, read when the kernels run) and the parameter keys ('conv.weight', ...); an absent name is 0");
 }

@@ -24,10 +24,10 @@ bool writable_kind(cuda::BufferKind k) {
 // stays far below a full-size intermediate (an intermediate is full-size by design, and declared).
 void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport& r) {
   for (const cuda::Step& st : prog.steps)
-    for (cuda::BufferRole role : st.writes) {
-      const cuda::Buffer* b = prog.find(role);
+    for (const cuda::BufferRef& ref : st.writes) {
+      const cuda::Buffer* b = prog.find(ref);
       const bool ok = b && writable_kind(b->kind);
-      r.checks.push_back({"plan", fmt::format("{} writes {}", st.name, cuda::buffer_role_name(role)), ok,
+      r.checks.push_back({"plan", fmt::format("{} writes {}", st.name, cuda::buffer_name(ref)), ok,
                           ok ? fmt::format("{} ({} B)", cuda::buffer_kind_name(b->kind), b->bytes)
                              : "not the output, declared scratch or a declared intermediate"});
     }
@@ -35,8 +35,7 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
   for (const cuda::Buffer& b : prog.buffers) {
     // A library's own workspace (cuDNN's, sized on the device) is the library's, not a buffer of ours;
     // an engine's layout copies of the input and weights are checked against their sources below.
-    const bool layout_copy = b.role == cuda::BufferRole::InputChannelsLast || b.role == cuda::BufferRole::PackedWeight;
-    if (b.kind == cuda::BufferKind::Scratch && b.role != cuda::BufferRole::LibraryWorkspace && !layout_copy)
+    if (b.kind == cuda::BufferKind::Scratch && b.ref.role != cuda::BufferRole::LibraryWorkspace && !b.copy_of)
       scratch += b.bytes;
     if (b.kind == cuda::BufferKind::Intermediate) ++intermediates;
   }
@@ -53,15 +52,18 @@ void plan_checks(const Plan& plan, const cuda::LaunchProgram& prog, VerifyReport
                       fmt::format("{} B of scratch for a {} B output ({:.3f}%; at most 1/8 of it + 32 B per (sample, channel))",
                                   scratch, out_bytes,
                                   out_bytes ? 100.0 * static_cast<double>(scratch) / static_cast<double>(out_bytes) : 0.0)});
-  // The igemm engine's channels-last input: the input with its channels padded to 8, no more.
-  if (const cuda::Buffer* cl = prog.find(cuda::BufferRole::InputChannelsLast)) {
-    const Shape& in = plan.pipeline.input_shape;
-    const int64_t c = in.size() > 1 ? in[1] : 1, cp = (c + 7) / 8 * 8;
-    const int64_t bound = static_cast<int64_t>(prog.bytes_of(cuda::BufferRole::Input)) / std::max<int64_t>(c, 1) * cp;
-    r.checks.push_back({"plan", "the channels-last input copy is the input, channels padded to 8",
-                        static_cast<int64_t>(cl->bytes) <= bound,
-                        fmt::format("{} B for a {} B input ({} channels padded to {})", cl->bytes,
-                                    prog.bytes_of(cuda::BufferRole::Input), c, cp)});
+  // An engine's layout copy (a strategy's own scratch): its source in the layout the copy states
+  // (rows, channels padded to a multiple, rows padded), no more.
+  for (const cuda::Buffer& b : prog.buffers) {
+    if (!b.copy_of) continue;
+    const cuda::LayoutCopy& c = *b.copy_of;
+    const size_t source = prog.bytes_of(c.source), bound = cuda::layout_copy_bound_bytes(c, source);
+    r.checks.push_back({"plan", fmt::format("{} is {} in its layout, padded as declared", cuda::buffer_name(b.ref),
+                                            cuda::buffer_name(c.source)),
+                        source > 0 && b.bytes <= bound,
+                        fmt::format("{} B for a {} B {} (at most {} B: {} rows, {} channels padded to a multiple of {})",
+                                    b.bytes, source, cuda::buffer_name(c.source), bound, c.rows, c.channels,
+                                    c.channel_multiple)});
   }
   r.checks.push_back({"plan", fmt::format("{} declares {} intermediate{}", prog.strategy, intermediates, intermediates == 1 ? "" : "s"),
                       true, intermediates ? "stored once by design (the strategy's one intermediate)" : "nothing but the output is stored"});
@@ -124,18 +126,18 @@ VerifyReport verify_source(const Plan& plan, const cuda::LaunchProgram& prog, co
       rule.allowed_params.insert(static_cast<int>(i));
       // The role the LaunchProgram binds to this parameter, and that buffer's kind.
       const cuda::Arg* arg = step && i < step->args.size() ? &step->args[i] : nullptr;
-      const cuda::Buffer* b = arg && arg->kind == cuda::ArgKind::Buffer ? prog.find(arg->role) : nullptr;
+      const cuda::Buffer* b = arg && arg->kind == cuda::ArgKind::Buffer ? prog.find(arg->ref) : nullptr;
       const bool ok = b && writable_kind(b->kind);
       std::string detail;
       if (ok)
-        detail = fmt::format("bound to {} ({})", cuda::buffer_role_name(b->role), cuda::buffer_kind_name(b->kind));
+        detail = fmt::format("bound to {} ({})", cuda::buffer_name(b->ref), cuda::buffer_kind_name(b->kind));
       else if (!arg)
         detail = "no argument of the LaunchProgram binds it";
       else if (arg->kind != cuda::ArgKind::Buffer)
         detail = "bound to a scalar, not a buffer";
       else
-        detail = fmt::format("bound to {}, which is {}", cuda::buffer_role_name(arg->role),
-                             prog.find(arg->role) ? cuda::buffer_kind_name(prog.find(arg->role)->kind) : "not a declared buffer");
+        detail = fmt::format("bound to {}, which is {}", cuda::buffer_name(arg->ref),
+                             prog.find(arg->ref) ? cuda::buffer_kind_name(prog.find(arg->ref)->kind) : "not a declared buffer");
       r.checks.push_back({"plan", fmt::format("{} may write '{}'", k.name, p.name), ok,
                           ok ? detail : "a writable pointer that is not an output or declared scratch: " + detail});
     }

@@ -37,7 +37,7 @@ Tensor run_on(const cuda::Executor& executor, const Plan& plan, const Params& pa
   cuda::RunArgs args;
   args.seed = plan.pipeline.dropout.seed;
   args.offset = plan.pipeline.dropout.offset;
-  ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+  ex->launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
   cuda::synchronize();
   dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));
   if (unwritten) *unwritten = count_poisoned(y);
@@ -45,6 +45,18 @@ Tensor run_on(const cuda::Executor& executor, const Plan& plan, const Params& pa
 }
 
 }  // namespace
+
+cuda::DeviceTensors block_tensors(const cuda::DeviceBuffer& x, const cuda::DeviceBuffer& y, const cuda::DeviceBuffer& weight,
+                                  const cuda::DeviceBuffer& bias, const cuda::DeviceBuffer& gamma,
+                                  const cuda::DeviceBuffer& beta, const cuda::DeviceBuffer& scratch,
+                                  uint64_t dropout_state) {
+  using R = cuda::BufferRole;
+  cuda::DeviceTensors t;
+  t.bind(R::Input, x.ptr()).bind(R::Output, y.ptr()).bind(R::ConvWeight, weight.ptr()).bind(R::ConvBias, bias.ptr());
+  t.bind(R::NormWeight, gamma.ptr()).bind(R::NormBias, beta.ptr()).bind(R::DropoutState, dropout_state);
+  t.scratch = scratch.ptr();
+  return t;
+}
 
 Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf32, int64_t* unwritten) {
   return run_on(*cuda::executor_for(plan, tf32), plan, params, x, unwritten);

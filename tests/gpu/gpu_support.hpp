@@ -11,6 +11,8 @@
 #include <string>
 
 #include "cuda/executor/cuda_backend.hpp"
+#include "cuda/executor/executor.hpp"
+#include "cuda/runtime/device_memory.hpp"
 #include "cuda/program/launch_program.hpp"
 #include "fuseblock/fuseblock.hpp"
 
@@ -33,6 +35,12 @@ Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf3
 Tensor run_gpu_program(const Plan& plan, const cuda::LaunchProgram& program, const Params& params, const Tensor& x,
                        int64_t* unwritten = nullptr);
 Tensor run_cpu(const Plan& plan, const Params& params, const Tensor& x);
+// The block's device buffers bound by role (an empty buffer binds 0), with the scratch and,
+// when non-zero, a device dropout state.
+cuda::DeviceTensors block_tensors(const cuda::DeviceBuffer& x, const cuda::DeviceBuffer& y, const cuda::DeviceBuffer& weight,
+                                  const cuda::DeviceBuffer& bias, const cuda::DeviceBuffer& gamma,
+                                  const cuda::DeviceBuffer& beta, const cuda::DeviceBuffer& scratch,
+                                  uint64_t dropout_state = 0);
 
 struct Agreement {
   bool ok = true;

@@ -81,9 +81,8 @@ TEST(GpuExecutor, MisalignedBuffersAreRefused) {
   const Plan plan = lower(parse_spec(kDefaultSpec, "<default>"));
   auto ex = cuda::executor_for(plan, true);
   cuda::DeviceTensors t;
-  t.x = 4096 + 4;
-  t.y = 8192;
-  EXPECT_THROW(ex->launch(t, 0, {}, nullptr), UserError);
+  t.bind(cuda::BufferRole::Input, 4096 + 4).bind(cuda::BufferRole::Output, 8192);
+  EXPECT_THROW(ex->launch(t, {}, nullptr), UserError);
 }
 
 }  // namespace

@@ -48,7 +48,7 @@ TEST(GpuGraph, CapturedRunReplaysTheSameOutput) {
     CUstream stream = nullptr;
     FB_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     FB_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
-    ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr(), 0}, scratch.ptr(), args, stream);
+    ex->launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, stream);
     CUgraph graph = nullptr;
     FB_CU(cuStreamEndCapture(stream, &graph));
     CUgraphExec exec = nullptr;
@@ -105,7 +105,7 @@ TEST(GpuGraph, ReplaysWithADeviceDropoutStateDrawFreshValidMasks) {
     CUstream stream = nullptr;
     FB_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     FB_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
-    ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr(), state.ptr()}, scratch.ptr(), args, stream);
+    ex->launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch, state.ptr()), args, stream);
     CUgraph graph = nullptr;
     FB_CU(cuStreamEndCapture(stream, &graph));
     CUgraphExec exec = nullptr;

@@ -90,7 +90,7 @@ class Rig {
     cuda::RunArgs args;
     args.seed = plan_.pipeline.dropout.seed;
     args.offset = plan_.pipeline.dropout.offset;
-    ex_.launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+    ex_.launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
     cuda::synchronize();
     return read(dy, scratch);
   }
@@ -335,7 +335,7 @@ TEST(GpuGuardBound, GraphReplayReadsTheCurrentParameters) {
   CUstream stream = nullptr;
   FB_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
   FB_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
-  rig.executor().launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), cuda::RunArgs{},
+  rig.executor().launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), cuda::RunArgs{},
                         stream);
   CUgraph graph = nullptr;
   FB_CU(cuStreamEndCapture(stream, &graph));

@@ -54,7 +54,7 @@ Result run_program(const Plan& plan, const cuda::LaunchProgram& prog, const std:
     cuda::RunArgs args;
     args.seed = plan.pipeline.dropout.seed;
     args.offset = plan.pipeline.dropout.offset;
-    ex.launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+    ex.launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
     cuda::synchronize();
   }
   Result r;

@@ -44,7 +44,7 @@ TEST(GpuLarge, FillPathPast2To31Elements) {
   cuda::RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  ex->launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+  ex->launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
   cuda::synchronize();
 
   const int64_t out_per = out_n / 33;

@@ -55,7 +55,7 @@ Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, b
   cuda::RunArgs args;
   args.seed = plan.pipeline.dropout.seed;
   args.offset = plan.pipeline.dropout.offset;
-  ex.launch({dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()}, scratch.ptr(), args, nullptr);
+  ex.launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
   cuda::synchronize();
   std::vector<uint8_t> bytes(out_bytes);
   dy.download(bytes.data(), out_bytes);

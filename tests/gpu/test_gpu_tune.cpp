@@ -12,6 +12,8 @@
 #include <optional>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/select/select.hpp"
 #include "fuseblock/random.hpp"
@@ -134,6 +136,38 @@ TEST(GpuTune, CliTuneTwiceThenTheRuntimeRunsTheCachedConfiguration) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "epilogue unroll 2), from the tuning cache")) << r.out;
   EXPECT_TRUE(contains(r.out, "every element written")) << r.out;
+}
+
+// Half-precision blocks are measured too: store_once's configs (cuDNN's conv, the igemm tiles) each
+// run on bf16/f16 device buffers, their outputs complete (the 16-bit poison gone) and agreeing with
+// the baseline within the storage type's tolerance; profile runs the same block.
+TEST(GpuTune, HalfBlocksAreTunedAndProfiled) {
+  REQUIRE_GPU();
+  for (const char* dtype : {"bf16", "f16"}) {
+    const std::string spec = fmt::format("input {}[2, 32, 16, 16]\nconv2d 32 3 padding=1\ngroup_norm 8\nsilu\n", dtype);
+    const Plan plan = lower(parse_spec(spec, "<half>"));
+    const Params params = init_params(plan.pipeline, 0);
+    const Tensor x = uniform_tensor(plan.pipeline.input_shape, 1);
+    tune::TuneOptions o;
+    o.runs = 5;
+    o.cache_path = (fresh_dir(std::string("half-") + dtype) / "tuning.json").string();
+    std::ostringstream progress;
+    const tune::TuneReport rep = tune::tune_plan(plan, params, x, o, progress);
+    std::printf("%s%s", progress.str().c_str(), rep.text().c_str());
+    ASSERT_TRUE(rep.tunable) << dtype << ": " << rep.not_tunable_why;
+    EXPECT_GE(rep.record.candidates.size(), 2u) << dtype << ": cuDNN's conv and at least one igemm tile";
+    EXPECT_EQ(rep.measured, static_cast<int>(rep.record.candidates.size())) << dtype;
+    for (size_t i = 0; i < rep.record.times_ms.size(); ++i)
+      EXPECT_TRUE(std::isfinite(rep.record.times_ms[i]) && rep.record.times_ms[i] > 0)
+          << dtype << " " << rep.record.candidates[i].describe() << ": " << rep.record.notes[i];
+    EXPECT_FALSE(contains(progress.str(), "never written")) << progress.str();
+    profile::ProfileOptions po;
+    po.runs = 5;
+    const profile::ProfileReport prof = profile::profile_plan(plan, params, x, po);
+    std::printf("%s", prof.text().c_str());
+    EXPECT_EQ(prof.unwritten, 0) << dtype;
+    EXPECT_FALSE(prof.steps.empty()) << dtype;
+  }
 }
 
 TEST(GpuProfile, StepsAddUpAndCeilingsAreMeasured) {

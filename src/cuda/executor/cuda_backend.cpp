@@ -6,6 +6,7 @@
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/runtime/device_memory.hpp"
 #include "cuda/runtime/driver_api.hpp"
+#include "cuda/executor/device_block.hpp"
 #include "cuda/executor/executor.hpp"
 #include "cuda/executor/storage_io.hpp"
 
@@ -37,24 +38,13 @@ void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, con
   FB_ASSERT(y.shape() == p.output_shape, "output tensor of the wrong shape");
   if (y.numel() == 0) return;
   std::shared_ptr<const Executor> ex = executor_for(plan, opts.allow_tf32);
-  const LaunchProgram& prog = ex->program();
-  // In the storage type (bf16/f16: 2 bytes an element), as the kernels read and write it.
-  const DType d = p.types.storage;
-  DeviceBuffer dx = to_device_as(x, d);
-  DeviceBuffer dy(static_cast<size_t>(y.numel()) * static_cast<size_t>(dtype_info(d).bytes));
-  DeviceBuffer dw, db, dg, dbeta;  // the parameters the program declares
-  if (prog.find(BufferRole::ConvWeight)) dw = to_device_as(params.conv_weight, d);
-  if (prog.find(BufferRole::ConvBias)) db = to_device_as(params.conv_bias, d);
-  if (prog.find(BufferRole::NormWeight)) dg = to_device_as(params.norm_weight, d);
-  if (prog.find(BufferRole::NormBias)) dbeta = to_device_as(params.norm_bias, d);
-  DeviceBuffer scratch(ex->scratch_bytes());
+  DeviceBlock block(plan, &ex->program(), params, x, ex->scratch_bytes());
   RunArgs args;
   args.seed = p.dropout.seed;
   args.offset = p.dropout.offset;
-  DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
-  ex->launch(t, scratch.ptr(), args, nullptr);
+  ex->launch(block.tensors(ex->scratch_bytes()), args, nullptr);
   synchronize();
-  download_as(dy, d, y);
+  download_as(block.output(), block.storage(), y);
 }
 
 }  // namespace fuseblock::cuda

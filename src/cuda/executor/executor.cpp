@@ -12,19 +12,19 @@
 #include <mutex>
 
 #include "cuda/codegen/emit_program_options.hpp"
+#include "cuda/executor/tensor_map.hpp"
+#include "cuda/program/grid_rules.hpp"
 #include "cuda/runtime/cubin_cache.hpp"
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/runtime/driver_api.hpp"
-#include "cuda/strategies/constant_fill/emit_fill.hpp"
 #include "fuseblock/error.hpp"
 #include "tune/tuning_key.hpp"
 
 namespace fuseblock::cuda {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-constexpr size_t kMaxArgs = 16;  // the most arguments a step's kernel takes (checked when built)
+constexpr size_t kMaxArgs = 16;        // the most arguments a step's kernel takes (checked when built)
+constexpr size_t kMaxTensorMaps = 4;   // of which tensor maps (128 bytes each, by value)
 
 CUfunction get_function(CUmodule m, const std::string& name) {
   CUfunction f = nullptr;
@@ -52,49 +52,23 @@ void check_arch_supported(const std::string& arch) {
   FB_NVRTC(nvrtcGetNumSupportedArchs(&n));
   std::vector<int> archs(static_cast<size_t>(n));
   FB_NVRTC(nvrtcGetSupportedArchs(archs.data()));
-  const int want = std::stoi(arch.substr(3));
+  const int want = std::stoi(arch.substr(3));  // "sm_90a" -> 90: NVRTC lists the base architecture
   if (std::find(archs.begin(), archs.end(), want) == archs.end())
     throw UserError(
         fmt::format("NVRTC {}.{} cannot compile for this GPU's architecture {}", api.major, api.minor, arch),
         "use --device cpu, or a CUDA toolkit that supports this GPU");
 }
 
-// A step's grid from its rule and the device's residency for it (per_sm blocks on each SM).
-void resolve_grid(const Grid& g, int per_sm, const DeviceInfo& dev, KernelLaunch& l) {
-  const int64_t resident = static_cast<int64_t>(per_sm) * dev.sm_count;
-  const int64_t n = std::max<int64_t>(g.samples, 1);
-  auto slice_of = [&](int64_t bps) { return ceil_div(ceil_div(g.sample_elems, bps), 4) * 4; };
-  int64_t gx = g.grid_x;
-  l.grid_y = 1;
-  switch (g.rule) {
-    case GridRule::Fixed:
-      l.grid_y = g.grid_y;
-      break;
-    case GridRule::GuardSlices:
-      l.blocks_per_sample = static_cast<int>(guard_blocks_per_sample(resident, g.samples, g.sample_elems));
-      l.slice = slice_of(l.blocks_per_sample);
-      gx = g.samples * l.blocks_per_sample;
-      break;
-    case GridRule::FillSlices:
-      // Enough blocks to fill the chip once, each owning a slice of one sample's input.
-      l.blocks_per_sample =
-          static_cast<int>(std::max<int64_t>(1, std::min(ceil_div(resident, n), ceil_div(g.sample_elems, 1024))));
-      l.slice = slice_of(l.blocks_per_sample);
-      gx = g.samples * l.blocks_per_sample;
-      l.quads_per_block = gx > 0 ? ceil_div(ceil_div(g.output_elems, 4), gx) : 0;
-      break;
-    case GridRule::ConvTiles: {
-      const int64_t capacity = std::max<int64_t>(1, resident / g.grid_y);
-      gx = std::max<int64_t>(1, std::min(g.units, capacity));
-      l.grid_y = g.grid_y;
-      break;
-    }
-    case GridRule::SampleRuns:
-      l.blocks_per_sample = static_cast<int>(std::clamp<int64_t>(resident / n, 1, g.max_per_sample));
-      gx = g.samples * l.blocks_per_sample;
-      break;
-  }
-  l.grid_x = static_cast<unsigned>(gx);
+// The architecture a program compiles for: its own target, else the device's; an
+// architecture-specific target (sm_90a) runs only on its own compute capability.
+std::string program_arch(const LaunchProgram& p, const DeviceInfo& dev) {
+  if (p.target.empty()) return dev.arch();
+  if (p.target.back() == 'a' && p.target.substr(0, p.target.size() - 1) != dev.arch())
+    throw UserError(fmt::format("strategy {} ({}) is built for {}, whose instructions only {} GPUs have; {} is {}",
+                                p.strategy, p.config, p.target, p.target.substr(0, p.target.size() - 1), dev.name,
+                                dev.arch()),
+                    "run this config on a matching GPU, or let selection choose another");
+  return p.target;
 }
 
 }  // namespace
@@ -113,10 +87,11 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
   const DeviceInfo& dev = use_device();
   CUmodule m = nullptr;
   if (program_.has_kernels()) {  // an unguarded constant fill is a memset alone: nothing to compile
-    check_arch_supported(dev.arch());
+    const std::string arch = program_arch(program_, dev);
+    check_arch_supported(arch);
     CompileRequest req;
     req.source = program_.source;
-    req.arch = dev.arch();
+    req.arch = arch;  // the cubin cache keys on it
     req.options = program_compile_options();
     static const CubinCache cache;
     CacheStats stats;
@@ -151,11 +126,24 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
       continue;
     }
     FB_ASSERT(s.args.size() <= kMaxArgs, "step " + s.name + " has more arguments than the launch slots");
+    FB_ASSERT(std::count_if(s.args.begin(), s.args.end(), [](const Arg& a) { return a.kind == ArgKind::TensorMap; }) <=
+                  static_cast<long>(kMaxTensorMaps),
+              "step " + s.name + " has more tensor maps than the launch slots");
+    for (const Arg& a : s.args)
+      if (a.kind == ArgKind::TensorMap)
+        if (std::optional<std::string> bad = tensor_map_invalid(a.tensor_map))
+          throw InternalError(fmt::format("step {}: tensor map of {} ({}): {}", s.name, buffer_name(a.ref),
+                                          describe(a.tensor_map), *bad));
     CUfunction f = get_function(m, s.name);
     l.threads = s.threads;
     l.dynamic_smem = s.dynamic_smem;
     l.blocks_per_sm = prepare(f, s.threads, s.dynamic_smem, dev, s.name);
-    resolve_grid(s.grid, l.blocks_per_sm, dev, l);
+    const ResolvedGrid rg = resolve_grid(s.grid, static_cast<int64_t>(l.blocks_per_sm) * dev.sm_count);
+    l.grid_x = rg.grid_x;
+    l.grid_y = rg.grid_y;
+    l.blocks_per_sample = rg.blocks_per_sample;
+    l.slice = rg.slice;
+    l.quads_per_block = rg.quads_per_block;
     l.programmatic = s.programmatic && programmatic_ok;
     functions_.push_back(f);
     launches_.push_back(l);
@@ -164,66 +152,137 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
   if (library_workspace > 0)
     program_.buffers.push_back({BufferRole::LibraryWorkspace, BufferKind::Scratch, library_workspace});
   scratch_ = scratch_layout(program_);
+  for (const Step& s : program_.steps) {  // each argument's buffer placed once, not per call
+    arg_places_.emplace_back();
+    for (const Arg& a : s.args) arg_places_.back().push_back(place(a.ref));
+  }
 }
 
 Executor::~Executor() {
   if (module_) driver().cuModuleUnload(module_);
 }
 
-uint64_t Executor::pointer_of(BufferRole r, const DeviceTensors& t, uint64_t scratch) const {
-  if (!program_.find(r)) return 0;  // a buffer the program does not have: the kernel ignores it
+bool caller_bound(BufferRole r) {
   switch (r) {
     case BufferRole::Input:
-      return t.x;
     case BufferRole::Output:
-      return t.y;
     case BufferRole::ConvWeight:
-      return t.weight;
     case BufferRole::ConvBias:
-      return t.bias;
     case BufferRole::NormWeight:
-      return t.gamma;
     case BufferRole::NormBias:
-      return t.beta;
-    case BufferRole::DropoutState:
-      if (t.dropout_state) return t.dropout_state;
-      break;  // explicit seeds: the scratch copy the run's first step fills
+    case BufferRole::PreluWeight:
+    case BufferRole::ChannelAdd:
+    case BufferRole::DropoutState:  // or, unbound, the scratch copy the run fills
+      return true;
     default:
-      break;
+      return false;
   }
-  const std::optional<size_t> at = scratch_.offset_of(r);
-  FB_ASSERT(at.has_value(), std::string("no place for buffer ") + buffer_role_name(r));
-  return scratch + *at;
 }
 
-void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& args, CUstream_st* stream,
+DeviceTensors& DeviceTensors::bind(BufferRole role, uint64_t ptr, int index) {
+  if (!caller_bound(role))
+    throw UserError(fmt::format("'{}' is scratch that the executor places; a caller binds only the input, output, "
+                                "parameters, run-time inputs and the dropout state",
+                                buffer_role_name(role)),
+                    "pass the scratch allocation as `scratch`");
+  for (size_t i = 0; i < count_; ++i)
+    if (bound_[i].role == role && bound_[i].index == index) {
+      bound_[i].ptr = ptr;
+      return *this;
+    }
+  if (count_ == kMaxBound)
+    throw UserError(fmt::format("more than {} buffers bound to one run", kMaxBound), "bind each buffer once");
+  bound_[count_++] = {role, index, ptr};
+  return *this;
+}
+
+DeviceTensors& DeviceTensors::bind(const std::string& name, uint64_t ptr) {
+  if (name == "scratch") {
+    scratch = ptr;
+    return *this;
+  }
+  static const std::pair<const char*, BufferRole> kNames[] = {
+      {"input", BufferRole::Input},           {"output", BufferRole::Output},
+      {"conv.weight", BufferRole::ConvWeight}, {"conv.bias", BufferRole::ConvBias},
+      {"norm.weight", BufferRole::NormWeight}, {"norm.bias", BufferRole::NormBias},
+      {"prelu.weight", BufferRole::PreluWeight}, {"channel add", BufferRole::ChannelAdd},
+      {"dropout state", BufferRole::DropoutState}};
+  for (const auto& [n, role] : kNames)
+    if (name == n) return bind(role, ptr);
+  // "prelu.<k>.weight": the k-th prelu of a block with several (prelu_weight_key).
+  const std::string head = "prelu.", tail = ".weight";
+  if (name.size() > head.size() + tail.size() && name.starts_with(head) && name.ends_with(tail)) {
+    const std::string k = name.substr(head.size(), name.size() - head.size() - tail.size());
+    if (k.find_first_not_of("0123456789") == std::string::npos && k.size() < 4)
+      return bind(BufferRole::PreluWeight, ptr, std::stoi(k));
+  }
+  throw UserError(fmt::format("unknown buffer '{}'", name),
+                  "bind input, output, scratch, dropout state, channel add or a parameter key (conv.weight, "
+                  "conv.bias, norm.weight, norm.bias, prelu.weight, prelu.<k>.weight)");
+}
+
+uint64_t DeviceTensors::get(BufferRole role, int index) const {
+  for (size_t i = 0; i < count_; ++i)
+    if (bound_[i].role == role && bound_[i].index == index) return bound_[i].ptr;
+  return 0;
+}
+
+Executor::Placement Executor::place(const BufferRef& r) const {
+  Placement p;
+  p.declared = program_.find(r) != nullptr;
+  if (!p.declared) return p;
+  p.caller = caller_bound(r.role);
+  const std::optional<size_t> at = scratch_.offset_of(r);
+  FB_ASSERT(at.has_value() || (p.caller && r.role != BufferRole::DropoutState),
+            "no place for buffer " + buffer_name(r));
+  p.scratch_offset = at.value_or(0);
+  return p;
+}
+
+uint64_t Executor::pointer_of(const BufferRef& r, const Placement& at, const DeviceTensors& t) const {
+  if (!at.declared) return 0;  // a buffer the program does not have: the kernel ignores it
+  if (at.caller) {
+    const uint64_t bound = t.get(r.role, r.index);
+    if (bound || r.role != BufferRole::DropoutState) return bound;
+    // explicit seeds: the scratch copy the run's first step fills
+  }
+  return t.scratch + at.scratch_offset;
+}
+
+void Executor::launch(const DeviceTensors& t, const RunArgs& args, CUstream_st* stream,
                       const std::function<void(size_t)>& before_each) const {
   if (numel(plan_.pipeline.output_shape) == 0) return;
-  if ((t.x % 16) || (t.y % 16))
+  if ((t.get(BufferRole::Input) % 16) || (t.get(BufferRole::Output) % 16))
     throw UserError("the CUDA backend needs 16-byte aligned input and output buffers", "pass contiguous tensors");
-  if (t.dropout_state % 16) throw UserError("the dropout state must be 16-byte aligned device memory", "");
-  FB_ASSERT(scratch_.bytes == 0 || scratch != 0, "scratch missing");
+  const uint64_t dropout_state = t.get(BufferRole::DropoutState);
+  if (dropout_state % 16) throw UserError("the dropout state must be 16-byte aligned device memory", "");
+  FB_ASSERT(scratch_.bytes == 0 || t.scratch != 0, "scratch missing");
   for (size_t i = 0; i < program_.steps.size(); ++i) {
     if (before_each) before_each(i);
     const Step& s = program_.steps[i];
     const KernelLaunch& l = launches_[i];
-    if (s.when == StepWhen::ExplicitDropoutSeeds && t.dropout_state) continue;
-    if (s.when == StepWhen::AdvanceDropoutState && !(t.dropout_state && args.advance_dropout_state)) continue;
+    if (s.when == StepWhen::ExplicitDropoutSeeds && dropout_state) continue;
+    if (s.when == StepWhen::AdvanceDropoutState && !(dropout_state && args.advance_dropout_state)) continue;
     if (s.kind == StepKind::Memset) {
-      FB_CU(cuMemsetD32Async(pointer_of(s.memset_target, t, scratch), s.memset_bits,
-                             static_cast<size_t>(s.memset_words), stream));
+      FB_CU(cuMemsetD32Async(pointer_of(s.memset_target, t), s.memset_bits, static_cast<size_t>(s.memset_words),
+                             stream));
       continue;
     }
     if (s.kind == StepKind::LibraryConv) {
-      library_convs_[i]->run(pointer_of(BufferRole::Input, t, scratch), pointer_of(BufferRole::ConvWeight, t, scratch),
-                             pointer_of(BufferRole::ConvOutput, t, scratch),
-                             pointer_of(BufferRole::LibraryWorkspace, t, scratch), stream);
+      library_convs_[i]->run(pointer_of(BufferRole::Input, t), pointer_of(BufferRole::ConvWeight, t),
+                             pointer_of(BufferRole::ConvOutput, t), pointer_of(BufferRole::LibraryWorkspace, t),
+                             stream);
       continue;
     }
     if (l.grid_x == 0) continue;
-    // Every argument in an 8-byte slot; the kernel reads its parameter's size from the slot's start.
-    // No allocation on this path (it runs for every call): arguments in fixed slots.
+    // A scalar or pointer in an 8-byte slot (the kernel reads its parameter's size from the slot's
+    // start), a tensor map in a 128-byte one: kernelParams points at each argument's own storage and
+    // the driver copies each parameter by the size and alignment the kernel declares. No allocation
+    // on this path (it runs for every call): arguments in fixed slots.
     std::array<uint64_t, kMaxArgs> slots{};
+    std::array<CUtensorMap, kMaxTensorMaps> maps;
+    static_assert(sizeof(CUtensorMap) == kTensorMapBytes && alignof(CUtensorMap) >= 64);
+    size_t used_maps = 0;
     std::array<void*, kMaxArgs> params{};
     for (size_t a = 0; a < s.args.size(); ++a) {
       const Arg& arg = s.args[a];
@@ -231,7 +290,11 @@ void Executor::launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& a
       void* slot = &slots[a];
       switch (arg.kind) {
         case ArgKind::Buffer:
-          slots[a] = pointer_of(arg.role, t, scratch);
+          slots[a] = pointer_of(arg.ref, arg_places_[i][a], t);
+          break;
+        case ArgKind::TensorMap:
+          slot = &maps[used_maps++];
+          encode_tensor_map(arg.tensor_map, pointer_of(arg.ref, arg_places_[i][a], t), slot);
           break;
         case ArgKind::DropoutSeed:
           slots[a] = args.seed;

@@ -6,6 +6,7 @@
 // The caller provides scratch_bytes() of scratch on the same stream. Executors are immutable once
 // built and safe to use from several threads and streams at once.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,21 +25,43 @@ struct CUstream_st;
 
 namespace fuseblock::cuda {
 
-struct DeviceTensors {
-  uint64_t x = 0;       // input, plan.pipeline.input_shape, 16-byte aligned
-  uint64_t y = 0;       // output, plan.pipeline.output_shape, 16-byte aligned
-  uint64_t weight = 0;  // conv weight [C_out, C_in, k...]
-  uint64_t bias = 0;    // conv bias, 0 when the conv has none
-  uint64_t gamma = 0;   // GroupNorm weight, 0 when not affine
-  uint64_t beta = 0;    // GroupNorm bias, 0 when not affine
-  // Dropout's (seed, offset) as 2 x u64 in device memory, 16-byte aligned, or 0 to use
-  // RunArgs' explicit seeds. A device state is read by the kernels when they run, so a captured
-  // CUDA graph draws whatever the state holds at each replay.
-  uint64_t dropout_state = 0;
+// The caller's device memory for one run, bound by buffer role (and index, for a role a block holds
+// several times: its prelus' weights): the input and output (16-byte aligned), the parameters, a
+// second run-time input (the per-(sample, channel) tensor), dropout's (seed, offset) as 2 x u64
+// (16-byte aligned; unbound: RunArgs' explicit seeds, written into scratch by the run) and the one
+// scratch allocation of Executor::scratch_bytes(), in which the executor places every scratch and
+// intermediate buffer (a strategy's private ones included). A device dropout state is read by the
+// kernels when they run, so a captured CUDA graph draws whatever the state holds at each replay.
+// Fixed storage: building one allocates nothing (it is built for every call).
+class DeviceTensors {
+ public:
+  static constexpr size_t kMaxBound = 16;
+  DeviceTensors() = default;
+  // Binds `role` (index `index`) to `ptr`, replacing an earlier binding; 0 unbinds. Scratch
+  // roles are not bound (the executor places them): a UserError names the role.
+  DeviceTensors& bind(BufferRole role, uint64_t ptr, int index = 0);
+  // By the names the Python package passes: "input", "output", "scratch", "dropout state", and the
+  // parameter keys ("conv.weight", "norm.bias", "prelu.weight", "prelu.1.weight", "channel add").
+  DeviceTensors& bind(const std::string& name, uint64_t ptr);
+  uint64_t get(BufferRole role, int index = 0) const;  // 0 when unbound
+  uint64_t scratch = 0;
+
+ private:
+  struct Bound {
+    BufferRole role;
+    int index;
+    uint64_t ptr;
+  };
+  std::array<Bound, kMaxBound> bound_{};
+  size_t count_ = 0;
 };
 
+// Whether the caller binds this role (input, output, parameters, extra run-time inputs, the
+// dropout state) or the executor places it in scratch.
+bool caller_bound(BufferRole r);
+
 struct RunArgs {
-  uint64_t seed = 0, offset = 0;  // explicit dropout stream, used when DeviceTensors has no dropout_state
+  uint64_t seed = 0, offset = 0;  // explicit dropout stream, used when DeviceTensors binds no dropout state
   // With a device dropout state: add one to its offset after the run, so the next run (or graph
   // replay) draws a fresh mask. Off for a caller that draws a new state for every run (the torch op).
   bool advance_dropout_state = true;
@@ -69,7 +92,7 @@ class Executor {
   // Enqueues the whole run on `stream` (nullptr: the legacy default stream). `before_each`, when
   // given, is called with the step index before each step is enqueued (and with steps' count
   // after the last), so a profiler can record events between steps.
-  void launch(const DeviceTensors& t, uint64_t scratch, const RunArgs& args, CUstream_st* stream,
+  void launch(const DeviceTensors& t, const RunArgs& args, CUstream_st* stream,
               const std::function<void(size_t)>& before_each = {}) const;
   // The steps as resolved on this device, in program order.
   const std::vector<KernelLaunch>& launches() const { return launches_; }
@@ -79,7 +102,15 @@ class Executor {
   bool cache_hit() const { return cache_hit_; }
 
  private:
-  uint64_t pointer_of(BufferRole r, const DeviceTensors& t, uint64_t scratch) const;
+  // Where each buffer comes from, resolved once when built: the caller's binding or a scratch offset.
+  struct Placement {
+    bool declared = false;  // a buffer the program has (else its pointer is 0: the kernel ignores it)
+    bool caller = false;    // bound by the caller (DropoutState: when bound, else the scratch copy)
+    size_t scratch_offset = 0;
+  };
+  Placement place(const BufferRef& r) const;
+  uint64_t pointer_of(const BufferRef& r, const Placement& at, const DeviceTensors& t) const;
+  uint64_t pointer_of(const BufferRef& r, const DeviceTensors& t) const { return pointer_of(r, place(r), t); }
 
   Plan plan_;
   LaunchProgram program_;
@@ -89,6 +120,7 @@ class Executor {
   std::vector<CUfunc_st*> functions_;  // per step (nullptr for a memset or a library call)
   std::vector<std::unique_ptr<CudnnConv>> library_convs_;  // per step (nullptr but for a LibraryConv)
   std::vector<KernelLaunch> launches_;
+  std::vector<std::vector<Placement>> arg_places_;  // per step, per argument (Buffer and TensorMap)
   ScratchLayout scratch_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {
@@ -29,7 +31,9 @@ const char* grid_rule_name(GridRule r) {
 std::string arg_name(const Arg& a) {
   switch (a.kind) {
     case ArgKind::Buffer:
-      return buffer_role_name(a.role);
+      return buffer_name(a.ref);
+    case ArgKind::TensorMap:
+      return fmt::format("tensor map of {} ({})", buffer_name(a.ref), describe(a.tensor_map));
     case ArgKind::DropoutSeed:
       return "dropout seed";
     case ArgKind::DropoutOffset:
@@ -44,9 +48,9 @@ std::string arg_name(const Arg& a) {
   return "?";
 }
 
-std::string roles(const std::vector<BufferRole>& rs) {
+std::string roles(const std::vector<BufferRef>& rs) {
   std::string s;
-  for (BufferRole r : rs) s += fmt::format("{}{}", s.empty() ? "" : ", ", buffer_role_name(r));
+  for (const BufferRef& r : rs) s += fmt::format("{}{}", s.empty() ? "" : ", ", buffer_name(r));
   return s.empty() ? "-" : s;
 }
 
@@ -92,20 +96,42 @@ const char* buffer_role_name(BufferRole r) {
       return "norm scale";
     case BufferRole::NormMean:
       return "norm mean";
-    case BufferRole::NormShift:
-      return "norm a, b";
     case BufferRole::DropoutState:
       return "dropout state";
     case BufferRole::ConvOutput:
       return "conv output";
     case BufferRole::LibraryWorkspace:
       return "library workspace";
-    case BufferRole::PackedWeight:
-      return "packed conv.weight";
-    case BufferRole::InputChannelsLast:
-      return "channels-last input";
+    case BufferRole::PreluWeight:
+      return "prelu.weight";
+    case BufferRole::ChannelAdd:
+      return "channel add";
+    case BufferRole::Private:
+      return "private scratch";
   }
   return "?";
+}
+
+std::string buffer_name(const BufferRef& b) {
+  if (b.role == BufferRole::Private) return b.name;
+  // prelu_weight_key's numbering: one prelu is "prelu.weight", several "prelu.<k>.weight"; here
+  // the index is shown for any role held more than once.
+  if (b.index == 0) return buffer_role_name(b.role);
+  return fmt::format("{}[{}]", buffer_role_name(b.role), b.index);
+}
+
+std::string describe(const TensorMapDesc& t) {
+  std::string dims, box;
+  for (int i = 0; i < t.rank; ++i) {
+    dims += fmt::format("{}{}", i ? " x " : "", t.dims[static_cast<size_t>(i)]);
+    box += fmt::format("{}{}", i ? " x " : "", t.box[static_cast<size_t>(i)]);
+  }
+  const char* swizzle[] = {"no swizzle", "32 B swizzle", "64 B swizzle", "128 B swizzle"};
+  if (t.mode == TensorMapMode::Im2col)
+    return fmt::format("im2col {} [{}] {} channels x {} pixels, {}", dtype_name(t.dtype), dims, t.channels_per_pixel,
+                       t.pixels_per_column, swizzle[static_cast<int>(t.swizzle)]);
+  return fmt::format("tiled {} [{}] box [{}], {}", dtype_name(t.dtype), dims, box,
+                     swizzle[static_cast<int>(t.swizzle)]);
 }
 
 const char* step_kind_name(StepKind k) {
@@ -120,13 +146,13 @@ const char* step_kind_name(StepKind k) {
   return "?";
 }
 
-const Buffer* LaunchProgram::find(BufferRole r) const {
+const Buffer* LaunchProgram::find(const BufferRef& r) const {
   for (const Buffer& b : buffers)
-    if (b.role == r) return &b;
+    if (b.ref == r) return &b;
   return nullptr;
 }
 
-size_t LaunchProgram::bytes_of(BufferRole r) const {
+size_t LaunchProgram::bytes_of(const BufferRef& r) const {
   const Buffer* b = find(r);
   return b ? b->bytes : 0;
 }
@@ -143,10 +169,17 @@ const Step* LaunchProgram::find_step(const std::string& name) const {
   return nullptr;
 }
 
-std::optional<size_t> ScratchLayout::offset_of(BufferRole r) const {
-  for (const auto& [role, at] : offsets)
-    if (role == r) return at;
+std::optional<size_t> ScratchLayout::offset_of(const BufferRef& r) const {
+  for (const auto& [ref, at] : offsets)
+    if (ref == r) return at;
   return std::nullopt;
+}
+
+size_t layout_copy_bound_bytes(const LayoutCopy& c, size_t source_bytes) {
+  const int64_t rows = std::max<int64_t>(c.rows, 1), channels = std::max<int64_t>(c.channels, 1);
+  const int64_t cm = std::max<int64_t>(c.channel_multiple, 1), rm = std::max<int64_t>(c.row_multiple_bytes, 1);
+  const int64_t row = static_cast<int64_t>(source_bytes) / rows / channels * ((channels + cm - 1) / cm * cm);
+  return static_cast<size_t>(rows * ((row + rm - 1) / rm * rm));
 }
 
 ScratchLayout scratch_layout(const LaunchProgram& p) {
@@ -154,7 +187,7 @@ ScratchLayout scratch_layout(const LaunchProgram& p) {
   size_t at = 0;
   for (const Buffer& b : p.buffers) {
     if (b.kind != BufferKind::Scratch && b.kind != BufferKind::Intermediate) continue;
-    l.offsets.emplace_back(b.role, at);
+    l.offsets.emplace_back(b.ref, at);
     at = align_up(at + b.bytes, kScratchAlign);
   }
   l.bytes = at;
@@ -164,37 +197,38 @@ ScratchLayout scratch_layout(const LaunchProgram& p) {
 double step_read_bytes(const LaunchProgram& p, const Step& s) {
   if (s.gated) return static_cast<double>(p.bytes_of(BufferRole::GuardFlags));
   double b = 0;
-  for (BufferRole r : s.reads) b += static_cast<double>(p.bytes_of(r));
+  for (const BufferRef& r : s.reads) b += static_cast<double>(p.bytes_of(r));
   return b;
 }
 
 double step_write_bytes(const LaunchProgram& p, const Step& s) {
   if (s.gated) return 0;
   double b = 0;
-  for (BufferRole r : s.writes) b += static_cast<double>(p.bytes_of(r));
+  for (const BufferRef& r : s.writes) b += static_cast<double>(p.bytes_of(r));
   return b;
 }
 
 double floor_bytes(const LaunchProgram& p) {
   bool reads_input = false;
   for (const Step& s : p.steps)
-    for (BufferRole r : s.reads) reads_input |= r == BufferRole::Input;
+    for (const BufferRef& r : s.reads) reads_input |= r == BufferRole::Input;
   return static_cast<double>(p.bytes_of(BufferRole::Output)) +
          (reads_input ? static_cast<double>(p.bytes_of(BufferRole::Input)) : 0.0);
 }
 
 std::string describe(const LaunchProgram& p) {
   std::string s = fmt::format("strategy {} ({})\n", p.strategy, p.config);
+  if (!p.target.empty()) s += fmt::format("  target: {}\n", p.target);
   if (!p.geometry.empty()) s += fmt::format("  conv tiling: {}\n", p.geometry);
   s += "  buffers:\n";
   for (const Buffer& b : p.buffers)
-    s += fmt::format("    {:<15} {:<12} {} B\n", buffer_role_name(b.role), buffer_kind_name(b.kind), b.bytes);
+    s += fmt::format("    {:<15} {:<12} {} B\n", buffer_name(b.ref), buffer_kind_name(b.kind), b.bytes);
   s += "  steps:\n";
   for (size_t i = 0; i < p.steps.size(); ++i) {
     const Step& st = p.steps[i];
     if (st.kind == StepKind::Memset) {
       s += fmt::format("    {}. memset {} ({} words of 0x{:08x})  writes [{}]  {}\n", i + 1,
-                       buffer_role_name(st.memset_target), st.memset_words, st.memset_bits, roles(st.writes), st.note);
+                       buffer_name(st.memset_target), st.memset_words, st.memset_bits, roles(st.writes), st.note);
       continue;
     }
     if (st.kind == StepKind::LibraryConv) {

@@ -18,18 +18,25 @@
 // device's residency.
 #pragma once
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/runtime/cudnn_conv.hpp"
+#include "fuseblock/dtype.hpp"
 
 namespace fuseblock::cuda {
 
 enum class BufferKind { Input, Output, Parameter, Scratch, Intermediate };
 const char* buffer_kind_name(BufferKind k);
 
+// What a buffer is to the run. The caller binds the input, output and parameter roles
+// (DeviceTensors); the executor places every scratch and intermediate buffer in the one scratch
+// allocation. A strategy's own scratch (an engine's layout copy, per-(n, c) coefficients only its
+// kernels read) is Private and carries the strategy's name for it, so adding one needs no new role.
 enum class BufferRole {
   Input,   // x
   Output,  // y
@@ -37,24 +44,59 @@ enum class BufferRole {
   ConvBias,
   NormWeight,     // GroupNorm gamma
   NormBias,       // GroupNorm beta
+  PreluWeight,    // one per prelu op: BufferRef::index is its param_index (prelu_weight_key)
+  ChannelAdd,     // the per-(sample, channel) run-time input [N, C_out] (Pipeline::channel_add())
   GuardFlags,     // N + 1 ints: per sample, and "some sample failed"
   GuardBound,     // 1 float: the guard's |x| bound, computed on the device from the parameters
   StatsPartials,  // partial statistics of the conv output
   NormScale,      // per-(n, c) scale (two-pass recompute)
   NormMean,       // per-(n, c) mean (two-pass recompute)
-  NormShift,      // per-(n, c) (a, b) of y = a * conv + b (sample-runs recompute)
   DropoutState,   // 2 x u64 (seed, offset) in device memory: the caller's, or scratch the run fills
   ConvOutput,     // the conv output without its bias, in the storage type (store-once's intermediate)
   LibraryWorkspace,  // a library step's own workspace: appended by the executor, which alone knows its size
-  PackedWeight,      // the conv weights in an engine's layout (store_once's igemm: [C_out][K padded])
-  InputChannelsLast,  // the input channels-last, channels padded (store_once's igemm)
+  Private,           // a strategy's own scratch, named by BufferRef::name
 };
 const char* buffer_role_name(BufferRole r);  // "input", "guard flags", ...
 
+// One buffer of a program: its role, which one of that role (the k-th prelu's weights), and for a
+// Private buffer the strategy's name for it. Converts from a role, so Arg::buffer(R::Input) reads
+// as before.
+struct BufferRef {
+  BufferRole role = BufferRole::Input;
+  int index = 0;
+  std::string name;  // Private only
+  BufferRef() = default;
+  BufferRef(BufferRole r, int i = 0) : role(r), index(i) {}  // NOLINT: implicit by design
+  static BufferRef scratch(std::string name) {
+    BufferRef b(BufferRole::Private);
+    b.name = std::move(name);
+    return b;
+  }
+  bool operator==(const BufferRef&) const = default;
+};
+// "input", "prelu.weight[1]", or a Private buffer's own name.
+std::string buffer_name(const BufferRef& b);
+
+// A buffer that holds another's data in an engine's layout (store_once's igemm: the input
+// channels-last, the weights packed), which `verify` does not count as statistics scratch but
+// checks against its source: `rows` rows, in each the source's `channels` padded to a multiple of
+// `channel_multiple`, each row then padded to a multiple of `row_multiple_bytes`, and no more
+// (layout_copy_bound_bytes).
+struct LayoutCopy {
+  BufferRef source;
+  int64_t rows = 1;
+  int64_t channels = 1, channel_multiple = 1;
+  int64_t row_multiple_bytes = 1;
+};
+
 struct Buffer {
-  BufferRole role;
-  BufferKind kind;
+  BufferRef ref;
+  BufferKind kind = BufferKind::Scratch;
   size_t bytes = 0;
+  std::optional<LayoutCopy> copy_of;  // set for a layout copy
+  Buffer() = default;
+  Buffer(BufferRef r, BufferKind k, size_t b, std::optional<LayoutCopy> copy = std::nullopt)
+      : ref(std::move(r)), kind(k), bytes(b), copy_of(std::move(copy)) {}
 };
 
 // How a kernel's grid follows from the device (resident blocks of the kernel on
@@ -81,9 +123,36 @@ struct Grid {
   int64_t max_per_sample = 0;  // SampleRuns
 };
 
+// A TMA descriptor (the driver's CUtensorMap, 128 bytes, 64-byte aligned) over a buffer: what the
+// executor encodes on the host from the buffer's device address when it launches the step
+// (cuTensorMapEncodeTiled / cuTensorMapEncodeIm2col) and passes by value, to a kernel parameter
+// declared `const __grid_constant__ CUtensorMap`. Dimensions are innermost first, in elements;
+// strides in bytes, of dimensions 1 .. rank-1 (dimension 0 is contiguous), multiples of 16.
+enum class TensorMapMode { Tiled, Im2col };
+enum class TensorMapSwizzle { None, Bytes32, Bytes64, Bytes128 };
+struct TensorMapDesc {
+  TensorMapMode mode = TensorMapMode::Tiled;
+  DType dtype = DType::F32;
+  int rank = 1;  // 1..5 (Im2col: 3..5)
+  std::array<uint64_t, 5> dims{};
+  std::array<uint64_t, 5> strides_bytes{};  // [0] unused
+  // Tiled: the box, innermost first (each <= 256; box[0] * element bytes a multiple of 16).
+  std::array<uint32_t, 5> box{};
+  std::array<uint32_t, 5> element_strides{1, 1, 1, 1, 1};
+  // Im2col: the box's corners over the spatial dimensions (rank - 2 of them, innermost first),
+  // the channels of a pixel and the pixels of a column one load brings.
+  std::array<int, 3> lower_corner{}, upper_corner{};
+  uint32_t channels_per_pixel = 0, pixels_per_column = 0;
+  TensorMapSwizzle swizzle = TensorMapSwizzle::None;
+  bool fill_nan = false;  // out-of-bounds elements: NaN (a signalling fill) instead of zeros
+};
+// "tiled bf16 [64 x 128] box [64 x 32]" for explain and errors.
+std::string describe(const TensorMapDesc& t);
+
 // One kernel argument, in parameter order.
 enum class ArgKind {
-  Buffer,           // the device pointer of `role`
+  Buffer,           // the device pointer of `ref`
+  TensorMap,        // a CUtensorMap over `ref` (tensor_map), by value: 128 bytes, not an 8-byte slot
   DropoutSeed,      // unsigned long long
   DropoutOffset,    // unsigned long long
   BlocksPerSample,  // int: of step `step`'s resolved grid
@@ -93,10 +162,12 @@ enum class ArgKind {
 
 struct Arg {
   ArgKind kind = ArgKind::Buffer;
-  BufferRole role = BufferRole::Input;  // Buffer
-  int step = -1;                        // BlocksPerSample, SliceElems, QuadsPerBlock: -1 = this step
-  static Arg buffer(BufferRole r) { return {ArgKind::Buffer, r, -1}; }
-  static Arg scalar(ArgKind k, int step = -1) { return {k, BufferRole::Input, step}; }
+  BufferRef ref;  // Buffer, TensorMap: the buffer
+  int step = -1;         // BlocksPerSample, SliceElems, QuadsPerBlock: -1 = this step
+  TensorMapDesc tensor_map;  // TensorMap
+  static Arg buffer(BufferRef r) { return {ArgKind::Buffer, std::move(r), -1, {}}; }
+  static Arg scalar(ArgKind k, int step = -1) { return {k, BufferRef(), step, {}}; }
+  static Arg map(BufferRef r, const TensorMapDesc& t) { return {ArgKind::TensorMap, std::move(r), -1, t}; }
 };
 
 // Kernel: an NVRTC kernel of the source. Memset: a driver memset. LibraryConv: a conv that a
@@ -122,7 +193,7 @@ struct Step {
   size_t dynamic_smem = 0;                        // Kernel
   Grid grid;                                      // Kernel
   std::vector<Arg> args;                          // Kernel
-  BufferRole memset_target = BufferRole::Output;  // Memset: 32-bit words of this buffer ...
+  BufferRef memset_target = BufferRole::Output;   // Memset: 32-bit words of this buffer ...
   uint32_t memset_bits = 0;                       // ... set to these bits
   int64_t memset_words = 0;
   // LibraryConv: the conv, reading Input and ConvWeight and writing ConvOutput; its workspace is
@@ -135,8 +206,7 @@ struct Step {
   // the flags and exits at once for the others, so its bytes and FLOPs count as
   // the flags alone.
   bool gated = false;
-  std::vector<BufferRole> reads,
-      writes;        // what the step moves through device memory
+  std::vector<BufferRef> reads, writes;  // what the step moves through device memory
   double flops = 0;  // of a full run (a gated step: 0 when every sample passes)
   std::string note;  // what the step does, for explain and profile
 };
@@ -145,6 +215,10 @@ struct LaunchProgram {
   std::string strategy;  // the strategy that built it ("recompute_two_pass", ...)
   std::string config;    // its config, described
   std::string source;    // empty when the run is memsets alone
+  // The architecture the source is compiled for: empty for the device's own ("sm_90" on an H100);
+  // "sm_90a" for a program using sm_90's architecture-specific instructions (wgmma, setmaxnreg),
+  // which then runs only on compute capability 9.0.
+  std::string target;
   std::vector<Buffer> buffers;
   std::vector<Step> steps;
   std::string geometry;       // the conv's tiling in one line (empty without a conv),
@@ -152,18 +226,21 @@ struct LaunchProgram {
   bool tensor_cores = false;  // the conv runs on the TF32 MMA engine (for the cost model)
   bool half_tensor_cores = false;  // the conv runs on bf16/f16 MMA (store_once's igemm engine; cost model)
 
-  const Buffer* find(BufferRole r) const;
-  size_t bytes_of(BufferRole r) const;  // 0 for a buffer the program does not have
+  const Buffer* find(const BufferRef& r) const;
+  size_t bytes_of(const BufferRef& r) const;  // 0 for a buffer the program does not have
   bool has_kernels() const;
   const Step* find_step(const std::string& name) const;
 };
 
+// The most bytes a layout copy of a `source_bytes` buffer may take (LayoutCopy).
+size_t layout_copy_bound_bytes(const LayoutCopy& c, size_t source_bytes);
+
 // Where each scratch or intermediate buffer lies in the caller's one scratch
 // allocation: in declaration order, each 256-byte aligned.
 struct ScratchLayout {
-  std::vector<std::pair<BufferRole, size_t>> offsets;
+  std::vector<std::pair<BufferRef, size_t>> offsets;
   size_t bytes = 0;
-  std::optional<size_t> offset_of(BufferRole r) const;
+  std::optional<size_t> offset_of(const BufferRef& r) const;
 };
 ScratchLayout scratch_layout(const LaunchProgram& p);
 

@@ -60,6 +60,10 @@ const DriverState& driver_state() {
       return st;
     }
     st.api.cuLaunchKernelEx = reinterpret_cast<decltype(st.api.cuLaunchKernelEx)>(dlsym(lib, "cuLaunchKernelEx"));
+    st.api.cuTensorMapEncodeTiled =
+        reinterpret_cast<decltype(st.api.cuTensorMapEncodeTiled)>(dlsym(lib, "cuTensorMapEncodeTiled"));
+    st.api.cuTensorMapEncodeIm2col =
+        reinterpret_cast<decltype(st.api.cuTensorMapEncodeIm2col)>(dlsym(lib, "cuTensorMapEncodeIm2col"));
     CUresult r = st.api.cuInit(0);
     if (r != CUDA_SUCCESS) {
       const char* s = nullptr;

@@ -42,7 +42,7 @@ namespace fuseblock::cuda {
   X(cuOccupancyMaxActiveBlocksPerMultiprocessor)                                           \
   X(cuMemAlloc) X(cuMemFree) X(cuMemGetInfo) X(cuMemcpyHtoD) X(cuMemcpyDtoH)               \
   X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemcpyDtoDAsync)                           \
-  X(cuMemsetD8Async) X(cuMemsetD32Async)                                                   \
+  X(cuMemsetD8Async) X(cuMemsetD16Async) X(cuMemsetD32Async)                             \
   X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)                              \
   X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize)                \
   X(cuEventElapsedTime)                                                                    \
@@ -62,6 +62,9 @@ struct DriverApi {
   // Optional (drivers before CUDA 12.0 lack it; null then): launches with attributes, used for
   // programmatic dependent launch on sm_90+, with cuLaunchKernel as the fallback.
   decltype(&::cuLaunchKernelEx) cuLaunchKernelEx = nullptr;
+  // Optional too (CUDA 12.0 on): TMA descriptors for tensor-map arguments (executor/tensor_map.hpp).
+  decltype(&::cuTensorMapEncodeTiled) cuTensorMapEncodeTiled = nullptr;
+  decltype(&::cuTensorMapEncodeIm2col) cuTensorMapEncodeIm2col = nullptr;
 };
 
 struct NvrtcApi {

@@ -22,7 +22,7 @@ struct KernelResources {
 struct CompileRequest {
   std::string source;
   std::string program_name = "fuseblock.cu";
-  std::string arch = "sm_90";          // a real architecture: sm_XY
+  std::string arch = "sm_90";          // a real architecture: sm_XY, or sm_XYa for its specific instructions
   std::vector<std::string> options;   // extra NVRTC options (the architecture and -v are added)
 };
 

@@ -29,9 +29,10 @@ Selection select_strategy(const ConvProblem& problem, const DeviceLimits& device
     c.cost_ms = floor / st->measured_efficiency();
     c.why = fmt::format(
         "cost model: floor {:.4f} ms (bytes and FLOPs of its "
-        "steps at the H200's ceilings) / measured "
+        "steps at the H200's ceilings) / {} "
         "efficiency {:.2f} = {:.4f} ms",
-        floor, st->measured_efficiency(), c.cost_ms);
+        floor, st->efficiency_fitted() ? "measured" : "unfitted (a placeholder until tune measures it)",
+        st->measured_efficiency(), c.cost_ms);
     supported.push_back(c);
   }
   if (supported.empty()) {

@@ -67,8 +67,8 @@ void add_dropout_state(SourceWriter& w, LaunchProgram& prog, const DropoutAttrs&
   prog.steps.push_back(advance);
 }
 
-std::vector<BufferRole> conv_reads(const Pipeline& cp) {
-  std::vector<BufferRole> r{BufferRole::Input, BufferRole::ConvWeight};
+std::vector<BufferRef> conv_reads(const Pipeline& cp) {
+  std::vector<BufferRef> r{BufferRole::Input, BufferRole::ConvWeight};
   if (cp.conv.bias) r.push_back(BufferRole::ConvBias);
   return r;
 }

@@ -30,6 +30,6 @@ Step kernel_step(std::string name, unsigned threads, size_t dynamic_smem, Grid g
 // the first step is inserted before the others (their step references shift with it).
 void add_dropout_state(SourceWriter& w, LaunchProgram& prog, const DropoutAttrs& dropout);
 // input, conv.weight, conv.bias where present.
-std::vector<BufferRole> conv_reads(const Pipeline& conv_pipeline);
+std::vector<BufferRef> conv_reads(const Pipeline& conv_pipeline);
 
 }  // namespace fuseblock::cuda

@@ -55,6 +55,8 @@ class ConvStrategy {
   // when measured; the cost model divides by it, so strategies of equal bytes
   // and FLOPs still rank by speed.
   virtual double measured_efficiency() const = 0;
+  // False while measured_efficiency() is a placeholder no measurement fitted (explain says so).
+  virtual bool efficiency_fitted() const { return true; }
 };
 
 // Every strategy, in the order the cost model breaks ties by.

@@ -158,11 +158,6 @@ void emit_guard_bound_kernel(SourceWriter& w, const Plan& plan) {
 
 bool fill_is_constant(const Pipeline& p) { return p.fill_path() && p.dropout.is_identity(); }
 
-int64_t guard_blocks_per_sample(int64_t resident_blocks, int64_t n, int64_t in_sample) {
-  const int64_t per_sample = n > 0 ? resident_blocks / n : resident_blocks;
-  return std::max<int64_t>(1, std::min(per_sample, (in_sample + 1023) / 1024));
-}
-
 void emit_guard_kernel(SourceWriter& w, const Plan& plan) {
   constexpr int kUnroll = 4;  // float4 loads in flight per thread
   const Pipeline& p = plan.pipeline;

@@ -46,8 +46,5 @@ void emit_guard_bound_kernel(SourceWriter& w, const Plan& plan);
 float guard_bound_as_float(double bound);
 // True when the fill path's output is the constant fold_fill_chain(chain) everywhere (no mask).
 bool fill_is_constant(const Pipeline& p);
-// The guard's blocks per sample: as many blocks as are resident at once (rounded down to whole
-// samples, so the grid is a single wave), each owning at least 1024 input elements.
-int64_t guard_blocks_per_sample(int64_t resident_blocks, int64_t n, int64_t in_sample);
 
 }  // namespace fuseblock::cuda

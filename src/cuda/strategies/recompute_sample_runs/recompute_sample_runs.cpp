@@ -62,7 +62,9 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
   add_io_buffers(prog, p);
   add_conv_param_buffers(prog, p, g);
   prog.buffers.push_back({BufferRole::StatsPartials, BufferKind::Scratch, lean_partials_bytes(g)});
-  prog.buffers.push_back({BufferRole::NormShift, BufferKind::Scratch, static_cast<size_t>(g.n * g.cout) * 8});
+  // Per-(n, c) (a, b) of y = a * conv + b: this strategy's own scratch.
+  const BufferRef shift = BufferRef::scratch("norm a, b");
+  prog.buffers.push_back({shift, BufferKind::Scratch, static_cast<size_t>(g.n * g.cout) * 8});
 
   using R = BufferRole;
   const double flops = conv_pass_flops(g);
@@ -84,16 +86,16 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
   Step fin =
       kernel_step(names.finalize, kFinalizeThreads, 0, fin_grid,
                   {Arg::buffer(R::StatsPartials), Arg::buffer(R::ConvBias), Arg::buffer(R::NormWeight),
-                   Arg::buffer(R::NormBias), Arg::buffer(R::NormShift), Arg::scalar(ArgKind::BlocksPerSample, 0)});
+                   Arg::buffer(R::NormBias), Arg::buffer(shift), Arg::scalar(ArgKind::BlocksPerSample, 0)});
   fin.reads = {R::StatsPartials};
   if (p.conv.bias) fin.reads.push_back(R::ConvBias);
   if (p.norm->affine) fin.reads.push_back(R::NormWeight), fin.reads.push_back(R::NormBias);
-  fin.writes = {R::NormShift};
+  fin.writes = {shift};
   fin.note = "merges the partials in double; per-(n, c) a, b of y = a * conv + b";
   Step out = kernel_step(names.output, static_cast<unsigned>(g.threads), lean_output_smem_bytes(g), runs,
-                         {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(R::NormShift),
+                         {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(shift),
                           Arg::buffer(R::Output), Arg::scalar(ArgKind::BlocksPerSample), Arg::buffer(R::DropoutState)});
-  out.reads = {R::Input, R::ConvWeight, R::NormShift};
+  out.reads = {R::Input, R::ConvWeight, shift};
   if (!p.dropout.is_identity()) out.reads.push_back(R::DropoutState);
   out.writes = {R::Output};
   out.flops = flops;

@@ -82,8 +82,8 @@ std::optional<std::string> StoreOnce::unsupported(const ConvProblem& problem, co
 
 std::vector<ConvTuning> StoreOnce::configs(const ConvProblem& problem) const {
   // cuDNN's conv, then the igemm tiles (the measured winner for the shape first), for tune to
-  // measure; `fuseblock tune` refuses half blocks in this version (require_f32_kernels), and the
-  // tiles apply to bf16/f16 only, so none of them is measured yet.
+  // measure (the tiles apply to bf16/f16 only; tune and profile run half blocks since issue 18,
+  // but no tile has been measured by tune yet).
   std::vector<ConvTuning> out{ConvTuning{}};
   for (const ConvTuning& t : igemm_configs(problem.pipeline())) out.push_back(t);
   return out;
@@ -93,7 +93,7 @@ ConvTuning StoreOnce::default_config_on(const ConvProblem& problem, const Device
   // cuDNN's conv by default: on the H200 (2026-11-30, bench/realworld.py, training, bf16) the
   // whole igemm program (weight pack, channels-last copy, v1 conv with statistics, apply) took
   // 0.393 ms on the SD ResBlock and 0.218 ms on the VAE block against 0.269 and 0.166 with cuDNN,
-  // so the engine runs only where cuDNN cannot load (tune cannot measure half blocks yet).
+  // so the engine runs only where cuDNN cannot load (until tune measures a tile faster).
   if (device.probe_libraries && cudnn_unavailable())
     for (const ConvTuning& t : configs(problem))  // the first igemm tile that fits the device
       if (t.ig_bm > 0 && igemm_shape(problem.pipeline(), t).smem <= device.smem_per_block_optin) return t;
@@ -141,29 +141,35 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
   const ConvGeometry g = add_store_once_buffers(prog, p, l);
   const bool norm = p.norm.has_value();
   using R = BufferRole;
-  prog.buffers.push_back({R::PackedWeight, BufferKind::Scratch, s.packed_weight_bytes()});
-  prog.buffers.push_back({R::InputChannelsLast, BufferKind::Scratch, s.channels_last_bytes()});
+  // The engine's layout copies (its own scratch): the weights as [C_out][K padded to 32], the
+  // input channels-last with its channels padded to 8.
+  const BufferRef packed = BufferRef::scratch("packed conv.weight");
+  const BufferRef channels_last = BufferRef::scratch("channels-last input");
+  prog.buffers.push_back(
+      {packed, BufferKind::Scratch, s.packed_weight_bytes(), LayoutCopy{R::ConvWeight, s.cout, s.cin_real, 8, 32 * 2}});
+  prog.buffers.push_back(
+      {channels_last, BufferKind::Scratch, s.channels_last_bytes(), LayoutCopy{R::Input, 1, s.cin_real, 8, 1}});
 
   Grid pg;
   pg.grid_x = (s.cout * s.kp + 255) / 256;
-  Step pack = kernel_step("fb_ig_pack_w", 256, 0, pg, {Arg::buffer(R::ConvWeight), Arg::buffer(R::PackedWeight)});
+  Step pack = kernel_step("fb_ig_pack_w", 256, 0, pg, {Arg::buffer(R::ConvWeight), Arg::buffer(packed)});
   pack.reads = {R::ConvWeight};
-  pack.writes = {R::PackedWeight};
+  pack.writes = {packed};
   pack.note = "the conv weights to [C_out][k... x C_in padded to 8, K padded to 32] (every call)";
   prog.steps.push_back(pack);
   Grid lg;
   lg.grid_x = s.n * ((s.pin + 63) / 64) * ((s.cin + 63) / 64);  // 64 x 64 (pixel, channel) tiles
-  Step layout = kernel_step("fb_ig_to_cl", 256, 0, lg, {Arg::buffer(R::Input), Arg::buffer(R::InputChannelsLast)});
+  Step layout = kernel_step("fb_ig_to_cl", 256, 0, lg, {Arg::buffer(R::Input), Arg::buffer(channels_last)});
   layout.reads = {R::Input};
-  layout.writes = {R::InputChannelsLast};
+  layout.writes = {channels_last};
   layout.note = "the input to channels-last, channels padded to 8 with zeros (64 x 64 tiles, 16-byte loads and stores)";
   prog.steps.push_back(layout);
   Grid cg;
   cg.grid_x = s.conv_blocks;
   Step conv = kernel_step("fb_ig_conv", static_cast<unsigned>(s.threads), s.smem, cg,
-                          {Arg::buffer(R::InputChannelsLast), Arg::buffer(R::PackedWeight), Arg::buffer(R::ConvBias),
+                          {Arg::buffer(channels_last), Arg::buffer(packed), Arg::buffer(R::ConvBias),
                            Arg::buffer(R::ConvOutput), Arg::buffer(R::StatsPartials)});
-  conv.reads = {R::InputChannelsLast, R::PackedWeight};
+  conv.reads = {channels_last, packed};
   if (p.conv.bias) conv.reads.push_back(R::ConvBias);
   conv.writes = {R::ConvOutput};
   if (norm) conv.writes.push_back(R::StatsPartials);
@@ -228,9 +234,11 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
   return prog;
 }
 
-// NOT FITTED: a placeholder; store_once ran on the H200 (docs/benchmarks.md) but tune has not
-// measured it (tune refuses half blocks). The recompute strategies measured 0.19 and more;
-// cuDNN's convs run near the matmul ceiling.
+// NOT FITTED (efficiency_fitted() says so, and explain prints it): a placeholder until `fuseblock
+// tune` measures store_once's programs against the cost model's floor and docs/benchmarks.md records
+// it. store_once ran on the H200 (docs/benchmarks.md) but was not measured against its floor; the
+// recompute strategies measured 0.19 and more; cuDNN's convs run near the matmul ceiling.
 double StoreOnce::measured_efficiency() const { return 0.6; }
+bool StoreOnce::efficiency_fitted() const { return false; }
 
 }  // namespace fuseblock::cuda

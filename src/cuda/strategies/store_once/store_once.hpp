@@ -25,6 +25,7 @@ class StoreOnce final : public ConvStrategy {
   ConvTuning default_config_on(const ConvProblem& problem, const DeviceLimits& device) const override;
   LaunchProgram build(const ConvProblem& problem, const ConvTuning& config) const override;
   double measured_efficiency() const override;
+  bool efficiency_fitted() const override;
 };
 
 // The library conv of a pipeline: its shapes, the storage dtype, TF32 as allowed, NCHW.

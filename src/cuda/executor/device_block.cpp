@@ -1,0 +1,39 @@
+// A block's host tensors on the device (device_block.hpp).
+#include "cuda/executor/device_block.hpp"
+
+#include "cuda/executor/storage_io.hpp"
+
+namespace fuseblock::cuda {
+
+DeviceBlock::DeviceBlock(const Plan& plan, const LaunchProgram* program, const Params& params, const Tensor& x,
+                         size_t scratch_bytes)
+    : storage_(plan.pipeline.types.storage),
+      x_(to_device_as(x, storage_)),
+      y_(static_cast<size_t>(numel(plan.pipeline.output_shape)) * static_cast<size_t>(dtype_info(storage_).bytes)),
+      scratch_(scratch_bytes) {
+  // Only what the program reads (a guarded fill run declares no parameter); an empty tensor
+  // allocates nothing.
+  auto wanted = [&](const BufferRef& r) { return !program || program->find(r); };
+  if (wanted(BufferRole::ConvWeight)) weight_ = to_device_as(params.conv_weight, storage_);
+  if (wanted(BufferRole::ConvBias)) bias_ = to_device_as(params.conv_bias, storage_);
+  if (wanted(BufferRole::NormWeight)) gamma_ = to_device_as(params.norm_weight, storage_);
+  if (wanted(BufferRole::NormBias)) beta_ = to_device_as(params.norm_bias, storage_);
+  prelu_.resize(params.prelu_weight.size());
+  for (size_t k = 0; k < params.prelu_weight.size(); ++k)
+    if (wanted({BufferRole::PreluWeight, static_cast<int>(k)}))
+      prelu_[k] = to_device_as(params.prelu_weight[k], storage_);
+}
+
+DeviceTensors DeviceBlock::tensors(size_t scratch_bytes) {
+  if (scratch_.bytes() < scratch_bytes) scratch_ = DeviceBuffer(scratch_bytes);
+  DeviceTensors t;
+  t.bind(BufferRole::Input, x_.ptr()).bind(BufferRole::Output, y_.ptr());
+  t.bind(BufferRole::ConvWeight, weight_.ptr()).bind(BufferRole::ConvBias, bias_.ptr());
+  t.bind(BufferRole::NormWeight, gamma_.ptr()).bind(BufferRole::NormBias, beta_.ptr());
+  for (size_t k = 0; k < prelu_.size(); ++k)
+    if (prelu_[k].ptr()) t.bind(BufferRole::PreluWeight, prelu_[k].ptr(), static_cast<int>(k));
+  t.scratch = scratch_.ptr();
+  return t;
+}
+
+}  // namespace fuseblock::cuda
