@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/runtime/device_memory.hpp"
 #include "cuda/runtime/driver_api.hpp"
@@ -49,8 +50,8 @@ void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, con
   if (prog.find(BufferRole::NormBias)) dbeta = to_device_as(params.norm_bias, d);
   DeviceBuffer scratch(ex->scratch_bytes());
   RunArgs args;
-  args.seed = p.dropout.seed;
-  args.offset = p.dropout.offset;
+  args.seed = drawn_dropout(p).seed;  // the one dropout that draws a mask, wherever it stands
+  args.offset = drawn_dropout(p).offset;
   DeviceTensors t{dx.ptr(), dy.ptr(), dw.ptr(), db.ptr(), dg.ptr(), dbeta.ptr()};
   ex->launch(t, scratch.ptr(), args, nullptr);
   synchronize();
