@@ -71,19 +71,24 @@ TEST(InstanceNorm, CpuMatchesOracleInEveryDtypeWithNonFiniteInput) {
                                    static_cast<int>(seed % 3), "InstanceNorm.CpuMatchesOracleInEveryDtypeWithNonFiniteInput");
 }
 
-TEST(InstanceNorm, CudaRefusesItAndAutoPicksTheCpu) {
-  const Plan plan = lower(parse_spec("input f32[2, 3, 8, 8]\nconv2d 4 3\ninstance_norm\n", "t.block"));
+// InstanceNorm is GroupNorm with one channel a group: every CUDA strategy runs it, affine or not
+// (the GPU tests compare them with the CPU backend, tests/gpu/test_gpu_store_once.cpp).
+TEST(InstanceNorm, CudaRunsItAsAGroupNormOfOneChannelAGroup) {
+  for (const char* norm : {"instance_norm\n", "instance_norm affine=true\n"}) {
+    const Plan plan = lower(parse_spec(std::string("input f32[2, 3, 8, 8]\nconv2d 4 3\n") + norm, "t.block"));
+    ASSERT_TRUE(plan.pipeline.norm.has_value());
+    EXPECT_EQ(plan.pipeline.norm->num_groups, 4) << norm;
+    EXPECT_FALSE(cpu_only_forms(plan)) << norm << *cpu_only_forms(plan);
+  }
+  // With a prelu the block is refused for the prelu, named.
+  const Plan plan = lower(parse_spec("input f32[2, 3, 8, 8]\nconv2d 4 3\ninstance_norm\nprelu\n", "t.block"));
   const std::optional<std::string> why = cpu_only_forms(plan);
   ASSERT_TRUE(why.has_value());
-  EXPECT_NE(why->find("instance_norm"), std::string::npos);
-  EXPECT_NE(why->find("which run on the CPU backend in this version"), std::string::npos);
+  EXPECT_NE(why->find("prelu"), std::string::npos);
+  EXPECT_EQ(why->find("instance_norm,"), std::string::npos) << *why;
   std::string reason;
   EXPECT_EQ(resolve_device(Device::Auto, plan, &reason), Device::Cpu);
   EXPECT_EQ(reason, *why);
-  const UserError e = user_error_of([&] { resolve_device(Device::Cuda, plan); }, "--device cuda");
-  EXPECT_NE(std::string(e.what()).find("instance_norm"), std::string::npos);
-  // The same block with group_norm is not refused for its form.
-  EXPECT_FALSE(cpu_only_forms(lower(parse_spec("input f32[2, 3, 8, 8]\nconv2d 4 3\ngroup_norm 4\n", "t.block"))));
 }
 
 }  // namespace

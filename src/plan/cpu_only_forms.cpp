@@ -11,11 +11,15 @@ std::string forms_in(const Pipeline& p) {
   auto add = [&](const char* what) {
     if (found.find(what) == std::string::npos) found += (found.empty() ? "" : ", ") + std::string(what);
   };
-  if (p.norm && p.norm->instance) add("instance_norm");
+  // instance_norm is GroupNorm with one channel a group, which every strategy runs; a dropout in
+  // the chain runs in the shared epilogue (cuda/codegen/emit_epilogue.hpp), which draws one mask:
+  // the dropout state holds one (seed, offset).
   if (p.channel_add()) add("add_per_sample_channel");
+  int drawing = p.dropout.is_identity() ? 0 : 1;
   for (const Op& op : p.chain)
     if (op.kind == OpKind::PRelu) add("prelu");
-    else if (op.kind == OpKind::Dropout) add("dropout before the chain's end");
+    else if (op.kind == OpKind::Dropout && !op.dropout.is_identity()) ++drawing;
+  if (drawing > 1) add("more than one dropout that draws a mask");
   return found;
 }
 
@@ -40,7 +44,8 @@ std::optional<std::string> cpu_only_forms(const Plan& plan) {
   }
   if (found.empty()) return std::nullopt;
   return fmt::format("the block uses {}, which run on the CPU backend in this version (the CUDA strategies "
-                     "run conv -> group_norm -> pointwise ops with at most one dropout, at the chain's end)",
+                     "run conv -> group_norm or instance_norm -> pointwise ops with at most one dropout that draws a mask, "
+                     "anywhere in the chain)",
                      found);
 }
 

@@ -1,5 +1,5 @@
-// The blocks that only the CPU backend runs in this version (instance_norm, prelu, dropout before
-// the chain's end, the per-(sample, channel) input): every CUDA strategy's unsupported() and the
+// The blocks that only the CPU backend runs in this version (prelu, more than one dropout that
+// draws a mask, the per-(sample, channel) input): every CUDA strategy's unsupported() and the
 // device choice ask this one function, so that `--device auto` picks the CPU and `--device cuda`
 // fails with the same reason. bf16/f16 storage is a strategy's limit, not the backend's: only
 // store_once runs it (the recompute and fill strategies ask recompute_unsupported_forms).

@@ -93,6 +93,12 @@ const Case kCases[] = {
     {"[2, 64, 32, 32]\nconv2d 64 3 padding=1\ngroup_norm 32\nsilu\ndropout p=0.1 seed=2\n", false},
     {"[2, 3, 7, 5]\nconv2d 6 3\nminimum 0.5\nclamp min=0 max=0.3\n", true},  // no norm
     {"[1, 16, 8, 8]\nconv2d 16 1\ngroup_norm 1\ntanh\nmish\n", false},
+    // instance_norm (one channel a group), affine or not; a dropout inside the chain (the shared
+    // epilogue, issue 20): its mask must be the CPU's, the ops after it see the dropped zeros.
+    {"[2, 8, 13, 11]\nconv2d 16 3 padding=1\ninstance_norm\nsilu\n", true},
+    {"[2, 6, 12, 10]\nconv2d 12 3 padding=1\ninstance_norm affine=true\ndropout p=0.3 seed=9 offset=2\nrelu\ntanh\n",
+     true},
+    {"[2, 8, 16, 16]\nconv2d 16 3 padding=1\ngroup_norm 4\ndropout p=0.2 seed=5\nsilu\nadd 0.5\n", false},
 };
 
 void check(const char* dtype, bool tf32, double rtol, bool library = true) {

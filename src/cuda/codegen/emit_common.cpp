@@ -1,8 +1,9 @@
 // The shared pieces of emitted programs (emit_common.hpp).
 #include "cuda/codegen/emit_common.hpp"
 
+#include <algorithm>
+
 #include "device_common/embedded.hpp"
-#include "device_common/philox.h"
 #include "fuseblock/error.hpp"
 #include "ops/pointwise_eval.hpp"
 
@@ -71,36 +72,6 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
 }
 )";
 
-std::string pw_call(const Op& op, const std::string& v, bool tf32_math) {
-  const std::string a = float_literal(static_cast<float>(op.pw.a));
-  const std::string b = float_literal(static_cast<float>(op.pw.b));
-  switch (op.kind) {
-    case OpKind::Minimum: return "fb_minimum(" + v + ", " + a + ")";
-    case OpKind::Maximum: return "fb_maximum(" + v + ", " + a + ")";
-    case OpKind::Clamp:
-    case OpKind::Hardtanh:
-      return "fb_clamp(" + v + ", " + (op.pw.has_a ? "true" : "false") + ", " + a + ", " +
-             (op.pw.has_b ? "true" : "false") + ", " + b + ")";
-    case OpKind::Relu: return "fb_relu(" + v + ")";
-    case OpKind::LeakyRelu: return "fb_leaky_relu(" + v + ", " + a + ")";
-    case OpKind::Gelu: return (op.pw.tanh_approx ? "fb_gelu_tanh(" : "fb_gelu_erf(") + v + ")";
-    case OpKind::Silu: return (tf32_math ? "fbl_silu_tf32(" : "fb_silu(") + v + ")";
-    case OpKind::Sigmoid: return (tf32_math ? "fbl_sigmoid_tf32(" : "fb_sigmoid(") + v + ")";
-    case OpKind::Tanh: return "fb_tanh(" + v + ")";
-    case OpKind::Mish: return "fb_mish(" + v + ")";
-    case OpKind::Hardswish: return "fb_hardswish(" + v + ")";
-    case OpKind::Softplus: return "fb_softplus(" + v + ", " + a + ", " + b + ")";
-    case OpKind::Elu: return "fb_elu(" + v + ", " + a + ")";
-    case OpKind::Add: return "fb_add(" + v + ", " + a + ")";
-    case OpKind::Sub: return "fb_sub(" + v + ", " + a + ")";
-    case OpKind::Mul: return "fb_mul(" + v + ", " + a + ")";
-    case OpKind::Div: return "fb_div(" + v + ", " + a + ")";
-    case OpKind::Fill: return a;
-    default: break;
-  }
-  FB_ASSERT(false, std::string("not a pointwise op in a chain: ") + op_name(op.kind));
-}
-
 }  // namespace
 
 void emit_prelude(SourceWriter& w, const std::string& title) {
@@ -119,24 +90,11 @@ void emit_prelude(SourceWriter& w, const std::string& title) {
   w.blank();
 }
 
-void emit_chain(SourceWriter& w, const std::vector<Op>& chain, const std::string& var, bool tf32_math) {
-  for (const Op& op : chain) w.line("{} = {};  // {}", var, pw_call(op, var, tf32_math), op_name(op.kind));
-}
-
-float fold_fill_chain(const std::vector<Op>& chain) {
+float fold_fill_chain(const std::vector<Op>& chain, size_t count) {
   FB_ASSERT(!chain.empty() && chain.front().kind == OpKind::Fill, "a fill-path chain starts with fill");
   float v = 0.0f;
-  for (const Op& op : chain) v = eval_pointwise(op, v);
+  for (size_t i = 0; i < std::min(count, chain.size()); ++i) v = eval_pointwise(chain[i], v);
   return v;
-}
-
-DropoutConsts dropout_consts(const DropoutAttrs& d) {
-  DropoutConsts c;
-  if (d.is_identity()) return c;
-  c.active = true;
-  c.threshold = fb_keep_threshold(d.p);
-  c.scale = fb_dropout_scale(d.p);
-  return c;
 }
 
 }  // namespace fuseblock::cuda

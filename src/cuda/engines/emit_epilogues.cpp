@@ -7,9 +7,11 @@
 //  - output: walks the tile's output in runs of consecutive elements ("segments"), four
 //    elements per step aligned to multiples of 4 in the flat output index, so one Philox call
 //    gives the four dropout draws (element i uses word i % 4 of counter block i / 4, exactly as
-//    the CPU backend) and an interior step is one 16-byte store.
+//    the CPU backend) and an interior step is one 16-byte store; each element's chain, dropout
+//    and store conversion are the shared epilogue's (emit_epilogue.hpp).
 #include "cuda/codegen/element_types.hpp"
 #include "cuda/codegen/emit_common.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/engines/emit_conv.hpp"
 
 namespace fuseblock::cuda {
@@ -71,18 +73,6 @@ const char* kOutputLoop = R"(  constexpr int SEGD = fbc::SEG_LEVEL == 2 ? 1 : fb
     const float* seg = st + cl * fbc::CP + sd * fbc::PP + sh * fbc::RP;
 )";
 
-const char* kOutputStore = R"(      if (e0 >= 0 && e0 + 3 < L) {
-        __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k)
-          if (e0 + k >= 0 && e0 + k < L) __stcs(y + 4 * q + k, o[k]);
-      }
-    }
-  }
-}
-)";
-
 }  // namespace
 
 void emit_stats_epilogue_fn(SourceWriter& w, const ConvGeometry&) { w.raw(kStats); }
@@ -90,27 +80,20 @@ void emit_stats_epilogue_fn(SourceWriter& w, const ConvGeometry&) { w.raw(kStats
 void emit_output_epilogue_fn(SourceWriter& w, const ConvGeometry& g, const Pipeline& p) {
   const bool norm = p.norm.has_value();
   const bool affine = norm && p.norm->affine;
-  const DropoutConsts d = dropout_consts(p.dropout);
   w.blank();
-  w.line("// The value of one element from its conv output v: normalisation (a (v - mean) + beta), then the chain.");
-  w.open("__device__ __forceinline__ float fb_finish(float v, float a, float m, float b)");
-  w.line("float r = {};", norm ? "fmaf(v - m, a, b)" : "v");
-  emit_chain(w, p.chain, "r");
-  w.line("return r;");
-  w.close();
+  emit_epilogue_fn(w, p);
   w.blank();
   const EmittedTypes T = emitted_types(p.types);
   w.line("__device__ __forceinline__ void fb_output_epilogue(const float* st, {}* __restrict__ y,", T.storage);
   w.line("    const {0}* __restrict__ bias, const float* __restrict__ nscale, const float* __restrict__ nmean,", T.storage);
   w.line("    const {}* __restrict__ beta,", T.storage);
-  w.line("    long long n, const fb_tile& T, int c0, const unsigned long long* __restrict__ dropout_state) {{");
-  if (d.active) w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
+  w.line("    long long n, const fb_tile& T, int c0, const unsigned long long* __restrict__ dropout_state{}) {{",
+         epilogue_params(p));
+  if (active_dropout(p)) w.line("  {}", epilogue_random_state(p));
   w.raw(kOutputLoop);
   if (norm) {
     w.line("    const float a = nscale[n * fbc::COUT + c], m = nmean[n * fbc::COUT + c];");
     w.line("    const float b = {};", affine ? "__ldg(beta + c)" : "0.0f");
-  } else {
-    w.line("    const float a = 1.0f, m = 0.0f, b = 0.0f;");
   }
   w.line("    const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;  // staging holds the conv without its bias");
   // Not unrolled by default: the MMA engine's weights stay in registers through the epilogue,
@@ -119,21 +102,18 @@ void emit_output_epilogue_fn(SourceWriter& w, const ConvGeometry& g, const Pipel
   w.line("    for (int j = lane; j < steps; j += 32) {{");
   w.line("      const long long q = q0 + j;");
   w.line("      const int e0 = 4 * j - lead;  // the step's first element, as an index into the segment");
-  if (d.active) w.line("      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);");
-  w.line("      float o[4];");
+  if (active_dropout(p)) w.line("      {}", epilogue_draws_decl(p, "q"));
+  w.line("      fb_st o[4];");
   w.line("#pragma unroll");
   w.line("      for (int k = 0; k < 4; ++k) {{");
   w.line("        const int e = e0 + k;");
-  w.line("        const float r = fb_finish((e >= 0 && e < L ? seg[e] : 0.0f) + cb, a, m, b);");
-  if (d.active)
-    w.line("        o[k] = fb_dropout_apply(r, bits.v[k] < {}u, {});", d.threshold, float_literal(d.scale));
-  else
-    w.line("        o[k] = r;");
+  w.line("        const float v = (e >= 0 && e < L ? seg[e] : 0.0f) + cb;");
+  w.line("        o[k] = {};", epilogue_call(p, norm ? "fmaf(v - m, a, b)" : "v", "c", epilogue_draw(p, "k")));
   w.line("      }}");
-  // The stores write 4 float32 results as one 16-byte pack: an f32 storage pack (the strategies
-  // refuse other storage types, plan/cpu_only_forms.hpp).
-  FB_ASSERT(T.pack == "float4" && T.compute == "float", "the output epilogue stores f32 packs");
-  w.raw(kOutputStore);
+  w.line("      fb_store_quad(y, q, o, e0, L);");
+  w.line("    }}");
+  w.line("  }}");
+  w.line("}}");
 }
 
 }  // namespace fuseblock::cuda

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/runtime/device_memory.hpp"
 #include "cuda/runtime/driver_api.hpp"
@@ -40,8 +41,8 @@ void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, con
   std::shared_ptr<const Executor> ex = executor_for(plan, opts.allow_tf32);
   DeviceBlock block(plan, &ex->program(), params, x, ex->scratch_bytes());
   RunArgs args;
-  args.seed = p.dropout.seed;
-  args.offset = p.dropout.offset;
+  args.seed = drawn_dropout(p).seed;  // the one dropout that draws a mask, wherever it stands
+  args.offset = drawn_dropout(p).offset;
   ex->launch(block.tensors(ex->scratch_bytes()), args, nullptr);
   synchronize();
   download_as(block.output(), block.storage(), y);

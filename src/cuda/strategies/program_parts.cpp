@@ -1,6 +1,8 @@
 #include "cuda/strategies/program_parts.hpp"
 
 #include "cuda/codegen/emit_common.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
+#include "cuda/codegen/emit_storage.hpp"
 #include "cuda/codegen/emit_dropout_state.hpp"
 
 namespace fuseblock::cuda {
@@ -13,6 +15,9 @@ void begin_program_source(SourceWriter& w, const Plan& plan, bool allow_tf32) {
   const Pipeline& p = plan.pipeline;
   emit_prelude(w, "fuseblock program: " + shape_str(p.input_shape) + " -> " + shape_str(p.output_shape) +
                       (allow_tf32 ? ", tf32 allowed" : ", strict fp32"));
+  // The storage type's helpers and the epilogue's store: every output kernel's epilogue uses them.
+  emit_storage_helpers(w, p.types.storage);
+  emit_store_quad_fn(w, p.types.storage);
 }
 
 void add_io_buffers(LaunchProgram& prog, const Pipeline& p) {

@@ -211,6 +211,27 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
   n = nn;
 }
 
+// ---- storage type: f32 ----
+typedef float fb_st;  // f32 storage: rounding to it is the identity
+__device__ __forceinline__ float fb_ld(fb_st v) { return v; }
+__device__ __forceinline__ fb_st fb_to_st(float v) { return v; }
+__device__ __forceinline__ float fb_round(float v) { return fb_ld(fb_to_st(v)); }
+
+// The flat output's 4-element block q from o[0..3], element k written where 0 <= first + k < len
+// (the block starts at index `first` of a run of len elements); a whole block is one streaming
+// vector store.
+template <class I>
+__device__ __forceinline__ void fb_store_quad(fb_st* __restrict__ y, long long q, const fb_st (&o)[4],
+                                              I first, I len) {
+  if (first >= 0 && first + 3 < len) {
+    __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (first + k >= 0 && first + k < len) __stcs(y + 4 * q + k, o[k]);
+  }
+}
+
 // ---- general path ----
 // ---- convolution geometry: fma-fp32 engine, tile 1x16x32 x 12 channels (2 tiles/sample, 1 channel chunks), 128 threads, window 1x33x67 pitches 68/2244/2244, staging pitch 384, 65 KB shared, segments at level 1 ----
 namespace fbc {
@@ -526,11 +547,13 @@ extern "C" __global__ void __launch_bounds__(256, 1) fb_norm_finalize(const floa
 }
 
 
-// The value of one element from its conv output v: normalisation (a (v - mean) + beta), then the chain.
-__device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
-  float r = fmaf(v - m, a, b);
+// One element after the conv and its norm: the chain and dropout, each result rounded to the storage type where
+// eager PyTorch stores it (src/cpu/epilogue.cpp); returned as stored.
+__device__ __forceinline__ fb_st fb_epilogue(float v, int c, fb_u32 draw) {
+  float r = v;
   r = fb_mish(r);  // mish
-  return r;
+  r = fb_dropout_apply(r, draw < 11744052u, 0x1.6db6dcp+0f);  // dropout
+  return fb_to_st(r);
 }
 
 __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __restrict__ y,
@@ -562,21 +585,15 @@ __device__ __forceinline__ void fb_output_epilogue(const float* st, float* __res
     for (int j = lane; j < steps; j += 32) {
       const long long q = q0 + j;
       const int e0 = 4 * j - lead;  // the step's first element, as an index into the segment
-      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
-      float o[4];
+      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)(q));
+      fb_st o[4];
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int e = e0 + k;
-        const float r = fb_finish((e >= 0 && e < L ? seg[e] : 0.0f) + cb, a, m, b);
-        o[k] = fb_dropout_apply(r, bits.v[k] < 11744052u, 0x1.6db6dcp+0f);
+        const float v = (e >= 0 && e < L ? seg[e] : 0.0f) + cb;
+        o[k] = fb_epilogue(fmaf(v - m, a, b), c, bits.v[k]);
       }
-      if (e0 >= 0 && e0 + 3 < L) {
-        __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k)
-          if (e0 + k >= 0 && e0 + k < L) __stcs(y + 4 * q + k, o[k]);
-      }
+      fb_store_quad(y, q, o, e0, L);
     }
   }
 }

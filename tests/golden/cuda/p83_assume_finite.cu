@@ -211,4 +211,25 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
   n = nn;
 }
 
+// ---- storage type: f32 ----
+typedef float fb_st;  // f32 storage: rounding to it is the identity
+__device__ __forceinline__ float fb_ld(fb_st v) { return v; }
+__device__ __forceinline__ fb_st fb_to_st(float v) { return v; }
+__device__ __forceinline__ float fb_round(float v) { return fb_ld(fb_to_st(v)); }
+
+// The flat output's 4-element block q from o[0..3], element k written where 0 <= first + k < len
+// (the block starts at index `first` of a run of len elements); a whole block is one streaming
+// vector store.
+template <class I>
+__device__ __forceinline__ void fb_store_quad(fb_st* __restrict__ y, long long q, const fb_st (&o)[4],
+                                              I first, I len) {
+  if (first >= 0 && first + 3 < len) {
+    __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (first + k >= 0 && first + k < len) __stcs(y + 4 * q + k, o[k]);
+  }
+}
+
 // ---- fill path: output = 0x0p+0f everywhere (no dropout mask), written by cuMemsetD32Async(0x00000000) ----

@@ -211,6 +211,27 @@ __device__ __forceinline__ void fb_chan_merge(double& n, double& mean, double& m
   n = nn;
 }
 
+// ---- storage type: f32 ----
+typedef float fb_st;  // f32 storage: rounding to it is the identity
+__device__ __forceinline__ float fb_ld(fb_st v) { return v; }
+__device__ __forceinline__ fb_st fb_to_st(float v) { return v; }
+__device__ __forceinline__ float fb_round(float v) { return fb_ld(fb_to_st(v)); }
+
+// The flat output's 4-element block q from o[0..3], element k written where 0 <= first + k < len
+// (the block starts at index `first` of a run of len elements); a whole block is one streaming
+// vector store.
+template <class I>
+__device__ __forceinline__ void fb_store_quad(fb_st* __restrict__ y, long long q, const fb_st (&o)[4],
+                                              I first, I len) {
+  if (first >= 0 && first + 3 < len) {
+    __stcs(reinterpret_cast<float4*>(y) + q, make_float4(o[0], o[1], o[2], o[3]));
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (first + k >= 0 && first + k < len) __stcs(y + 4 * q + k, o[k]);
+  }
+}
+
 // ---- general path ----
 // ---- convolution geometry: mma-tf32 engine, tile 2x4x64 x 16 channels (112 tiles/sample, 1 channel chunks), 256 threads, window 4x6x66 pitches 76/456/1824 double-buffered, staging pitch 500, 74 KB shared, segments at level 1 ----
 namespace fbc {
@@ -381,22 +402,24 @@ __device__ __forceinline__ constexpr int fb_mt_delta(int j) {
 // SiLU and sigmoid on the TF32 path: __expf and __fdividef (NaN, +-Inf as x / (1 + exp(-x))).
 __device__ __forceinline__ float fbl_silu_tf32(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 __device__ __forceinline__ float fbl_sigmoid_tf32(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
-// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.
-__device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
-  float r = fmaf(v - m, a, b);
+// One element after the conv and its norm: the chain and dropout, each result rounded to the storage type where
+// eager PyTorch stores it (src/cpu/epilogue.cpp); returned as stored.
+__device__ __forceinline__ fb_st fb_epilogue(float v, int c, fb_u32 draw) {
+  float r = v;
   r = fbl_silu_tf32(r);  // silu
-  return r;
+  r = fb_dropout_apply(r, draw < 13421773u, 0x1.4p+0f);  // dropout
+  return fb_to_st(r);
 }
-#define FBL_KEEP 13421773u  // fb_keep_threshold(p)
-#define FBL_SCALE 0x1.4p+0f
-#define FBL_DROPOUT true
-#define FBL_GROUPS 8
-#define FBL_EPS 0x1.4f8b588e368f1p-17
-#define FBL_AFFINE true
-#define FBL_SCP 500
+namespace fbl {  // the constants lean_kernels.cuh expects
+constexpr bool DROPOUT = true;
+constexpr int GROUPS = 8;
+constexpr double EPS = 0x1.4f8b588e368f1p-17;
+constexpr bool AFFINE = true;
+constexpr int SCP = 500;  // staging channel pitch
+}  // namespace fbl
 // ---- lean_kernels.cuh ----
 // The general path's lean kernels (emit_lean.cpp pastes this text after the emitted geometry
-// constants, fb_finish and the helpers, when lean_path_applies(): the MMA engine, one 16-channel
+// constants, the shared epilogue fb_epilogue and the helpers, when lean_path_applies(): the MMA engine, one 16-channel
 // block, stride 1, no padding, a tile spanning an output row). Three kernels:
 //   fbl_conv_stats   conv (tf32 MMA), statistics from the accumulators, no conv output stored;
 //   fbl_finalize     per (sample, group): merge the partials in double, write y = a conv + b's a, b;
@@ -408,8 +431,8 @@ __device__ __forceinline__ float fb_finish(float v, float a, float m, float b) {
 // copies the same window chunks for every tile (16-byte cp.async, zero-filled outside the input);
 // staging is written without branches; the epilogue reads staging as float4 and calls Philox once
 // per 4 outputs. Measured against src/'s earlier kernels and the sample-resident design in
-// dev/general_lean.cpp (docs/benchmarks.md). Emitted before this text: FBL_KEEP, FBL_SCALE,
-// FBL_GROUPS, FBL_EPS, FBL_AFFINE, FBL_SCP (staging channel pitch). The measured winners of
+// dev/general_lean.cpp (docs/benchmarks.md). Emitted before this text: fbl::DROPOUT, GROUPS, EPS,
+// AFFINE and SCP (staging channel pitch). The measured winners of
 // dev/general_lean.cpp are fixed here (the host's shared-memory sizes in emit_lean.cpp assume
 // them): the B fragments in shared memory (v7b), 2 blocks per SM for both conv kernels, one
 // window buffer in the output kernel loaded under the epilogue (v7g), one 4-element step per lane
@@ -423,7 +446,7 @@ constexpr int CHUNKS = ROWS * CPR;
 constexpr int RPI = fbc::THREADS / CPR;             // rows per pass of the block
 constexpr int CPT = (CHUNKS + fbc::THREADS - 1) / fbc::THREADS;  // chunks per thread
 constexpr int WIN = fbc::CIN * fbc::XCP;            // floats per window buffer
-constexpr int SRP = fbc::OW, SPP = fbc::TH * fbc::OW, SCP = FBL_SCP;  // staging pitches (compact rows)
+constexpr int SRP = fbc::OW, SPP = fbc::TH * fbc::OW;  // staging pitches (compact rows; SCP is emitted)
 constexpr int STAGE_FLOATS = fbc::COUT * SCP;
 constexpr int STAGE = 2 * WIN;                      // past the statistics kernel's two windows
 constexpr int JUNK_FLOATS = 32 * fbc::WARPS;  // a junk slot per thread (no two threads share one)
@@ -580,23 +603,22 @@ __device__ __forceinline__ void fbl_stage(float* st, float* junk, const float (&
     }
 }
 
-__device__ __forceinline__ float fbl_value(float v, float a, float b, fb_u32 bits) {
-  const float r = fb_finish(v, a, 0.0f, b);
-  return fb_dropout_apply(r, bits < FBL_KEEP, FBL_SCALE);
-}
-__device__ __forceinline__ float4 fbl_step(const float* seg, long long q, int j, float a, float b,
-                                          unsigned long long seed, unsigned long long offset) {
+// Four outputs from staging: a * conv + b, then the shared epilogue (chain, dropout) with one
+// Philox call for the four draws (unused, and so not computed, without dropout).
+__device__ __forceinline__ void fbl_step(const float* seg, float* __restrict__ y, long long q, int j, float a, float b,
+                                         unsigned long long seed, unsigned long long offset) {
   const float4 v = *reinterpret_cast<const float4*>(seg + 4 * j);
   const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);
-  return make_float4(fbl_value(v.x, a, b, bits.v[0]), fbl_value(v.y, a, b, bits.v[1]), fbl_value(v.z, a, b, bits.v[2]),
-                     fbl_value(v.w, a, b, bits.v[3]));
+  const fb_st o[4] = {fb_epilogue(fmaf(v.x, a, b), 0, bits.v[0]), fb_epilogue(fmaf(v.y, a, b), 0, bits.v[1]),
+                      fb_epilogue(fmaf(v.z, a, b), 0, bits.v[2]), fb_epilogue(fmaf(v.w, a, b), 0, bits.v[3])};
+  fb_store_quad(y, q, o, 0, 4);
 }
 // The output of one (channel, td) segment of a staged tile: L = thv * OW consecutive outputs.
 // a, b: y = a * conv + b before the chain (b holds the conv bias, the mean and beta).
 __device__ __forceinline__ void fbl_segment(const float* seg, float* __restrict__ y, long long q0, int steps, float a,
                                            float b, unsigned long long seed, unsigned long long offset) {
   for (int j = threadIdx.x & 31; j < steps; j += 32)
-    __stcs(reinterpret_cast<float4*>(y) + q0 + j, fbl_step(seg, q0 + j, j, a, b, seed, offset));
+    fbl_step(seg, y, q0 + j, j, a, b, seed, offset);
 }
 
 // Every segment of a staged tile; warp w takes segments w, w + WARPS, ... (segment s = channel
@@ -753,10 +775,10 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
     float2* __restrict__ ab, int bps) {
   const int lane = threadIdx.x & 31;
   const long long pair = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
-  if (pair >= fbc::N * FBL_GROUPS) return;
-  const long long n = pair / FBL_GROUPS;
-  const int grp = (int)(pair % FBL_GROUPS);
-  constexpr int CPG = fbc::COUT / FBL_GROUPS;
+  if (pair >= fbc::N * fbl::GROUPS) return;
+  const long long n = pair / fbl::GROUPS;
+  const int grp = (int)(pair % fbl::GROUPS);
+  constexpr int CPG = fbc::COUT / fbl::GROUPS;
   const int P = bps * fbc::WARPS * CPG;
   double cn = 0.0, mean = 0.0, m2 = 0.0;
   for (int i = lane; i < P; i += 32) {
@@ -773,14 +795,14 @@ extern "C" __global__ void __launch_bounds__(256) fbl_finalize(const float4* __r
                  om2 = __shfl_xor_sync(0xffffffffu, m2, o);
     fb_chan_merge(cn, mean, m2, on, om, om2);
   }
-  const double rstd = fb_rstd(m2 / cn + FBL_EPS);
+  const double rstd = fb_rstd(m2 / cn + fbl::EPS);
   if (lane < CPG) {
     const int c = grp * CPG + lane;
     // In double, rounded once: the float product where rstd is a float, and no underflow of
     // rstd's own rounding where it is not.
-    const float a = (float)((FBL_AFFINE ? (double)__ldg(gamma + c) : 1.0) * rstd);
+    const float a = (float)((fbl::AFFINE ? (double)__ldg(gamma + c) : 1.0) * rstd);
     const float cb = fbc::HAS_BIAS ? __ldg(bias + c) : 0.0f;
-    ab[n * fbc::COUT + c] = make_float2(a, fmaf(a, cb - (float)mean, FBL_AFFINE ? __ldg(beta + c) : 0.0f));
+    ab[n * fbc::COUT + c] = make_float2(a, fmaf(a, cb - (float)mean, fbl::AFFINE ? __ldg(beta + c) : 0.0f));
   }
 }
 
@@ -788,7 +810,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) fbl_conv_output(const float
     const float* __restrict__ w, const float2* __restrict__ abg, float* __restrict__ y, int bps,
     const unsigned long long* __restrict__ dropout_state) {
   // Dropout's (seed, offset) from device memory (emit_dropout_state.hpp); no buffer without dropout.
-  const unsigned long long seed = FBL_DROPOUT ? dropout_state[0] : 0ull, offset = FBL_DROPOUT ? dropout_state[1] : 0ull;
+  const unsigned long long seed = fbl::DROPOUT ? dropout_state[0] : 0ull, offset = fbl::DROPOUT ? dropout_state[1] : 0ull;
   extern __shared__ __align__(16) float smem[];
   const int warp = threadIdx.x >> 5;
   const long long n = blockIdx.x / bps;

@@ -221,6 +221,22 @@ __device__ __forceinline__ fb_st fb_to_st(float v) {
 }
 __device__ __forceinline__ float fb_round(float v) { return fb_ld(fb_to_st(v)); }
 
+// The flat output's 4-element block q from o[0..3], element k written where 0 <= first + k < len
+// (the block starts at index `first` of a run of len elements); a whole block is one streaming
+// vector store.
+template <class I>
+__device__ __forceinline__ void fb_store_quad(fb_st* __restrict__ y, long long q, const fb_st (&o)[4],
+                                              I first, I len) {
+  if (first >= 0 && first + 3 < len) {
+    __stcs(reinterpret_cast<uint2*>(y) + q,
+           make_uint2(o[0] | (unsigned)o[1] << 16, o[2] | (unsigned)o[3] << 16));
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (first + k >= 0 && first + k < len) y[4 * q + k] = o[k];
+  }
+}
+
 namespace fbs {
 constexpr long long S = 4096;  // elements per (sample, channel) plane
 constexpr int C = 320, G = 32, CPG = 10;  // channels, groups, channels per group
@@ -331,12 +347,20 @@ __device__ void fb_so_group_stats(const float2* __restrict__ partials, long long
   }
 }
 
-__device__ __forceinline__ float fb_so_finish(fb_st raw, float bias, float a, float b) {
-  float r = fb_so_conv_value(raw, bias);
-  r = fb_round(a * r + b);  // as the CPU backend: scale and shift folded per (sample, channel)
+__device__ __forceinline__ float fb_so_norm(fb_st raw, float bias, float a, float b) {
+  const float r = fb_so_conv_value(raw, bias);
+  return a * r + b;
+}
+
+// One element after the conv and its norm: the chain and dropout, each result rounded to the storage type where
+// eager PyTorch stores it (src/cpu/epilogue.cpp); returned as stored.
+__device__ __forceinline__ fb_st fb_epilogue(float v, int c, fb_u32 draw) {
+  // The norm's output as eager stores it.
+  float r = fb_round(v);
   r = fb_silu(r);  // silu
   r = fb_round(r);
-  return r;
+  r = fb_dropout_apply(r, draw < 15099495u, 0x1.1c71c8p+0f);  // dropout
+  return fb_to_st(r);
 }
 
 extern "C" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __restrict__ conv,
@@ -369,16 +393,16 @@ extern "C" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __res
     if (fbs::VEC) in.u = reinterpret_cast<const uint4*>(conv)[u_first + u];
 #pragma unroll
     for (int q = 0; q < UE / 4; ++q) {
-      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)(i0 >> 2) + q);
+      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)((i0 >> 2) + q));
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int e = 4 * q + k;
         const long long i = i0 + e;
         if (!fbs::VEC && (i < g0 || i >= g0 + gl)) continue;  // a neighbouring group's element
         const int c = (int)((i - g0) / fbs::S);
-        const float r = fb_so_finish(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_a[c], s_b[c]);
-        const float o = fb_round(fb_dropout_apply(r, bits.v[k] < 15099495u, 0x1.1c71c8p+0f));
-        if (fbs::VEC) out.e[e] = fb_to_st(o); else y[i] = fb_to_st(o);
+        const float v = fb_so_norm(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_a[c], s_b[c]);
+        const fb_st o = fb_epilogue(v, (int)((first_plane + c) % fbs::C), bits.v[k]);
+        if (fbs::VEC) out.e[e] = o; else y[i] = o;
       }
     }
     if (fbs::VEC) reinterpret_cast<uint4*>(y)[u_first + u] = out.u;

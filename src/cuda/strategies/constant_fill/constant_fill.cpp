@@ -4,6 +4,7 @@
 
 #include "cuda/codegen/emit_common.hpp"
 #include "cuda/strategies/constant_fill/emit_fill.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_two_pass/recompute_two_pass.hpp"
 #include "fuseblock/error.hpp"
@@ -131,7 +132,7 @@ LaunchProgram ConstantFill::build(const ConvProblem& problem, const ConvTuning&)
   }
   // The fill's mask, or the gated fallback's (problem 83: the mask folds away under the guard,
   // not in the exact fallback).
-  add_dropout_state(w, prog, !p.dropout.is_identity() || !guard ? p.dropout : plan.fallback.dropout);
+  add_dropout_state(w, prog, active_dropout(p) || !guard ? drawn_dropout(p) : drawn_dropout(plan.fallback));
   prog.source = w.str();
   return prog;
 }

@@ -13,6 +13,7 @@
 
 #include "cuda/codegen/element_types.hpp"
 #include "cuda/codegen/emit_common.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "device_common/philox.h"
 #include "fuseblock/error.hpp"
 
@@ -156,7 +157,7 @@ void emit_guard_bound_kernel(SourceWriter& w, const Plan& plan) {
   w.blank();
 }
 
-bool fill_is_constant(const Pipeline& p) { return p.fill_path() && p.dropout.is_identity(); }
+bool fill_is_constant(const Pipeline& p) { return p.fill_path() && !active_dropout(p); }
 
 void emit_guard_kernel(SourceWriter& w, const Plan& plan) {
   constexpr int kUnroll = 4;  // float4 loads in flight per thread
@@ -179,17 +180,24 @@ void emit_guard_kernel(SourceWriter& w, const Plan& plan) {
 void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   constexpr int kUnroll = 4;  // independent Philox steps per thread
   const Pipeline& p = plan.pipeline;
-  FB_ASSERT(p.fill_path(), "fill kernel for a pipeline that computes a conv");
+  FB_ASSERT(p.fill_path() && !p.chain.empty() && p.chain.front().kind == OpKind::Fill,
+            "fill kernel for a pipeline that computes a conv");
+  FB_ASSERT(prelu_count(p) == 0, "a fill kernel with prelu (cpu_only_forms refuses it on the fill path)");
   const bool guard = plan.guard.has_value() && !plan.assume_finite;
-  const float c = fold_fill_chain(p.chain);
-  const DropoutConsts d = dropout_consts(p.dropout);
   const int64_t total = numel(p.output_shape);
   const int64_t n = p.input_shape.empty() ? 0 : p.input_shape[0];
   const int64_t in_sample = n > 0 ? numel(p.input_shape) / n : 0;
-  w.line("// ---- fill path: output = {} * dropout mask{} ----", float_literal(c),
-         guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
+  // The chain's ops before its dropout fold on the host, as the CPU backend computes them (device
+  // transcendentals may differ from the host's in the last bit); the epilogue runs the rest.
+  EpilogueOptions eo;
+  eo.name = "fb_fill_epilogue";
+  eo.first_op = element_dependent_op(p);
+  const float folded = fold_fill_chain(p.chain, eo.first_op);
+  w.line("// ---- fill path: output = {} through the rest of the chain and the dropout mask{} ----",
+         float_literal(folded), guard ? ", guarded per sample" : " (guard skipped: assume_finite)");
   const EmittedTypes T = emitted_types(p.types);
-  FB_ASSERT(T.pack == "float4", "the fill kernel reads and writes float4 packs: f32 storage");
+  FB_ASSERT(T.pack == "float4", "the fill kernel reads float4 packs (the guard): f32 storage");
+  emit_epilogue_fn(w, p, eo);
   w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_fill(const {0}* __restrict__ x, {0}* __restrict__ y,",
          T.storage);
   w.line("    int* __restrict__ flags, const float* __restrict__ guard_bound,");
@@ -198,32 +206,17 @@ void emit_fill_kernel(SourceWriter& w, const Plan& plan) {
   w.line("  constexpr long long OUT_TOTAL = {}, Q_TOTAL = {};", total, (total + 3) / 4);
   w.line("  constexpr long long IN_SAMPLE = {}, N_SAMPLES = {};", in_sample, n);
   if (guard) w.raw(kGuard);  // the input checked first
-  if (d.active) {
-    w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
-    // The two possible values, computed on the host with the CPU backend's formula.
-    w.line("  const float kept = {}, dropped = {};", float_literal(fb_dropout_apply(c, true, d.scale)),
-           float_literal(fb_dropout_apply(c, false, d.scale)));
-  } else {
-    w.line("  const float kept = {};", float_literal(c));
-  }
+  if (active_dropout(p)) w.line("  {}", epilogue_random_state(p));
   w.line("  const long long q0 = (long long)blockIdx.x * q_per_block;");
   w.line("  const long long q1 = min(q0 + q_per_block, Q_TOTAL);");
   w.line("#pragma unroll {}", kUnroll);
   w.line("  for (long long q = q0 + threadIdx.x; q < q1; q += 256) {{");
-  if (d.active) {
-    w.line("    const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)q);");
-    w.line("    const unsigned th = {}u;", d.threshold);
-    w.line("    const {} v = make_{}(bits.v[0] < th ? kept : dropped, bits.v[1] < th ? kept : dropped,", T.pack, T.pack);
-    w.line("                                 bits.v[2] < th ? kept : dropped, bits.v[3] < th ? kept : dropped);");
-  } else {
-    w.line("    const {} v = make_{}(kept, kept, kept, kept);", T.pack, T.pack);
-  }
-  w.line("    if (4 * q + 3 < OUT_TOTAL) {{");
-  w.line("      reinterpret_cast<{}*>(y)[q] = v;", T.pack);
-  w.line("    }} else {{");
-  w.line("      const float e[4] = {{v.x, v.y, v.z, v.w}};");
-  w.line("      for (int k = 0; k < 4 && 4 * q + k < OUT_TOTAL; ++k) y[4 * q + k] = e[k];");
-  w.line("    }}");
+  if (active_dropout(p)) w.line("    {}", epilogue_draws_decl(p, "q"));
+  w.line("    fb_st o[4];");
+  w.line("#pragma unroll");
+  w.line("    for (int k = 0; k < 4; ++k) o[k] = {};",
+         epilogue_call(p, float_literal(folded), "0", epilogue_draw(p, "k"), eo.name));
+  w.line("    fb_store_quad(y, q, o, 4 * q, OUT_TOTAL);");
   w.line("  }}");
   w.line("}}");
   w.blank();

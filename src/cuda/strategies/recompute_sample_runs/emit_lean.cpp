@@ -1,11 +1,13 @@
 // Emits the lean general path: the geometry constants and window helpers (emit_conv_tile.cpp),
-// fb_k_offset (emit_conv_mma.cpp), fb_finish (normalisation + the chain), the constants the
-// kernels' text expects, then src/cuda/strategies/recompute_sample_runs/lean_kernels.cuh as embedded at build time.
+// fb_k_offset (emit_conv_mma.cpp), the shared epilogue (emit_epilogue.hpp), the constants the
+// kernels' text expects (namespace fbl), then lean_kernels.cuh (this folder) as embedded at build
+// time.
 #include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 
 #include <algorithm>
 
 #include "cuda/codegen/emit_common.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/engines/emit_conv.hpp"
 #include "device_common/embedded.hpp"
 #include "fuseblock/error.hpp"
@@ -32,7 +34,8 @@ __device__ __forceinline__ float fbl_sigmoid_tf32(float x) { return __fdividef(1
 }  // namespace
 
 bool lean_path_applies(const ConvGeometry& g, const Pipeline& p, bool gated) {
-  if (gated || !p.norm || g.engine != ConvEngine::MmaTf32 || !g.pipelined) return false;
+  // Prelu's slopes would be kernel parameters, which lean_kernels.cuh's fixed signatures lack.
+  if (gated || !p.norm || g.engine != ConvEngine::MmaTf32 || !g.pipelined || prelu_count(p) > 0) return false;
   for (int i = 0; i < 3; ++i)
     if (g.s[i] != 1 || g.pad[i] != 0 || g.dil[i] != 1) return false;
   const int64_t ow = g.out[2], iw = g.in[2];
@@ -72,21 +75,14 @@ void emit_lean_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry& g
   emit_mma_helpers(w);
   w.blank();
   w.raw(kTf32Math);
-  w.line("// The value of one element from y = a conv + b (a, b: GroupNorm's scale and shift with the conv bias): the chain.");
-  w.open("__device__ __forceinline__ float fb_finish(float v, float a, float m, float b)");
-  w.line("float r = fmaf(v - m, a, b);");
-  emit_chain(w, p.chain, "r", /*tf32_math=*/true);
-  w.line("return r;");
-  w.close();
-  const DropoutConsts d = dropout_consts(p.dropout);
-  w.line("#define FBL_KEEP {}u  // {}", d.active ? d.threshold : 16777216u,
-         d.active ? "fb_keep_threshold(p)" : "no dropout: every element kept");
-  w.line("#define FBL_SCALE {}", float_literal(d.active ? d.scale : 1.0f));
-  w.line("#define FBL_DROPOUT {}", d.active ? "true" : "false");
-  w.line("#define FBL_GROUPS {}", p.norm->num_groups);
-  w.line("#define FBL_EPS {}", double_literal(p.norm->eps));
-  w.line("#define FBL_AFFINE {}", p.norm->affine ? "true" : "false");
-  w.line("#define FBL_SCP {}", lean_staging_pitch(g));
+  emit_epilogue_fn(w, p, EpilogueOptions{/*tf32_math=*/true});
+  w.line("namespace fbl {{  // the constants lean_kernels.cuh expects");
+  w.line("constexpr bool DROPOUT = {};", active_dropout(p) ? "true" : "false");
+  w.line("constexpr int GROUPS = {};", p.norm->num_groups);
+  w.line("constexpr double EPS = {};", double_literal(p.norm->eps));
+  w.line("constexpr bool AFFINE = {};", p.norm->affine ? "true" : "false");
+  w.line("constexpr int SCP = {};  // staging channel pitch", lean_staging_pitch(g));
+  w.line("}}  // namespace fbl");
   const char* text = embedded_source("lean_kernels.cuh");
   FB_ASSERT(text != nullptr, "embedded source missing: lean_kernels.cuh");
   w.line("// ---- lean_kernels.cuh ----");

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_sample_runs/emit_lean.hpp"
 #include "fuseblock/error.hpp"
@@ -96,12 +97,12 @@ LaunchProgram RecomputeSampleRuns::build(const ConvProblem& problem, const ConvT
                          {Arg::buffer(R::Input), Arg::buffer(R::ConvWeight), Arg::buffer(shift),
                           Arg::buffer(R::Output), Arg::scalar(ArgKind::BlocksPerSample), Arg::buffer(R::DropoutState)});
   out.reads = {R::Input, R::ConvWeight, shift};
-  if (!p.dropout.is_identity()) out.reads.push_back(R::DropoutState);
+  if (active_dropout(p)) out.reads.push_back(R::DropoutState);
   out.writes = {R::Output};
   out.flops = flops;
   out.note = "conv pass 2: a * conv + b, chain, dropout, store";
   prog.steps = {stats, fin, out};
-  add_dropout_state(w, prog, p.dropout);
+  add_dropout_state(w, prog, drawn_dropout(p));
   prog.source = w.str();
   return prog;
 }

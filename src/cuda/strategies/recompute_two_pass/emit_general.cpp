@@ -7,6 +7,7 @@
 
 #include "cuda/codegen/element_types.hpp"
 #include "cuda/codegen/emit_common.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/engines/emit_conv.hpp"
 #include "fuseblock/error.hpp"
 
@@ -99,9 +100,10 @@ void emit_general_kernels(SourceWriter& w, const Pipeline& p, const ConvGeometry
   out.params =
       fmt::format("const {0}* __restrict__ x, const {0}* __restrict__ w, const {0}* __restrict__ bias, "
                   "const float* __restrict__ nscale, const float* __restrict__ nmean, const {0}* __restrict__ beta, "
-                  "{0}* __restrict__ y, const int* __restrict__ flags, const unsigned long long* __restrict__ dropout_state",
-                  T.storage);
-  out.epilogue = {"fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, dropout_state);"};
+                  "{0}* __restrict__ y, const int* __restrict__ flags, const unsigned long long* __restrict__ dropout_state{1}",
+                  T.storage, epilogue_params(p));
+  out.epilogue = {"fb_output_epilogue(st, y, bias, nscale, nmean, beta, n, T, c0, dropout_state" + epilogue_args(p) +
+                  ");"};
   out.gated = gated;
   emit_conv_kernel(w, g, out);
   if (names) {

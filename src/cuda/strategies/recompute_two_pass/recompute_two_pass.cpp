@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/recompute_two_pass/emit_general.hpp"
 #include "fuseblock/error.hpp"
@@ -78,7 +79,7 @@ void append_recompute_two_pass(SourceWriter& w, LaunchProgram& prog, const Pipel
     out.reads.push_back(R::NormScale), out.reads.push_back(R::NormMean);
     if (affine) out.reads.push_back(R::NormBias);
   }
-  if (!cp.dropout.is_identity()) out.reads.push_back(R::DropoutState);
+  if (active_dropout(cp)) out.reads.push_back(R::DropoutState);
   out.writes = {R::Output};
   out.flops = flops;
   out.note = norm ? "conv pass 2: normalize, chain, dropout, store" : "conv, chain, dropout, store";
@@ -142,7 +143,7 @@ LaunchProgram RecomputeTwoPass::build(const ConvProblem& problem, const ConvTuni
   add_io_buffers(prog, plan.pipeline);
   const ConvGeometry g = choose_conv_geometry(plan.pipeline, problem.allow_tf32, config);
   append_recompute_two_pass(w, prog, plan.pipeline, g, /*gated=*/false);
-  add_dropout_state(w, prog, plan.pipeline.dropout);
+  add_dropout_state(w, prog, drawn_dropout(plan.pipeline));
   prog.source = w.str();
   return prog;
 }

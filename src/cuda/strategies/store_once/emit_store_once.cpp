@@ -2,7 +2,7 @@
 #include "cuda/strategies/store_once/emit_store_once.hpp"
 
 #include "cuda/codegen/emit_common.hpp"
-#include "cuda/codegen/emit_storage.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {
@@ -118,8 +118,6 @@ __device__ void fb_so_group_stats(const float2* __restrict__ partials, long long
 void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnceLayout& l, bool stats_kernel) {
   const bool norm = p.norm.has_value();
   const bool affine = norm && p.norm->affine;
-  const DropoutConsts d = dropout_consts(p.dropout);
-  emit_storage_helpers(w, p.types.storage);
   w.line("namespace fbs {{");
   w.line("constexpr long long S = {};  // elements per (sample, channel) plane", l.plane);
   w.line("constexpr int C = {}, G = {}, CPG = {};  // channels, groups, channels per group", l.channels, l.groups,
@@ -141,24 +139,20 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
     w.raw(kMerge);
   }
   w.blank();
-  // One element after the stored conv: conv + bias, normalization, the chain, each rounded to the
-  // storage type where the CPU backend (src/cpu/epilogue.cpp) rounds.
-  w.open("__device__ __forceinline__ float fb_so_finish(fb_st raw, float bias, float a, float b)");
-  w.line("float r = fb_so_conv_value(raw, bias);");
-  if (norm) w.line("r = fb_round(a * r + b);  // as the CPU backend: scale and shift folded per (sample, channel)");
-  for (const Op& op : p.chain) {
-    FB_ASSERT(op.kind != OpKind::Dropout && op.kind != OpKind::PRelu, "store_once refuses mid-chain dropout and prelu");
-    emit_chain(w, {op}, "r");
-    w.line("r = fb_round(r);");
-  }
-  w.line("return r;");
+  // One element after the stored conv: conv + bias as eager rounds it, then the normalization
+  // (folded per (sample, channel), as the CPU backend folds it), before its rounding.
+  w.open("__device__ __forceinline__ float fb_so_norm(fb_st raw, float bias, float a, float b)");
+  w.line("const float r = fb_so_conv_value(raw, bias);");
+  w.line("return {};", norm ? "a * r + b" : "r");
   w.close();
+  w.blank();
+  emit_epilogue_fn(w, p);
   w.blank();
   w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __restrict__ conv,");
   w.line("    const fb_st* __restrict__ bias, const float2* __restrict__ partials, const fb_st* __restrict__ gamma,");
-  w.line(
-      "    const fb_st* __restrict__ beta, fb_st* __restrict__ y, const unsigned long long* __restrict__ "
-      "dropout_state) {{");
+  w.line("    const fb_st* __restrict__ beta, fb_st* __restrict__ y, const unsigned long long* __restrict__ dropout_state{}) "
+         "{{",
+         epilogue_params(p));
   w.line("  const long long ng = blockIdx.x / fbs::B;  // (sample, group)");
   w.line("  const long long first_plane = ng * fbs::CPG;  // the group's first (sample, channel)");
   w.line("  const long long g0 = first_plane * fbs::S, gl = (long long)fbs::CPG * fbs::S;  // its flat elements");
@@ -181,7 +175,7 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   }
   w.line("  }}");
   w.line("  __syncthreads();");
-  if (d.active) w.line("  const unsigned long long seed = dropout_state[0], offset = dropout_state[1];");
+  if (active_dropout(p)) w.line("  {}", epilogue_random_state(p));
   // Units: packs of the group (VEC), else the 4-element quads of the flat output overlapping it.
   w.line("  const long long u_first = fbs::VEC ? g0 / fbs::PACK : g0 >> 2;");
   w.line("  const long long units = fbs::VEC ? gl / fbs::PACK : ((g0 + gl - 1) >> 2) - (g0 >> 2) + 1;");
@@ -193,20 +187,17 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.line("    if (fbs::VEC) in.u = reinterpret_cast<const uint4*>(conv)[u_first + u];");
   w.line("#pragma unroll");
   w.line("    for (int q = 0; q < UE / 4; ++q) {{");
-  if (d.active) w.line("      const fb_u32x4 bits = fb_dropout_bits(seed, offset, (unsigned long long)(i0 >> 2) + q);");
+  if (active_dropout(p)) w.line("      {}", epilogue_draws_decl(p, "(i0 >> 2) + q"));
   w.line("#pragma unroll");
   w.line("      for (int k = 0; k < 4; ++k) {{");
   w.line("        const int e = 4 * q + k;");
   w.line("        const long long i = i0 + e;");
   w.line("        if (!fbs::VEC && (i < g0 || i >= g0 + gl)) continue;  // a neighbouring group's element");
   w.line("        const int c = (int)((i - g0) / fbs::S);");
-  w.line("        const float r = fb_so_finish(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_a[c], s_b[c]);");
-  if (d.active)
-    w.line("        const float o = fb_round(fb_dropout_apply(r, bits.v[k] < {}u, {}));", d.threshold,
-           float_literal(d.scale));
-  else
-    w.line("        const float o = r;");
-  w.line("        if (fbs::VEC) out.e[e] = fb_to_st(o); else y[i] = fb_to_st(o);");
+  w.line("        const float v = fb_so_norm(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_a[c], s_b[c]);");
+  w.line("        const fb_st o = {};",
+         epilogue_call(p, "v", "(int)((first_plane + c) % fbs::C)", epilogue_draw(p, "k")));
+  w.line("        if (fbs::VEC) out.e[e] = o; else y[i] = o;");
   w.line("      }}");
   w.line("    }}");
   w.line("    if (fbs::VEC) reinterpret_cast<uint4*>(y)[u_first + u] = out.u;");

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/strategies/program_parts.hpp"
 #include "cuda/strategies/store_once/emit_igemm.hpp"
 #include "cuda/strategies/store_once/emit_store_once.hpp"
@@ -29,7 +30,7 @@ void add_apply_step(LaunchProgram& prog, const Pipeline& p, const StoreOnceLayou
   if (p.conv.bias) apply.reads.push_back(R::ConvBias);
   if (norm) apply.reads.push_back(R::StatsPartials);
   if (norm && p.norm->affine) apply.reads.push_back(R::NormWeight), apply.reads.push_back(R::NormBias);
-  if (!p.dropout.is_identity()) apply.reads.push_back(R::DropoutState);
+  if (active_dropout(p)) apply.reads.push_back(R::DropoutState);
   apply.writes = {R::Output};
   apply.note = norm ? "merges each group's partials, normalize, chain, dropout, store" : "bias, chain, dropout, store";
   prog.steps.push_back(apply);
@@ -179,7 +180,7 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
                    : "implicit-GEMM conv (mma.sync), stored once without its bias";
   prog.steps.push_back(conv);
   add_apply_step(prog, p, l);
-  add_dropout_state(w, prog, p.dropout);
+  add_dropout_state(w, prog, drawn_dropout(p));
   prog.source = w.str();
   return prog;
 }
@@ -229,7 +230,7 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
     prog.steps.push_back(stats);
   }
   add_apply_step(prog, p, l);
-  add_dropout_state(w, prog, p.dropout);
+  add_dropout_state(w, prog, drawn_dropout(p));
   prog.source = w.str();
   return prog;
 }
