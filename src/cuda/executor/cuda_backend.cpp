@@ -45,8 +45,9 @@ void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, con
   DeviceBuffer dw, db, dg, dbeta;  // the parameters the program declares
   if (prog.find(BufferRole::ConvWeight)) dw = to_device_as(params.conv_weight, d);
   if (prog.find(BufferRole::ConvBias)) db = to_device_as(params.conv_bias, d);
-  if (prog.find(BufferRole::NormWeight)) dg = to_device_as(params.norm_weight, d);
-  if (prog.find(BufferRole::NormBias)) dbeta = to_device_as(params.norm_bias, d);
+  const DType dn = p.types.norm_param_type();  // the norm's parameters in their own type
+  if (prog.find(BufferRole::NormWeight)) dg = to_device_as(params.norm_weight, dn);
+  if (prog.find(BufferRole::NormBias)) dbeta = to_device_as(params.norm_bias, dn);
   DeviceBuffer scratch(ex->scratch_bytes());
   RunArgs args;
   args.seed = p.dropout.seed;
