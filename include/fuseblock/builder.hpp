@@ -28,8 +28,11 @@ class BlockBuilder {
   BlockBuilder& conv(int dims, int64_t out_channels, int64_t kernel_size, ConvOptions o = {});
   // conv(x) + add[:, :, None, ...] with a run-time [N, C_out] input (run()'s channel_add overload).
   BlockBuilder& add_per_sample_channel();
-  BlockBuilder& group_norm(int64_t num_groups, double eps = 1e-5, bool affine = true);
-  BlockBuilder& instance_norm(double eps = 1e-5, bool affine = false);
+  // param_dtype: the affine parameters' type (`param_dtype=`); DType::F32 in a bf16/f16 block keeps
+  // the norm in float32, as nn.GroupNorm(..., dtype=torch.float32) after a bfloat16 conv.
+  BlockBuilder& group_norm(int64_t num_groups, double eps = 1e-5, bool affine = true,
+                           std::optional<DType> param_dtype = std::nullopt);
+  BlockBuilder& instance_norm(double eps = 1e-5, bool affine = false, std::optional<DType> param_dtype = std::nullopt);
   BlockBuilder& minimum(double other);
   BlockBuilder& maximum(double other);
   BlockBuilder& clamp(std::optional<double> min, std::optional<double> max);

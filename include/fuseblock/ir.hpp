@@ -58,6 +58,11 @@ struct GroupNormAttrs {
   // Spec'd as instance_norm (nn.InstanceNormNd): GroupNorm with one channel per group, so
   // infer_shapes sets num_groups to the conv's channels. Kept so that explain says what was written.
   bool instance = false;
+  // The affine parameters' element type as spec'd (`param_dtype=`, nn.GroupNorm's `dtype=` factory
+  // argument); nullopt: the block's storage type, as in a model moved with .to(dtype). f32 in a bf16 or
+  // f16 block is a norm kept in float32 (eager normalizes in float32 and rounds the result once, either
+  // way); infer_shapes refuses what PyTorch refuses (f32 input with 16-bit parameters, bf16 with f16).
+  std::optional<DType> param_dtype;
 };
 
 // Scalar arguments of a pointwise op. Their meaning per op:

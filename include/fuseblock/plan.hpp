@@ -23,6 +23,10 @@ struct ElementTypes {
   DType storage = DType::F32;
   DType compute = DType::F32;
   DType accumulation = DType::F32;
+  // GroupNorm's affine parameters when they are kept in another type than storage: float32 in a
+  // bf16/f16 block (GroupNormAttrs::param_dtype). nullopt: storage, as every other parameter.
+  std::optional<DType> norm_params;
+  DType norm_param_type() const { return norm_params.value_or(storage); }
   bool rounds() const { return storage != compute; }  // whether op results are rounded to storage
 };
 

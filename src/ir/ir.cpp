@@ -84,12 +84,14 @@ static std::string attrs_str(const Op& op) {
                          tuple_str(op.conv.stride, op.conv.dims), tuple_str(op.conv.padding, op.conv.dims),
                          tuple_str(op.conv.dilation, op.conv.dims), op.conv.bias) +
              (op.conv.channel_add ? " + add_per_sample_channel" : "");
-    case OpKind::GroupNorm:
+    case OpKind::GroupNorm: {
+      const std::string params = op.norm.param_dtype ? fmt::format(" param_dtype={}", dtype_name(*op.norm.param_dtype)) : "";
       if (op.norm.instance)
-        return fmt::format("instance_norm eps={} affine={} (group_norm num_groups={})", num(op.norm.eps), op.norm.affine,
-                           op.norm.num_groups);
-      return fmt::format("group_norm num_groups={} eps={} affine={}", op.norm.num_groups, num(op.norm.eps),
-                         op.norm.affine);
+        return fmt::format("instance_norm eps={} affine={}{} (group_norm num_groups={})", num(op.norm.eps),
+                           op.norm.affine, params, op.norm.num_groups);
+      return fmt::format("group_norm num_groups={} eps={} affine={}{}", op.norm.num_groups, num(op.norm.eps),
+                         op.norm.affine, params);
+    }
     case OpKind::Dropout:
       return fmt::format("dropout p={} training={} seed={} offset={}", num(op.dropout.p), op.dropout.training,
                          op.dropout.seed, op.dropout.offset);

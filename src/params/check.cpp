@@ -21,15 +21,16 @@ std::vector<ParamSlot> param_slots(const Pipeline& p) {
   for (int d = 0; d < c.dims; ++d) w.push_back(c.kernel[static_cast<size_t>(d)]);
   using Need = ParamSlot::Need;
   Need norm_need = (p.norm && p.norm->affine) ? Need::Required : Need::Optional;
+  const DType st = p.types.storage, norm = p.types.norm_param_type();
   std::vector<ParamSlot> slots = {
-      {"conv.weight", w, Need::Required, &Params::conv_weight},
-      {"conv.bias", {c.out_channels}, c.bias ? Need::Required : Need::Absent, &Params::conv_bias},
-      {"norm.weight", {c.out_channels}, norm_need, &Params::norm_weight},
-      {"norm.bias", {c.out_channels}, norm_need, &Params::norm_bias},
+      {"conv.weight", w, Need::Required, &Params::conv_weight, -1, st},
+      {"conv.bias", {c.out_channels}, c.bias ? Need::Required : Need::Absent, &Params::conv_bias, -1, st},
+      {"norm.weight", {c.out_channels}, norm_need, &Params::norm_weight, -1, norm},
+      {"norm.bias", {c.out_channels}, norm_need, &Params::norm_bias, -1, norm},
   };
   for (const Op& op : p.chain)
     if (op.kind == OpKind::PRelu)
-      slots.push_back({prelu_weight_key(op.pw), {op.pw.num_parameters}, Need::Required, nullptr, op.pw.param_index});
+      slots.push_back({prelu_weight_key(op.pw), {op.pw.num_parameters}, Need::Required, nullptr, op.pw.param_index, st});
   return slots;
 }
 
@@ -67,13 +68,18 @@ void check_params(const Pipeline& p, const Params& params) {
     }
     if (t.shape() != s.shape)
       throw UserError(s.name + " has shape " + shape_str(t.shape()) + ", expected " + shape_str(s.shape));
-    // Every value is a float32 value, so any tensor serves an f32 block; a bf16 or f16 block needs
-    // its parameters in its own type, as a PyTorch module moved with .to(dtype) has them.
-    if (p.types.storage != DType::F32 && t.dtype() != p.types.storage)
+    // Every value is a float32 value, so any tensor serves an f32 slot; a bf16 or f16 slot needs its
+    // values in its own type, as a PyTorch module moved with .to(dtype) has them.
+    if (s.dtype != DType::F32 && t.dtype() != s.dtype) {
+      const bool norm = s.member == &Params::norm_weight || s.member == &Params::norm_bias;
       throw UserError(fmt::format("{} holds {} values, but the block stores {}", s.name, dtype_name(t.dtype()),
-                                  dtype_name(p.types.storage)),
-                      fmt::format("round it first (Tensor::round_to(DType::{})); init_params and load_params do",
-                                  dtype_info(p.types.storage).safetensors_name));
+                                  dtype_name(s.dtype)),
+                      fmt::format("round it first (Tensor::round_to(DType::{})); init_params and load_params do{}",
+                                  dtype_info(s.dtype).safetensors_name,
+                                  norm && t.dtype() == DType::F32
+                                      ? "; or keep the norm in float32 with the norm's param_dtype=f32"
+                                      : ""));
+    }
   }
 }
 

@@ -43,7 +43,7 @@ Params init_params(const Pipeline& p, uint64_t seed) {
       float init = 0.25f;
       for (const Op& op : p.chain)
         if (op.kind == OpKind::PRelu && op.pw.param_index == s.prelu_index) init = static_cast<float>(op.pw.a);
-      s.of(out) = rounded_to(Tensor(s.shape, init), p.types.storage);
+      s.of(out) = rounded_to(Tensor(s.shape, init), s.dtype);
     } else if (name == "conv.weight" || name == "conv.bias") {
       // In PyTorch's order: the weight is drawn first, then the bias.
       const ConvAttrs& c = p.conv;
@@ -52,12 +52,13 @@ Params init_params(const Pipeline& p, uint64_t seed) {
       double bound = fan_in > 0 ? 1.0 / std::sqrt(fan_in) : 0.0;
       Tensor t(s.shape);
       for (float& v : t.vec()) v = rng.symmetric(bound);
-      s.of(out) = rounded_to(std::move(t), p.types.storage);  // as module.to(dtype) after init
+      s.of(out) = rounded_to(std::move(t), s.dtype);  // as module.to(dtype) after init
     } else {
       // GroupNorm. Optional means no norm in this pipeline: on the fill path the exact fallback
       // may still have one, and 1 / 0 is also exactly what a non-affine GroupNorm applies.
       if (s.need == Need::Optional && p.computes_conv) continue;
-      s.of(out) = rounded_to(Tensor(s.shape, name == "norm.weight" ? 1.0f : 0.0f), p.types.storage);
+      // In the norm's own type (f32 in a block that keeps its norm in float32: a tagged F32 tensor).
+      s.of(out) = rounded_to(Tensor(s.shape, name == "norm.weight" ? 1.0f : 0.0f), s.dtype);
     }
   }
   return out;

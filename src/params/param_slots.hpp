@@ -19,13 +19,16 @@ struct ParamSlot {
   Need need;
   Tensor Params::*member = nullptr;  // the tensor, or for a prelu slot nullptr and ...
   int prelu_index = -1;              // ... its index in Params::prelu_weight
+  // The element type it holds: the storage type, or the norm's own (ElementTypes::norm_params).
+  DType dtype = DType::F32;
 
   const Tensor& of(const Params& p) const;
   Tensor& of(Params& p) const;  // grows prelu_weight to hold the slot
 };
 
 // conv.weight [C_out, C_in, k...]; conv.bias [C_out]; norm.weight and norm.bias [C_out]; one
-// slot per prelu op of p.chain, [num_parameters].
+// slot per prelu op of p.chain, [num_parameters]. Each slot's dtype is p.types.storage, but the norm
+// slots' is p.types.norm_param_type().
 // Always from p.conv, which holds the conv attributes on the fill path too. GroupNorm parameters
 // are Optional when the pipeline does not read them (no norm, or affine=false): on the fill path
 // the norm was folded away, but the exact fallback (which runs with the same Params) may need them.

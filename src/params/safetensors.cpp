@@ -241,8 +241,9 @@ Params load_params(const Pipeline& p, const std::string& path) {
       throw UserError(path + ": " + s.name + " is missing (expected shape " + shape_str(s.shape) + ")",
                       "the file holds: " + f.names());
     }
-    // The block's own dtype, or F32 rounded to it as PyTorch's module.to(dtype) would.
-    const DType storage = p.types.storage;
+    // The slot's own dtype (the norm's may be F32 in a bf16/f16 block), or F32 rounded to it as
+    // PyTorch's module.to(dtype) would.
+    const DType storage = s.dtype;
     const bool dtype_ok = e->dtype == "F32" || e->dtype == dtype_info(storage).safetensors_name;
     if (e->shape != s.shape || !dtype_ok) {
       if (s.need == Need::Optional) continue;  // not read by this block: ignored like any extra key

@@ -99,6 +99,25 @@ static void check_group_norm_values(const Block& b, const Op& op, const Shape& i
             "as F.group_norm (PyTorch: 'Expected more than 1 value per channel'): use fewer groups or a larger input");
 }
 
+// The norm's parameter type against the block's storage type, as PyTorch's norms accept them: the
+// storage type, or float32 parameters for bf16/f16 values (its CPU kernels' only mixed pattern;
+// "mixed dtype (CPU): expect parameter to have scalar type of Float" otherwise). Without affine
+// parameters there is nothing to type, as for nn.GroupNorm(affine=False, dtype=...).
+static void check_norm_param_dtype(const Block& b, const Op& op) {
+  if (!op.norm.param_dtype || !op.norm.affine) return;
+  const DType storage = b.storage_dtype(), param = *op.norm.param_dtype;
+  if (param == storage || (param == DType::F32 && storage != DType::F32)) return;
+  const char* norm = op.norm.instance ? "instance_norm" : "group_norm";
+  fail_at(b, op, "param_dtype",
+          fmt::format("{} param_dtype={} in a block whose values are {}: PyTorch's norms refuse {} input with {} "
+                      "parameters (they take the input's type, or float32 for bfloat16/float16 input)",
+                      norm, dtype_name(param), dtype_name(storage), dtype_info(storage).long_name,
+                      dtype_info(param).long_name),
+          storage == DType::F32 ? fmt::format("leave param_dtype out (or write param_dtype=f32), or make the input {}",
+                                              dtype_name(param))
+                                : fmt::format("use param_dtype=f32 or param_dtype={}", dtype_name(storage)));
+}
+
 Block infer_shapes(const Block& b) {
   Block r = b;
   FB_ASSERT(!r.ops.empty() && r.ops[0].kind == OpKind::Input, "a block starts with its input");
@@ -127,6 +146,7 @@ Block infer_shapes(const Block& b) {
                   fmt::format("set num_channels={} or leave it out", C));
         if (!(op.norm.eps >= 0.0)) fail_at(r, op, "eps", fmt::format("eps must be >= 0, got {}", op.norm.eps), "");
         if (!op.norm.instance) check_group_norm_values(r, op, cur);
+        check_norm_param_dtype(r, op);
         break;
       }
       case OpKind::PRelu:

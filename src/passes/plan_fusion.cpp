@@ -15,6 +15,11 @@ Pipeline to_pipeline(const Block& exact, const Block& simplified) {
   p.conv = conv->conv;
   p.computes_conv = simplified.find(OpKind::Conv) != nullptr;
   if (const Op* n = simplified.find(OpKind::GroupNorm)) p.norm = n->norm;
+  // From the exact block: on the fill path the norm is folded away, but its fallback (which runs
+  // with the same parameters) still reads them in their own type.
+  if (const Op* n = exact.find(OpKind::GroupNorm); n && n->norm.affine && n->norm.param_dtype &&
+                                                   *n->norm.param_dtype != p.types.storage)
+    p.types.norm_params = n->norm.param_dtype;
   // A dropout that is the block's last op is Pipeline::dropout (what every backend runs); one
   // earlier in the chain stays there as a chain op, which the CPU backend applies in place.
   p.dropout.p = 0.0;

@@ -33,6 +33,11 @@ std::optional<std::string> float32_only(const Plan& plan) {
 
 std::optional<std::string> recompute_unsupported_forms(const Plan& plan) {
   if (auto why = float32_only(plan)) return why;
+  // Reached once these kernels take 16-bit storage: they read the norm parameters in it.
+  if (plan.pipeline.types.norm_params)
+    return fmt::format("the norm's parameters are {}: this strategy's kernels read them in the storage type "
+                       "(store_once reads them in their own)",
+                       dtype_name(*plan.pipeline.types.norm_params));
   return cpu_only_forms(plan);
 }
 

@@ -13,8 +13,9 @@ static std::string join(const std::vector<std::string>& v) {
 
 std::string dump(const Pipeline& p) {
   std::string s = fmt::format("  input {} -> output {}\n", shape_str(p.input_shape), shape_str(p.output_shape));
-  s += fmt::format("  types: storage {}, compute {}, accumulation {}\n", dtype_name(p.types.storage),
-                   dtype_name(p.types.compute), dtype_name(p.types.accumulation));
+  s += fmt::format("  types: storage {}, compute {}, accumulation {}{}\n", dtype_name(p.types.storage),
+                   dtype_name(p.types.compute), dtype_name(p.types.accumulation),
+                   p.types.norm_params ? fmt::format(", norm parameters {}", dtype_name(*p.types.norm_params)) : "");
   if (p.computes_conv)
     s += fmt::format("  conv{}d {} -> {} channels{}\n", p.conv.dims, p.conv.in_channels, p.conv.out_channels,
                      p.conv.channel_add ? " + add_per_sample_channel [N, C_out]" : "");

@@ -28,6 +28,9 @@ CompiledBlock::CompiledBlock(const std::string& text, const std::string& source_
   if (opts.training) override_training(block_, *opts.training);
   if (opts.input_shape) block_.ops.front().shape = *opts.input_shape;
   if (opts.storage) block_.ops.front().dtype = *opts.storage;  // infer_shapes carries it to every op
+  if (opts.norm_params)
+    for (Op& op : block_.ops)
+      if (op.kind == OpKind::GroupNorm) op.norm.param_dtype = *opts.norm_params;  // infer_shapes checks the pair
   lower_options_.assume_finite = opts.assume_finite;
   plan_ = lower(block_, lower_options_);
 }
@@ -71,9 +74,10 @@ Params CompiledBlock::params_from(std::map<std::string, Tensor> tensors) const {
   }
   if (!tensors.empty())
     throw UserError(fmt::format("unknown parameter '{}'", tensors.begin()->first), "the parameters are " + names);
-  // Arrays arrive as float32: in a bf16 or f16 block they are rounded to its type, as
-  // module.to(dtype) rounds a module's parameters (f16 arrays convert exactly).
-  for (const detail::ParamSlot& s : slots) s.of(p).round_to(param_pipeline().types.storage);
+  // Arrays arrive as float32: in a bf16 or f16 block they are rounded to its type (the norm's to
+  // its own, float32 where it is kept so), as module.to(dtype) rounds a module's parameters (f16
+  // arrays convert exactly).
+  for (const detail::ParamSlot& s : slots) s.of(p).round_to(s.dtype);
   check_params(param_pipeline(), p);
   return p;
 }

@@ -19,6 +19,8 @@ struct CompileOptions {
   std::optional<Shape> input_shape;  // overrides the spec's input line (a torch module takes any N)
   std::optional<DType> storage;      // overrides the input line's element type (the torch op plans
                                      // for its tensor's dtype, whatever the spec text says)
+  std::optional<DType> norm_params;  // overrides the norm's param_dtype (the torch op plans for the
+                                     // norm parameters' dtype: float32 ones after a bf16 conv)
 };
 
 // A dropout mask other than the spec's: torch draws a fresh seed for every forward call.
@@ -39,6 +41,8 @@ class CompiledBlock {
   // Why no CUDA strategy can run this block's form (prelu, instance_norm, ...), or nothing; asked
   // without a GPU, so that a caller can choose the CPU or its own fallback up front.
   std::optional<std::string> cuda_refusal() const;
+  // The element type of the norm's affine parameters (the storage type unless kept in float32).
+  DType norm_param_dtype() const { return param_pipeline().types.norm_param_type(); }
   // The dropout probability the spec gives (0 when it has no dropout), whatever the mode.
   double dropout_p() const;
   // The IR after every pass, then the plan with its guard and kernels (as `fuseblock explain`).

@@ -124,23 +124,27 @@ NB_MODULE(_core, m) {
           "__init__",
           [](CompiledBlock* self, const std::string& text, const std::string& source_name, const std::string& folder,
              bool assume_finite, std::optional<bool> training, std::optional<std::vector<int64_t>> input_shape,
-             std::optional<std::string> dtype) {
+             std::optional<std::string> dtype, std::optional<std::string> norm_param_dtype) {
             CompileOptions o;
             o.assume_finite = assume_finite;
             o.training = training;
             if (input_shape) o.input_shape = Shape(input_shape->begin(), input_shape->end());
-            if (dtype) {
-              o.storage = dtype_from_spec_name(*dtype);
-              if (!o.storage) throw UserError("unknown dtype '" + *dtype + "'", "use one of " + dtype_spec_names());
-            }
+            auto dtype_of = [](const std::string& name) {
+              const std::optional<DType> d = dtype_from_spec_name(name);
+              if (!d) throw UserError("unknown dtype '" + name + "'", "use one of " + dtype_spec_names());
+              return *d;
+            };
+            if (dtype) o.storage = dtype_of(*dtype);
+            if (norm_param_dtype) o.norm_params = dtype_of(*norm_param_dtype);
             new (self) CompiledBlock(text, source_name, folder, o);
           },
           "text"_a, "source_name"_a, "folder"_a, "assume_finite"_a, "training"_a.none(), "input_shape"_a.none(),
-          "dtype"_a.none() = nb::none())
+          "dtype"_a.none() = nb::none(), "norm_param_dtype"_a.none() = nb::none())
       .def_prop_ro("input_shape", [](const CompiledBlock& b) { return shape_tuple(b.input_shape()); })
       .def_prop_ro("output_shape", [](const CompiledBlock& b) { return shape_tuple(b.output_shape()); })
       .def_prop_ro("dropout_p", &CompiledBlock::dropout_p)
       .def_prop_ro("dtype", [](const CompiledBlock& b) { return std::string(dtype_name(b.plan().pipeline.types.storage)); })
+      .def_prop_ro("norm_param_dtype", [](const CompiledBlock& b) { return std::string(dtype_name(b.norm_param_dtype())); })
       .def_prop_ro("conv_geometry", [](const CompiledBlock& b) { return conv_geometry(b.plan().pipeline.conv); })
       .def_prop_ro("cuda_refusal", &CompiledBlock::cuda_refusal)
       .def_prop_ro("fill_path", [](const CompiledBlock& b) { return b.plan().pipeline.fill_path(); })

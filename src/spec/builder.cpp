@@ -30,11 +30,15 @@ BlockBuilder& BlockBuilder::conv(int dims, int64_t out_channels, int64_t kernel_
                           kernel_size, o.stride, o.padding, o.dilation, o.bias));
 }
 BlockBuilder& BlockBuilder::add_per_sample_channel() { return line("add_per_sample_channel"); }
-BlockBuilder& BlockBuilder::group_norm(int64_t g, double eps, bool affine) {
-  return line(fmt::format("group_norm num_groups={} eps={} affine={}", g, spec_number(eps), affine));
+static std::string param_dtype_arg(std::optional<DType> d) {
+  return d ? fmt::format(" param_dtype={}", dtype_name(*d)) : "";
 }
-BlockBuilder& BlockBuilder::instance_norm(double eps, bool affine) {
-  return line(fmt::format("instance_norm eps={} affine={}", spec_number(eps), affine));
+BlockBuilder& BlockBuilder::group_norm(int64_t g, double eps, bool affine, std::optional<DType> param_dtype) {
+  return line(fmt::format("group_norm num_groups={} eps={} affine={}{}", g, spec_number(eps), affine,
+                          param_dtype_arg(param_dtype)));
+}
+BlockBuilder& BlockBuilder::instance_norm(double eps, bool affine, std::optional<DType> param_dtype) {
+  return line(fmt::format("instance_norm eps={} affine={}{}", spec_number(eps), affine, param_dtype_arg(param_dtype)));
 }
 BlockBuilder& BlockBuilder::minimum(double v) { return line("minimum " + spec_number(v)); }
 BlockBuilder& BlockBuilder::maximum(double v) { return line("maximum " + spec_number(v)); }

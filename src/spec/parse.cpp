@@ -273,6 +273,20 @@ void parse_channel_add(LineParser& lp, const spec::OpSpec& spec, Stage stage, Bl
   conv.arg_locs["add_per_sample_channel"] = lp.at(kw.col);
 }
 
+// A norm's `param_dtype=` (f32, bf16, f16): which combinations PyTorch accepts is infer_shapes'
+// check, since the Python API may still change the block's storage type after parsing.
+std::optional<DType> parse_param_dtype(const LineParser& lp, const ArgReader& r) {
+  if (!r.has("param_dtype")) return std::nullopt;
+  const Token& t = r.scalar("param_dtype");
+  if (const std::optional<DType> d = dtype_from_spec_name(t.text)) return d;
+  std::vector<std::string> names;
+  for (const DTypeInfo& row : dtype_table()) names.insert(names.end(), {row.spec_name, row.long_name});
+  const std::string near = spec::closest(t.text, names);
+  const std::string hint = "the norm parameters' element type: param_dtype=f32 keeps them in float32 in a bf16 or f16 block";
+  lp.fail(t.col, fmt::format("unknown param_dtype '{}'; the dtypes are {}", t.text, dtype_spec_names()),
+          near.empty() ? hint : fmt::format("did you mean '{}'? {}", near, hint));
+}
+
 Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
   ArgReader r(lp, spec, lp.parse_args(1));
   Op op;
@@ -303,6 +317,7 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
         op.norm.eps = r.f("eps", 1e-5);
         op.norm.affine = r.b("affine", false);
         op.norm.num_channels = r.i("num_features", 0);
+        op.norm.param_dtype = parse_param_dtype(lp, r);
         r.f("momentum", 0.1);  // read for its type only: it updates running statistics, which are not kept
         if (r.b("track_running_stats", false))
           lp.fail(r.loc("track_running_stats").col, "instance_norm track_running_stats=true is not supported",
@@ -314,6 +329,7 @@ Op parse_op(LineParser& lp, const spec::OpSpec& spec) {
       op.norm.eps = r.f("eps", 1e-5);
       op.norm.affine = r.b("affine", true);
       op.norm.num_channels = r.i("num_channels", 0);
+      op.norm.param_dtype = parse_param_dtype(lp, r);
       break;
     case OpKind::Minimum: case OpKind::Maximum: case OpKind::Add: case OpKind::Sub: case OpKind::Mul: case OpKind::Div:
       pw.a = r.f("other", 0.0), pw.has_a = true;

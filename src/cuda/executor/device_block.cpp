@@ -16,8 +16,9 @@ DeviceBlock::DeviceBlock(const Plan& plan, const LaunchProgram* program, const P
   auto wanted = [&](const BufferRef& r) { return !program || program->find(r); };
   if (wanted(BufferRole::ConvWeight)) weight_ = to_device_as(params.conv_weight, storage_);
   if (wanted(BufferRole::ConvBias)) bias_ = to_device_as(params.conv_bias, storage_);
-  if (wanted(BufferRole::NormWeight)) gamma_ = to_device_as(params.norm_weight, storage_);
-  if (wanted(BufferRole::NormBias)) beta_ = to_device_as(params.norm_bias, storage_);
+  const DType norm_type = plan.pipeline.types.norm_param_type();  // the norm's parameters in their own type
+  if (wanted(BufferRole::NormWeight)) gamma_ = to_device_as(params.norm_weight, norm_type);
+  if (wanted(BufferRole::NormBias)) beta_ = to_device_as(params.norm_bias, norm_type);
   prelu_.resize(params.prelu_weight.size());
   for (size_t k = 0; k < params.prelu_weight.size(); ++k)
     if (wanted({BufferRole::PreluWeight, static_cast<int>(k)}))

@@ -30,9 +30,10 @@ void add_conv_param_buffers(LaunchProgram& prog, const Pipeline& cp, const ConvG
   const size_t cout = static_cast<size_t>(g.cout), e = elem_bytes(cp);
   prog.buffers.push_back({BufferRole::ConvWeight, BufferKind::Parameter, e * cout * static_cast<size_t>(g.kred)});
   if (cp.conv.bias) prog.buffers.push_back({BufferRole::ConvBias, BufferKind::Parameter, e * cout});
-  if (cp.norm && cp.norm->affine) {
-    prog.buffers.push_back({BufferRole::NormWeight, BufferKind::Parameter, e * cout});
-    prog.buffers.push_back({BufferRole::NormBias, BufferKind::Parameter, e * cout});
+  if (cp.norm && cp.norm->affine) {  // in the norm's own type (float32 where the block keeps it so)
+    const size_t ne = static_cast<size_t>(dtype_info(cp.types.norm_param_type()).bytes);
+    prog.buffers.push_back({BufferRole::NormWeight, BufferKind::Parameter, ne * cout});
+    prog.buffers.push_back({BufferRole::NormBias, BufferKind::Parameter, ne * cout});
   }
 }
 

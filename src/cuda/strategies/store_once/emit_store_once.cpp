@@ -148,11 +148,17 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.blank();
   emit_epilogue_fn(w, p);
   w.blank();
+  // The norm parameters in their own type: the storage type, or float32 where the block keeps its
+  // norm in float32 (ElementTypes::norm_params), read as they are.
+  const bool f32_norm_params = p.types.norm_params == DType::F32 && p.types.storage != DType::F32;
+  const char* np_type = f32_norm_params ? "float" : "fb_st";
+  const char* np_load = f32_norm_params ? "" : "fb_ld";
   w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __restrict__ conv,");
-  w.line("    const fb_st* __restrict__ bias, const float2* __restrict__ partials, const fb_st* __restrict__ gamma,");
-  w.line("    const fb_st* __restrict__ beta, fb_st* __restrict__ y, const unsigned long long* __restrict__ dropout_state{}) "
+  w.line("    const fb_st* __restrict__ bias, const float2* __restrict__ partials, const {}* __restrict__ gamma,",
+         np_type);
+  w.line("    const {}* __restrict__ beta, fb_st* __restrict__ y, const unsigned long long* __restrict__ dropout_state{}) "
          "{{",
-         epilogue_params(p));
+         np_type, epilogue_params(p));
   w.line("  const long long ng = blockIdx.x / fbs::B;  // (sample, group)");
   w.line("  const long long first_plane = ng * fbs::CPG;  // the group's first (sample, channel)");
   w.line("  const long long g0 = first_plane * fbs::S, gl = (long long)fbs::CPG * fbs::S;  // its flat elements");
@@ -167,9 +173,9 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.line("    s_bias[c] = fbs::HAS_BIAS ? fb_ld(bias[ch]) : 0.0f;");
   if (norm) {
     w.line("    // Folded as the CPU backend folds them (src/cpu/group_norm.cpp): a = rstd gamma, b = beta - mean a.");
-    w.line("    const double a = s_rstd * (fbs::AFFINE ? (double)fb_ld(gamma[ch]) : 1.0);");
+    w.line("    const double a = s_rstd * (fbs::AFFINE ? (double){}(gamma[ch]) : 1.0);", np_load);
     w.line("    s_a[c] = (float)a;");
-    w.line("    s_b[c] = (float)((fbs::AFFINE ? (double)fb_ld(beta[ch]) : 0.0) - s_mean * a);");
+    w.line("    s_b[c] = (float)((fbs::AFFINE ? (double){}(beta[ch]) : 0.0) - s_mean * a);", np_load);
   } else {
     w.line("    s_a[c] = 1.0f, s_b[c] = 0.0f;");
   }
