@@ -95,7 +95,7 @@ TEST(MixedNorm, StoreOnceReadsFloat32ParametersAndTheRecomputeStrategiesRefuse) 
   const cuda::LaunchProgram prog = cuda::find_strategy("store_once")->build({&plan, true}, {});
   EXPECT_NE(prog.source.find("const float* __restrict__ gamma"), std::string::npos);
   for (const auto& b : prog.buffers)
-    if (b.role == cuda::BufferRole::NormWeight) EXPECT_EQ(b.bytes, 4u * 8u);
+    if (b.ref.role == cuda::BufferRole::NormWeight) EXPECT_EQ(b.bytes, 4u * 8u);
   try {
     cuda::nvrtc_version_string();
   } catch (const std::exception& e) {
