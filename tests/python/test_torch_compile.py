@@ -116,6 +116,8 @@ def test_inductor_fullgraph_output_equals_the_eager_fused_model(name):
             assert torch.equal(torch.isnan(got), torch.isnan(want))
 
 
+@pytest.mark.xfail(strict=True, reason="open bug (issue 20 d5): under Inductor two train-mode calls drew the same "
+                   "dropout mask; strict, so the fix makes this fail until the mark is removed")
 def test_inductor_train_mode_draws_fresh_reproducible_masks():
     """In train mode the dropout seed is drawn inside the graph (torch.randint, which Inductor lowers to its
     own generator): two calls draw two masks, and torch.manual_seed repeats them."""
