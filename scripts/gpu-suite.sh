@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,bench,profile,tune,python,peers,realworld,crosscheck,models,igemm,hostcost]
+#   scripts/gpu-suite.sh [all | a comma list of: tests,gputests,bench,profile,tune,python,peers,realworld,crosscheck,models,igemm,hostcost]
 #   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
@@ -39,9 +39,11 @@ step configure build.log 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Re
 step build build.log 400 bash -c "ninja -C $build -j$jobs fuseblock_tests fuseblock_gpu_tests fuseblock_bench fuseblock 2>&1" || {
   tail -40 "$out/build.log"; exit 1; }
 
-if has tests; then
+if has tests || has gputests; then  # gputests: the GPU suite alone (no CPU suite, no sanitizers)
   step gpu-tests gpu-tests.log 420 $build/tests/fuseblock_gpu_tests --gtest_color=no
   grep -E '^\[  (FAILED|SKIPPED) |^\[  PASSED|tests ran|Failure|worst|grid' "$out/gpu-tests.log" | head -40
+fi
+if has tests; then
   step cpu-tests cpu-tests.log 300 ctest --test-dir $build -L cpu -j"$jobs" --timeout 240 --output-on-failure
   tail -4 "$out/cpu-tests.log"
   # The sanitizers slow kernels 10-100x: the small-shape tests cover every kernel (fill, gated

@@ -2,13 +2,14 @@
 
 #include <cstring>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/driver_api.hpp"
 
 namespace fuseblock::measure {
 
 DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x) : block_(plan, nullptr, params, x) {
-  args_.seed = plan.pipeline.dropout.seed;
-  args_.offset = plan.pipeline.dropout.offset;
+  args_.seed = cuda::drawn_dropout(plan.pipeline).seed;  // the one dropout that draws, wherever it stands
+  args_.offset = cuda::drawn_dropout(plan.pipeline).offset;
 }
 
 void DeviceRun::launch(const cuda::Executor& ex, const std::function<void(size_t)>& before_each) {

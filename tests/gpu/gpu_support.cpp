@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cpu/cpu_backend.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/device_memory.hpp"
 #include "cuda/executor/executor.hpp"
 #include "device_common/philox.h"
@@ -35,8 +36,8 @@ Tensor run_on(const cuda::Executor& executor, const Plan& plan, const Params& pa
   if (prog.find(R::NormBias)) dbeta = cuda::to_device(params.norm_bias.vec());
   cuda::DeviceBuffer scratch(ex->scratch_bytes());
   cuda::RunArgs args;
-  args.seed = plan.pipeline.dropout.seed;
-  args.offset = plan.pipeline.dropout.offset;
+  args.seed = cuda::drawn_dropout(plan.pipeline).seed;  // the one dropout that draws, wherever it stands
+  args.offset = cuda::drawn_dropout(plan.pipeline).offset;
   ex->launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
   cuda::synchronize();
   dy.download(y.data(), static_cast<size_t>(y.numel()) * sizeof(float));

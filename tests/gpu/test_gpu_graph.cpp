@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/device_context.hpp"
 #include "cuda/runtime/device_memory.hpp"
 #include "cuda/runtime/driver_api.hpp"
@@ -42,8 +43,8 @@ TEST(GpuGraph, CapturedRunReplaysTheSameOutput) {
     cuda::DeviceBuffer dg = cuda::to_device(params.norm_weight.vec()), dbeta = cuda::to_device(params.norm_bias.vec());
     cuda::DeviceBuffer scratch(ex->scratch_bytes());
     cuda::RunArgs args;
-    args.seed = plan.pipeline.dropout.seed;
-    args.offset = plan.pipeline.dropout.offset;
+    args.seed = cuda::drawn_dropout(plan.pipeline).seed;  // the one dropout that draws, wherever it stands
+    args.offset = cuda::drawn_dropout(plan.pipeline).offset;
 
     CUstream stream = nullptr;
     FB_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));

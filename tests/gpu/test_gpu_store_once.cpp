@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "cpu/conv.hpp"
+#include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/executor/executor.hpp"
 #include "cuda/executor/storage_io.hpp"
 #include "cuda/runtime/device_memory.hpp"
@@ -53,8 +54,8 @@ Tensor run_store_once(const Plan& plan, const Params& params, const Tensor& x, b
     scratch.upload(bytes.data(), bytes.size(), *ex.scratch().offset_of(cuda::BufferRole::ConvOutput));
   }
   cuda::RunArgs args;
-  args.seed = plan.pipeline.dropout.seed;
-  args.offset = plan.pipeline.dropout.offset;
+  args.seed = cuda::drawn_dropout(plan.pipeline).seed;  // the one dropout that draws, wherever it stands
+  args.offset = cuda::drawn_dropout(plan.pipeline).offset;
   ex.launch(block_tensors(dx, dy, dw, db, dg, dbeta, scratch), args, nullptr);
   cuda::synchronize();
   std::vector<uint8_t> bytes(out_bytes);
