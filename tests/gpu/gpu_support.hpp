@@ -35,6 +35,10 @@ Tensor run_gpu(const Plan& plan, const Params& params, const Tensor& x, bool tf3
 Tensor run_gpu_program(const Plan& plan, const cuda::LaunchProgram& program, const Params& params, const Tensor& x,
                        int64_t* unwritten = nullptr);
 Tensor run_cpu(const Plan& plan, const Params& params, const Tensor& x);
+
+// A NaN and an Inf in the first sample only: a norm spreads them over its whole (sample, group),
+// so every later sample stays finite and its values and dropout mask are still compared.
+void inject_nonfinite_in_first_sample(Tensor& x);
 // The block's device buffers bound by role (an empty buffer binds 0), with the scratch and,
 // when non-zero, a device dropout state.
 cuda::DeviceTensors block_tensors(const cuda::DeviceBuffer& x, const cuda::DeviceBuffer& y, const cuda::DeviceBuffer& weight,
