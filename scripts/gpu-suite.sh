@@ -94,19 +94,25 @@ if has tune; then
   step profile-ncu ncu-profile.log 240 $build/fuseblock profile --ncu $spec
   grep -E '^(total|fb_|memset|  )' "$out/tune.log" | head -30
 fi
+install_model_wheels() {  # MONAI / diffusers from .deps/wheels (scripts/pack-gpu-wheels.sh), once per machine
+  [ -n "${wheels_done:-}" ] && return 0
+  wheels_done=1
+  if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
+    step wheels wheels.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
+  fi
+}
 if has python; then
   step pip-install python.log 300 env CMAKE_ARGS="-DFUSEBLOCK_DEPS_DIR=$PWD/.deps" \
     python3 -m pip install --no-build-isolation --no-deps .
-  step pytest pytest.log 240 python3 -m pytest -q tests/python
+  install_model_wheels  # the tests of real models and of bench/models.py need them
+  step pytest pytest.log 240 python3 -m pytest -q -rs ${PYTEST_ARGS:-tests/python}  # -rs: each skip and its reason
   tail -3 "$out/pytest.log"
 fi
 if has peers; then
   step peers peers.log 420 env PYTHONUNBUFFERED=1 python3 bench/peers.py --out "$out"
 fi
 if has models; then  # real MONAI / diffusers models (after `python`): wheels carried in .deps/wheels (scripts/pack-gpu-wheels.sh)
-  if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
-    step wheels models.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
-  fi
+  install_model_wheels
   [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
   [ -f "$out/fuse-tests.log" ] && tail -3 "$out/fuse-tests.log"
   step models-bench models-bench.log 540 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out" ${MODELS_ARGS:-}

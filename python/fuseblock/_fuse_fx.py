@@ -93,6 +93,12 @@ def call_key(module, args, kwargs):
         return _TENSOR if isinstance(v, (torch.Tensor, fx.Proxy)) else ("v", type(v), v)
     key = (module.training, torch.is_grad_enabled(), tuple(slot(a) for a in args),
            tuple((k, slot(v)) for k, v in kwargs.items()))
+    if torch.compiler.is_compiling():
+        # Dynamo (torch 2.11) cannot trace hash() of a tuple; the values it sees are constants, so
+        # plain scalars are known to hash, and anything else runs the original forward.
+        plain = (bool, int, float, str, type(None), torch.dtype, torch.device)
+        slots = list(key[2]) + [kv[1] for kv in key[3]]
+        return key if all(s is _TENSOR or isinstance(s[2], plain) for s in slots) else None
     try:
         hash(key)
     except TypeError:

@@ -15,7 +15,8 @@ from torch import nn
 
 from . import _module_spec as ms
 from ._core import UserError
-from ._torch_op import DTYPES, block_forward, compiled_block, draw_dropout_seed, forward_eager, runs_direct
+from ._torch_op import (DTYPES, block_forward, compiled_block, cuda_refusal, draw_dropout_seed, forward_eager,
+                        runs_direct)
 
 
 class FusedBlock(nn.Module):
@@ -106,7 +107,7 @@ class FusedBlock(nn.Module):
                 return self._eager(x, other)
         spec = self._spec(add is not None)
         if x.device.type == "cuda":
-            refusal = compiled_block(spec, training, False, tuple(x.shape), DTYPES[x.dtype]).cuda_refusal
+            refusal = cuda_refusal(spec, training, tuple(x.shape), DTYPES[x.dtype])
             if refusal is not None:
                 return self._unfused(x, other, refusal)
         seed = draw_dropout_seed(x.device) if training and drop.p > 0 else None

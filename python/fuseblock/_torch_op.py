@@ -29,6 +29,13 @@ def compiled_block(spec: str, training: bool, assume_finite: bool, input_shape: 
     return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape, dtype)
 
 
+@torch._dynamo.assume_constant_result
+def cuda_refusal(spec: str, training: bool, input_shape: tuple, dtype: str) -> Optional[str]:
+    """Why no CUDA strategy runs this block (None: one does). A constant to dynamo, which cannot
+    trace the C++ planner: the answer depends only on the arguments, which its graph guards."""
+    return compiled_block(spec, training, False, input_shape, dtype).cuda_refusal
+
+
 def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
     """A fresh mask for one forward call: an int64 tensor [seed, offset], both random, drawn on
     `device` from PyTorch's generator. On a CUDA device the draw is itself a kernel: under
@@ -229,6 +236,8 @@ _TENSOR_INPUTS = (0, 1, 2, 3, 4, 9)
 
 def _save_inputs(ctx, inputs, output):
     ctx.save_for_backward(*(inputs[i] for i in _TENSOR_INPUTS), *(inputs[10] or []))
+    # The gradients must have the inputs' structure: a list (an empty one too) for a list.
+    ctx.prelu_is_list = inputs[10] is not None
 
 
 def _no_backward(ctx, grad):
@@ -238,7 +247,7 @@ def _no_backward(ctx, grad):
     for i, t in zip(_TENSOR_INPUTS, saved):
         grads[i] = fail(t)
     prelu = saved[len(_TENSOR_INPUTS):]
-    grads[10] = [fail(t) for t in prelu] if prelu else None
+    grads[10] = [fail(t) for t in prelu] if ctx.prelu_is_list else None
     return tuple(grads)
 
 
