@@ -115,6 +115,10 @@ if has firstcall; then  # issue 17 item 4 (after `python`): each model's first c
   step firstcall first-call.log 480 env PYTHONUNBUFFERED=1 python3 bench/first_call.py --out "$out" \
     ${FIRSTCALL_ARGS:---budget-s 420}
 fi
+if has cudagraph; then  # issue 20 item 4 (after `python`): fused models in CUDA graphs, fresh masks per replay
+  step cudagraph cuda-graph.log 300 python3 -m pytest -q -rs tests/python/test_cuda_graph.py
+  tail -15 "$out/cuda-graph.log"
+fi
 if has hostcost; then  # host work per call of the torch op against eager (after `python`)
   step hostcost hostcost.log 240 env PYTHONUNBUFFERED=1 python3 bench/host_overhead.py --calls 1000
   cat "$out/hostcost.log"
