@@ -11,7 +11,8 @@ Each process reports: import_s (import torch, fuseblock, the model's library), b
 .eval(), .to(device, dtype), inputs on the device), fuse_s (fuse() itself), first_s (the first call,
 synchronised: NVRTC compiles and cubin loads, cuDNN plans, Inductor and Triton compiles), total_s
 (build_s + fuse_s + first_s: construction to the first output) and next_ms (the fastest of three
-later calls, so the first call's extra cost is visible). The parent counts the *.fbcubin files the
+later calls, so the first call's extra cost is visible), how many blocks fuse() fused and how many of
+them ran unfused (a CUDA refusal, warned at the first call). The parent counts the *.fbcubin files the
 process wrote (fuseblock's distinct compiled programs; none on the CPU backend) and Inductor's graphs.
 Eager and fuse run for every model first, the compiled variants after them while --budget-s lasts
 (a case is skipped when the estimate of its two processes, from the last measured ones, would end
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ["eager", "fuse", "torch.compile", "torch.compile(fuse)"]
@@ -72,8 +74,10 @@ def child(case: dict) -> dict:
                 fn = torch.compile(model, dynamic=False)
             else:
                 fn = torch.compile(model, backend=case["compile_backend"], dynamic=False)
-        y = output_of(fn(*xs))
-        sync()
+        with warnings.catch_warnings(record=True) as caught:  # a block CUDA cannot run says so here
+            warnings.simplefilter("always")
+            y = output_of(fn(*xs))
+            sync()
         t3 = time.perf_counter()
         later = []
         for _ in range(3):
@@ -83,6 +87,7 @@ def child(case: dict) -> dict:
             later.append(time.perf_counter() - s)
     out = {"import_s": import_s, "build_s": t1 - t0, "fuse_s": t2 - t1, "first_s": t3 - t2, "total_s": t3 - t0,
            "next_ms": 1e3 * min(later), "fused_blocks": fused, "output_shape": list(y.shape),
+           "blocks_run_unfused": len({str(w.message) for w in caught if "runs unfused" in str(w.message)}),
            "output_finite": bool(torch.isfinite(y).all())}
     if variant.startswith("torch.compile"):
         from torch._dynamo.utils import counters
@@ -170,19 +175,22 @@ def print_table(results: dict) -> None:
     print("total = build + fuse + first call (construction to the first output, seconds); "
           "programs = *.fbcubin files written")
     print(f"{'model':<31} {'variant':<20} {'cold s':>8} {'(first)':>8} {'warm s':>8} {'(first)':>8} {'fuse s':>7} "
-          f"{'next ms':>9} {'programs':>8} {'import s':>8}  note")
+          f"{'next ms':>9} {'programs':>8} {'fused':>5} {'import s':>8}  note")
     for e in results["cases"]:
         cold, warm = e.get("cold", {}), e.get("warm", {})
         f = lambda r, k, fmt: format(r[k], fmt) if k in r else "-"  # noqa: E731
         note = e.get("skipped") or cold.get("error") or warm.get("error") or ""
         if "graphs" in cold:
             note += f"[{cold['graphs']} graph(s), {cold['graph_breaks']} break(s)]"
+        if cold.get("blocks_run_unfused"):
+            note += f" {cold['blocks_run_unfused']} fused block(s) ran unfused (a CUDA refusal)"
         if cold and "error" not in cold and not cold.get("output_finite", True):
             note += " NON-FINITE OUTPUT"
         programs = f"{f(cold, 'fbcubins_written', 'd')}/{f(warm, 'fbcubins_written', 'd')}"
         print(f"{e['model']:<31} {e['variant']:<20} {f(cold, 'total_s', '.2f'):>8} {f(cold, 'first_s', '.2f'):>8} "
               f"{f(warm, 'total_s', '.2f'):>8} {f(warm, 'first_s', '.2f'):>8} {f(cold, 'fuse_s', '.2f'):>7} "
-              f"{f(warm, 'next_ms', '.2f'):>9} {programs:>8} {f(cold, 'import_s', '.1f'):>8}  {note}")
+              f"{f(warm, 'next_ms', '.2f'):>9} {programs:>8} {f(cold, 'fused_blocks', 'd'):>5} "
+              f"{f(cold, 'import_s', '.1f'):>8}  {note}")
     print("programs: cold/warm (a warm process that writes programs did not find them in the cache)")
 
 
