@@ -230,3 +230,48 @@ def test_reduce_overhead_compile_of_the_fused_model(mode):
     masks = [check_is_eager_with_its_mask(o, ref, f"call {r}") for r, o in enumerate(outs)]
     check_masks_differ(masks[2:], "reduce-overhead replays")
     check_masks_differ(masks, "reduce-overhead calls")
+
+
+def test_a_captured_fused_monai_unet_draws_fresh_masks_per_replay_and_eval_replays_equal_eager():
+    """A real model: MONAI's UNet (conv -> GroupNorm -> LeakyReLU -> Dropout blocks, see distributed_models)
+    fuse()d and captured. Train mode: every dropout block's output (kept by a hook, in the graph's memory)
+    has a fresh mask at each replay, dropped near p. Eval mode: each replay equals the unfused model."""
+    pytest.importorskip("monai")
+    import distributed_models as dm
+    model = dm.unet().cuda()
+    fused, dropout_blocks = dm.fused(model)
+    assert dropout_blocks, "fuse() fused no block with a dropout"
+    outs: list = []
+    hooks = [b.register_forward_hook(lambda b, args, y: outs.append(y)) for b in dropout_blocks]
+    try:
+        with torch.no_grad():
+            fused.train()
+            graph, _ = capture(fused, dm.sample_batch(21, 2).cuda())
+            captured = outs[-len(dropout_blocks):]  # the capture's own outputs (warm-up calls came first)
+            masks = [[] for _ in dropout_blocks]
+            for _ in range(3):
+                graph.replay()
+                torch.cuda.synchronize()
+                for i, y in enumerate(captured):
+                    kept = y != 0
+                    dropped = 1.0 - kept.float().mean().item()
+                    sigma = math.sqrt(dm.DROPOUT_P * (1 - dm.DROPOUT_P) / y.numel())
+                    assert abs(dropped - dm.DROPOUT_P) < 6 * sigma, f"dropout block {i}: dropped share {dropped:.4f}"
+                    masks[i].append(kept.clone())
+    finally:
+        for h in hooks:
+            h.remove()
+    for i, m in enumerate(masks):
+        check_masks_differ(m, f"dropout block {i} of the UNet")
+    model.eval()
+    fused.eval()
+    with torch.no_grad():
+        static_x = dm.sample_batch(22, 2).cuda()
+        graph, y = capture(fused, static_x)
+        for r in range(2):
+            x = dm.sample_batch(23 + r, 2).cuda()
+            static_x.copy_(x)
+            graph.replay()
+            torch.cuda.synchronize()
+            torch.testing.assert_close(y.clone(), model(x), rtol=1e-4, atol=1e-5,
+                                       msg=lambda m, r=r: f"eval replay {r} of the fused UNet against eager: {m}")
