@@ -97,7 +97,7 @@ fi
 if has python; then
   step pip-install python.log 300 env CMAKE_ARGS="-DFUSEBLOCK_DEPS_DIR=$PWD/.deps" \
     python3 -m pip install --no-build-isolation --no-deps .
-  step pytest pytest.log 240 python3 -m pytest -q tests/python
+  step pytest pytest.log 360 python3 -m pytest -q tests/python
   tail -3 "$out/pytest.log"
 fi
 if has peers; then
