@@ -46,13 +46,18 @@ class FusedBlock(nn.Module):
     def extra_repr(self) -> str:
         return " -> ".join(self.names)
 
+    def _dropouts(self) -> list:
+        return [src for src, _ in self._parts[2] if type(src) is nn.Dropout]
+
     def _dropout(self) -> Optional[nn.Dropout]:
-        return next((src for src, _ in self._parts[2] if type(src) is nn.Dropout), None)
+        """The dropout whose mode and p decide whether the call draws a mask: the first that
+        draws (p > 0), else the first (a Dropout(0) before a Dropout(0.3) must not hide it)."""
+        drops = self._dropouts()
+        return next((d for d in drops if d.p > 0), drops[0] if drops else None)
 
     def _spec(self, with_add: bool) -> str:
         conv, norm, chain = self._parts
-        drop = self._dropout()
-        key = (with_add, None if drop is None else drop.p)  # the one attribute models change at run time
+        key = (with_add, tuple(d.p for d in self._dropouts()))  # the attribute models change at run time
         if key not in self._specs:
             self._specs[key] = ms.block_spec(conv, norm, [src for src, _ in chain], channel_add=with_add)
         return self._specs[key]

@@ -112,13 +112,18 @@ Tensor CompiledBlock::run(const Params& params, const Tensor& x, Device device, 
   };
   if (!dropout) return run_plan(plan_);
   // Another mask than the spec's: the same plan with the stream's seed and offset, for every
-  // dropout (inside the chain too). The k-th dropout in block order uses offset + k, so several
-  // dropouts draw independent masks, as PyTorch's do.
+  // dropout (inside the chain too). The k-th dropout that draws a mask (identities do not count)
+  // uses offset + k, so several draw independent masks, as PyTorch's do, and a block's one drawing
+  // dropout uses the offset itself, wherever it stands: what the CUDA kernels read from a device
+  // dropout state.
   Plan plan = plan_;
   for (Pipeline* p : {&plan.pipeline, &plan.fallback}) {
     uint64_t k = 0;
     for (Op& op : p->chain)
-      if (op.kind == OpKind::Dropout) op.dropout.seed = dropout->seed, op.dropout.offset = dropout->offset + k++;
+      if (op.kind == OpKind::Dropout) {
+        op.dropout.seed = dropout->seed, op.dropout.offset = dropout->offset + k;
+        k += !op.dropout.is_identity();
+      }
     p->dropout.seed = dropout->seed;
     p->dropout.offset = dropout->offset + k;
   }

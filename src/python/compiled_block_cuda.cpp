@@ -29,18 +29,11 @@ void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t str
   // The device's primary context, made current on this thread (PyTorch's context too).
   std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32, device);
   cuda::RunArgs args;
-  // The spec's seeds are those of the one dropout that draws a mask, wherever it stands. A
-  // stream's offset is that dropout's as run_host gives it: offset + k for the k-th dropout of
-  // the chain, the last dropout after all of the chain's.
+  // The spec's seeds are those of the one dropout that draws a mask, wherever it stands; a stream
+  // of the caller's is used as is (run_host: the first drawing dropout takes the offset itself).
   const Pipeline& p = plan_.pipeline;
-  uint64_t k = 0;
-  for (const Op& op : p.chain) {
-    if (op.kind != OpKind::Dropout) continue;
-    if (!op.dropout.is_identity()) break;
-    ++k;
-  }
   args.seed = dropout ? dropout->seed : cuda::drawn_dropout(p).seed;
-  args.offset = dropout ? dropout->offset + k : cuda::drawn_dropout(p).offset;
+  args.offset = dropout ? dropout->offset : cuda::drawn_dropout(p).offset;
   args.advance_dropout_state = false;  // the caller draws a new state for every call
   ex->launch(tensors, args, reinterpret_cast<CUstream_st*>(stream));
 }

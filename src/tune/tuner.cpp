@@ -23,11 +23,16 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Outputs of two configurations agree when NaNs sit at the same places and every other element is
-// within a tolerance of the baseline's RMS: float32 1e-4, as the tilings differ only in the
-// statistics' summation order; bf16/f16 four of the storage type's epsilons, since a conv engine's
-// own summation order moves the conv output, rounded to the storage type as eager rounds it, by an
-// ulp, and the output's rounding by another.
-double agree_tolerance(DType storage) { return storage == DType::F32 ? 1e-4 : 4 * dtype_info(storage).epsilon; }
+// within a tolerance: float32 1e-4 of the baseline's RMS, as the tilings differ only in the
+// statistics' summation order. bf16/f16 per element, of the RMS plus the element's own size, as
+// the GPU tests compare the engines with the CPU backend (test_gpu_store_once.cpp: 3e-2 and 2e-2):
+// a conv engine's summation order moves the conv output, rounded to the storage type as eager
+// rounds it, by an ulp, which the norm scales by rstd and the output's rounding moves again, so
+// the largest outputs differ by a few of their own ulps (an H100 tune of the SD ResBlock in bf16,
+// 2026-12-08: 0.05 of the RMS at the largest elements, every tile rejected by the RMS-only bound).
+double agree_tolerance(DType storage) {
+  return storage == DType::F32 ? 1e-4 : (storage == DType::BF16 ? 4 : 16) * dtype_info(storage).epsilon;
+}
 
 // The rules' view of an executor's program, and the driver's blocks/SM where they differ from
 // the calculator's.
@@ -52,6 +57,8 @@ std::string disagreement(const std::vector<float>& base, const std::vector<float
   for (int64_t i = 0; i < n; ++i)
     if (std::isfinite(base[static_cast<size_t>(i)])) sq += double(base[static_cast<size_t>(i)]) * base[static_cast<size_t>(i)], ++finite;
   const double rms = finite ? std::sqrt(sq / static_cast<double>(finite)) : 0.0;
+  // worst: |diff| in units of the RMS-sized bound (half precision: rms + |a|, written as rms * (1 + |a| / rms)).
+  const double scaled = storage == DType::F32 || rms == 0 ? 0.0 : 1.0 / rms;
 #pragma omp parallel for reduction(max : worst) reduction(+ : nan_mismatch)
   for (int64_t i = 0; i < n; ++i) {
     const float a = base[static_cast<size_t>(i)], b = y[static_cast<size_t>(i)];
@@ -59,12 +66,13 @@ std::string disagreement(const std::vector<float>& base, const std::vector<float
       ++nan_mismatch;
       continue;
     }
-    if (std::isfinite(a) && std::isfinite(b)) worst = std::max(worst, std::fabs(double(a) - b));
+    if (std::isfinite(a) && std::isfinite(b)) worst = std::max(worst, std::fabs(double(a) - b) / (1.0 + scaled * std::fabs(a)));
     else if (a != b && !std::isnan(a)) ++nan_mismatch;  // an Inf on one side only
   }
   if (nan_mismatch) return fmt::format("{} elements differ in NaN/Inf from the baseline", nan_mismatch);
   if (rms > 0 && worst > tolerance * rms)
-    return fmt::format("max |diff| / rms {:.2g} from the baseline (tolerance {:.1e})", worst / rms, tolerance);
+    return fmt::format("max |diff| / {} {:.2g} from the baseline (tolerance {:.1e})",
+                       storage == DType::F32 ? "rms" : "(rms + |baseline|)", worst / rms, tolerance);
   return "";
 }
 
