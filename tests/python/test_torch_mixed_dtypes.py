@@ -233,3 +233,35 @@ def test_torch_compile_runs_the_mixed_block_as_the_custom_op():
         got = torch.compile(model, fullgraph=True)(x)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_diffusers_unet_in_bf16_with_its_group_norms_kept_in_float32():
+    """The setup users run: the model in bfloat16, every GroupNorm back in float32 (with affine values
+    that bf16 would round). Its ResnetBlock2D blocks (conv -> + temb -> GroupNorm -> SiLU) fuse and give
+    eager's output in eager's dtype."""
+    pytest.importorskip("diffusers")
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(6)
+    model = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(32, 64),
+                        norm_num_groups=8, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    model = model.to(DEVICE, torch.bfloat16).eval()
+    for m in model.modules():
+        if isinstance(m, nn.GroupNorm):
+            m.float()
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    reference = copy.deepcopy(model)
+    x = torch.randn(2, 3, 16, 16, device=DEVICE, dtype=torch.bfloat16)
+    t = torch.tensor([10, 500], device=DEVICE)
+    with torch.no_grad():
+        want = reference(x, t).sample
+        report = fbt.fuse(model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = model(x, t).sample
+    assert report.fused, str(report)
+    assert not [w for w in caught if "fuseblock" in str(w.message)], [str(w.message) for w in caught]
+    assert got.dtype == want.dtype == torch.bfloat16
+    assert rel_err(got, want) <= TOL[torch.bfloat16], rel_err(got, want)
