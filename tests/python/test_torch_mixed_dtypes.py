@@ -262,6 +262,9 @@ def test_diffusers_unet_in_bf16_with_its_group_norms_kept_in_float32():
             warnings.simplefilter("always")
             got = model(x, t).sample
     assert report.fused, str(report)
-    assert not [w for w in caught if "fuseblock" in str(w.message)], [str(w.message) for w in caught]
+    # On CUDA a block may still run its modules for a form the CUDA path lacks (the per-(sample, channel)
+    # add, issue 20 d1), never for the dtypes; on the CPU every fused block runs fused.
+    fell_back = [str(w.message) for w in caught if "fuseblock" in str(w.message)]
+    assert not (fell_back if DEVICE.type == "cpu" else [m for m in fell_back if "dtype" in m]), fell_back
     assert got.dtype == want.dtype == torch.bfloat16
     assert rel_err(got, want) <= TOL[torch.bfloat16], rel_err(got, want)
