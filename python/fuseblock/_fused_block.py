@@ -15,8 +15,8 @@ from torch import nn
 
 from . import _module_spec as ms
 from ._core import UserError
-from ._torch_op import (DTYPES, block_forward, compiled_block, cuda_refusal, draw_dropout_seed, forward_eager,
-                        runs_direct)
+from ._param_dtypes import DTYPES, dtype_problem, module_dtype_problem, norm_param_dtype
+from ._torch_op import block_forward, compiled_block, cuda_refusal, draw_dropout_seed, forward_eager, runs_direct
 
 
 class FusedBlock(nn.Module):
@@ -30,7 +30,9 @@ class FusedBlock(nn.Module):
     when `other` is not a per-(sample, channel) tensor of x's dtype, x is unbatched, or x's dtype
     is not float32/bfloat16/float16; with
     one warning per reason when x's device cannot run this block's form (fuseblock.UserError from
-    the CUDA backend's selection, e.g. a bf16 block whose chain folds to a constant)."""
+    the CUDA backend's selection, e.g. a bf16 block whose chain folds to a constant) or the dtypes
+    of x and the parameters are a mix the block does not run (_param_dtypes: float32 norm
+    parameters after a bf16/f16 conv run fused; eager's own error where eager refuses a mix)."""
 
     def __init__(self, conv: nn.Module, norm: nn.Module, chain: Sequence[tuple], channel_add: bool,
                  names: Sequence[str]):
@@ -40,7 +42,10 @@ class FusedBlock(nn.Module):
         self.names = list(names)
         self._specs: dict = {}
         self._warned: set = set()
-        # Checks the whole block now, so fuse() reports a refusal rather than the first forward.
+        # Checks the whole block now, so fuse() reports a refusal rather than the first forward: a
+        # dtype mix the block cannot run (a ValueError, which fuse() reports as the reason) too.
+        if problem := module_dtype_problem(conv, norm):
+            raise ValueError(problem)
         compiled_block(self._spec(channel_add), True, False, None)
 
     def extra_repr(self) -> str:
@@ -110,25 +115,45 @@ class FusedBlock(nn.Module):
             add = self._per_sample_channel(x, other)
             if add is None:
                 return self._eager(x, other)
+        conv_weight, conv_bias = conv.weight, conv.bias  # read once: a module attribute costs ~0.3 us
+        norm_weight = getattr(norm, "weight", None)
+        norm_bias = getattr(norm, "bias", None)
+        prelu = ms.prelu_weights([src for src, _ in chain])
+        # The dtypes as they are now (the model may have been converted since fuse()): a mix eager
+        # accepts and the block does not, or one eager refuses (its own error then), runs the modules.
+        tensors = (conv_weight, conv_bias, norm_weight, norm_bias, prelu)
+        if problem := self._dtype_problem(x, *tensors):
+            return self._unfused(x, other, problem)
         spec = self._spec(add is not None)
+        # After the check, norm parameters of another dtype than x's are float32 ones after a bf16/f16 x.
+        norm_dtype = None if norm_weight is None or norm_weight.dtype == x.dtype else norm_param_dtype(
+            x.dtype, norm_weight.dtype)
         if x.device.type == "cuda":
-            refusal = cuda_refusal(spec, training, tuple(x.shape), DTYPES[x.dtype])
+            refusal = cuda_refusal(spec, training, tuple(x.shape), DTYPES[x.dtype], norm_dtype)
             if refusal is not None:
                 return self._unfused(x, other, refusal)
         seed = draw_dropout_seed(x.device) if training and drop.p > 0 else None
-        norm_weight = getattr(norm, "weight", None)
-        norm_bias = getattr(norm, "bias", None)
         # The op's body directly where nothing traces or records the call (Block._needs_op says why).
         run = forward_eager if runs_direct(x) else block_forward
         try:
-            return run(x.contiguous(), conv.weight, conv.bias, norm_weight, norm_bias, seed, spec, training,
-                       False, add, ms.prelu_weights([src for src, _ in chain]))
+            return run(x.contiguous(), conv_weight, conv_bias, norm_weight, norm_bias, seed, spec, training,
+                       False, add, prelu)
         except UserError as e:
             # The modules agree with each other, so on CPU a UserError is a bug to show; on CUDA it
             # is the backend refusing (no strategy for this shape or form): the model keeps working.
             if x.device.type != "cuda":
                 raise
             return self._unfused(x, other, str(e).splitlines()[0])
+
+    @staticmethod
+    def _dtype_problem(x, conv_weight, conv_bias, norm_weight, norm_bias, prelu) -> Optional[str]:
+        d = x.dtype
+        if (conv_weight.dtype == d and (conv_bias is None or conv_bias.dtype == d) and not prelu
+                and (norm_weight is None or norm_weight.dtype == d) and (norm_bias is None or norm_bias.dtype == d)):
+            return None  # one dtype throughout: the common case, checked without building dicts
+        same = {"conv.weight": conv_weight, "conv.bias": conv_bias}
+        same.update((f"PReLU {i} weight", w) for i, w in enumerate(prelu or []))
+        return dtype_problem(d, same, {"norm.weight": norm_weight, "norm.bias": norm_bias})
 
     def _unfused(self, x, other, why: str):
         if why not in self._warned:

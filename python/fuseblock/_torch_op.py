@@ -10,30 +10,29 @@ from typing import List, Optional
 import torch
 
 from . import _core
+from ._param_dtypes import DTYPES, dtype_problem, norm_param_dtype
 
 # Seeds for the dropout mask are drawn from torch's default generator in [0, 2^63), so
 # torch.manual_seed makes fuseblock's masks reproducible as it does PyTorch's.
 _SEED_HIGH = 2**63 - 1
 
 
-# The block's storage type for each tensor dtype the op takes (the spec's `input` names).
-DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
-
-
 @functools.lru_cache(maxsize=64)
 def compiled_block(spec: str, training: bool, assume_finite: bool, input_shape: Optional[tuple],
-                   dtype: Optional[str] = None) -> _core.CompiledBlock:
-    """The block for one spec, mode, input shape (None: the spec's input line) and storage type
-    (None: the spec's; else "f32", "bf16" or "f16"), parsed and planned once."""
+                   dtype: Optional[str] = None, norm_dtype: Optional[str] = None) -> _core.CompiledBlock:
+    """The block for one spec, mode, input shape (None: the spec's input line), storage type
+    (None: the spec's; else "f32", "bf16" or "f16") and norm parameter type (None: the storage type;
+    "f32": kept in float32 in a bf16/f16 block), parsed and planned once."""
     shape = None if input_shape is None else list(input_shape)
-    return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape, dtype)
+    return _core.CompiledBlock(spec, "<torch spec>", "", assume_finite, training, shape, dtype, norm_dtype)
 
 
 @torch._dynamo.assume_constant_result
-def cuda_refusal(spec: str, training: bool, input_shape: tuple, dtype: str) -> Optional[str]:
+def cuda_refusal(spec: str, training: bool, input_shape: tuple, dtype: str,
+                 norm_dtype: Optional[str] = None) -> Optional[str]:
     """Why no CUDA strategy runs this block (None: one does). A constant to dynamo, which cannot
     trace the C++ planner: the answer depends only on the arguments, which its graph guards."""
-    return compiled_block(spec, training, False, input_shape, dtype).cuda_refusal
+    return compiled_block(spec, training, False, input_shape, dtype, norm_dtype).cuda_refusal
 
 
 def draw_dropout_seed(device: Optional[torch.device] = None) -> torch.Tensor:
@@ -54,18 +53,16 @@ def runs_direct(x) -> bool:
     return not torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
-def _check_dtypes(x: torch.Tensor, others: dict) -> str:
-    """The block's storage type for x; every other tensor must have x's dtype. PyTorch's conv
-    refuses mixed dtypes too, and rounding a float32 parameter to bf16 behind the caller's back
-    would give results eager PyTorch does not."""
-    if x.dtype not in DTYPES:
-        raise TypeError(f"fuseblock::block_forward takes float32, bfloat16 or float16 tensors, but x is {x.dtype}")
-    for name, t in others.items():
-        if t.dtype != x.dtype:
-            raise TypeError(f"fuseblock::block_forward: x is {x.dtype} but {name} is {t.dtype}; the parameters and "
-                            f"inputs must have one dtype: convert the module with .to({x.dtype}) (or the input "
-                            f"with .to({t.dtype}))")
-    return DTYPES[x.dtype]
+def _check_dtypes(x: torch.Tensor, params: dict, extra: dict) -> tuple:
+    """(storage type, norm parameter type or None) for x and the block's tensors, or a TypeError
+    naming the tensor whose dtype eager PyTorch would not take with x's (_param_dtypes says which)."""
+    norm = {k: params.get(k) for k in ("norm.weight", "norm.bias")}
+    others = {k: t for k, t in {**params, **extra}.items() if k not in norm}
+    problem = dtype_problem(x.dtype, others, norm)
+    if problem is not None:
+        raise TypeError(f"fuseblock::block_forward: {problem}")
+    norm_dtype = next((t.dtype for t in norm.values() if t is not None), None)
+    return DTYPES[x.dtype], norm_param_dtype(x.dtype, norm_dtype)
 
 
 def _host_array(t: torch.Tensor):
@@ -92,8 +89,10 @@ def block_forward(x: torch.Tensor, conv_weight: torch.Tensor, conv_bias: Optiona
                   assume_finite: bool, channel_add: Optional[torch.Tensor] = None,
                   prelu_weights: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
     """Runs the block `spec` on x (float32, bfloat16 or float16, any N; the spec's input line is
-    replaced by x's shape and dtype, and the output has x's dtype). Parameters, channel_add and
-    prelu_weights must have x's dtype (a TypeError names the one that does not).
+    replaced by x's shape and dtype, and the output has x's dtype, as eager's modules give it). The
+    conv parameters, channel_add and prelu_weights must have x's dtype; the norm's have x's dtype, or
+    float32 when x is bfloat16/float16 (the norm then computes with them unrounded, as F.group_norm
+    does); a TypeError names a tensor that breaks this (_param_dtypes).
 
     channel_add: the [N, C_out] input of a block with add_per_sample_channel (None otherwise).
     prelu_weights: the slopes of the block's prelu ops, in spec order (None when it has none).
@@ -119,11 +118,11 @@ def forward_eager(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_see
     params.update(zip(_prelu_names(len(prelu_weights or [])), prelu_weights or []))
     params = {k: t for k, t in params.items() if t is not None}
     extra = {} if channel_add is None else {"channel_add": channel_add}
-    dtype = _check_dtypes(x, {**params, **extra})
+    dtype, norm_dtype = _check_dtypes(x, params, extra)
     if x.device.type == "meta":  # shape inference, as PyTorch's modules give on meta tensors
         return _block_forward_fake(x, conv_weight, conv_bias, norm_weight, norm_bias, dropout_seed, spec, training,
                                    assume_finite, channel_add, prelu_weights)
-    block = compiled_block(spec, training, assume_finite, tuple(x.shape), dtype)
+    block = compiled_block(spec, training, assume_finite, tuple(x.shape), dtype, norm_dtype)
     allow_tf32 = torch.backends.cudnn.allow_tf32
     if dropout_seed is not None and (dropout_seed.dtype != torch.int64 or dropout_seed.numel() != 2):
         raise ValueError(f"dropout_seed must hold two int64 values [seed, offset], not "

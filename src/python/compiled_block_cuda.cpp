@@ -24,8 +24,9 @@ size_t CompiledBlock::cuda_scratch_bytes(bool allow_tf32, int device) const {
 
 void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t stream, bool allow_tf32,
                                 const std::optional<DropoutStream>& dropout, int device) const {
-  // Device memory holds the block's storage type (the torch op checked the tensors' dtype); a
-  // strategy that cannot run it was refused by selection when the executor was built.
+  // Device memory holds the block's storage type, the norm's parameters their own (float32 where
+  // the block keeps them so; the torch op checked the tensors' dtypes); a strategy that cannot run
+  // them was refused by selection when the executor was built.
   // The device's primary context, made current on this thread (PyTorch's context too).
   std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32, device);
   cuda::RunArgs args;

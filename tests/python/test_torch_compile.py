@@ -4,6 +4,7 @@ fused block; fullgraph=True), Inductor compiles the rest, and the compiled model
 model's output. Runs on the CPU (Inductor's C++ backend); on CUDA the same with the GPU kernels."""
 from __future__ import annotations
 
+import copy
 
 import pytest
 
@@ -115,23 +116,80 @@ def test_inductor_fullgraph_output_equals_the_eager_fused_model(name):
             assert torch.equal(torch.isnan(got), torch.isnan(want))
 
 
+def dropout_head():
+    """conv -> GroupNorm -> SiLU -> Dropout(0.3), fused as one block (the head of `sequential`). Built and
+    fused on its own: slicing a fused Sequential (model[:4]) gives a new Sequential of the same modules
+    without the fused forward, which runs them unfused."""
+    torch.manual_seed(1)
+    head = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU(), nn.Dropout(0.3)).to(DEVICE)
+    report = fbt.fuse(head)
+    assert len(report.fused) == 1, str(report)
+    return head.train(), inputs("sequential")[0].to(DEVICE)
+
+
+def compiled_with_block_op(model):
+    """torch.compile(model, fullgraph=True) whose Dynamo graph is checked to hold one fuseblock op."""
+    graphs = []
+
+    def keep(gm, example_inputs):
+        graphs.append(gm)
+        from torch._inductor.compile_fx import compile_fx
+
+        return compile_fx(gm, example_inputs)
+
+    torch._dynamo.reset()
+    return torch.compile(model, backend=keep, fullgraph=True), graphs
+
+
 def test_inductor_train_mode_draws_fresh_reproducible_masks():
     """In train mode the dropout seed is drawn inside the graph (torch.randint, which Inductor lowers to its
-    own generator): two calls draw two masks, and torch.manual_seed repeats them."""
-    # The first block alone, fused: its output's zeros are its mask. (A slice of the fused Sequential would
-    # hold its unfused modules: fuse() gives a Sequential a forward of its own, not new children.)
-    head = sequential()[:4].to(DEVICE)
-    assert len(fbt.fuse(head).fused) == 1
-    head.train()
-    xs = tuple(t.to(DEVICE) for t in inputs("sequential"))
-    torch._dynamo.reset()
-    compiled = torch.compile(head, fullgraph=True)
+    own generator, seeded from torch's): two calls draw two masks, and torch.manual_seed repeats them. (The
+    earlier version of this test compiled `model[:1]`, a plain conv: slicing drops the fused forward, so its
+    two calls agreed because no dropout ran at all.)"""
+    head, x = dropout_head()
+    compiled, graphs = compiled_with_block_op(head)
     with torch.no_grad():
         torch.manual_seed(5)
-        a, b = compiled(*xs), compiled(*xs)
+        a, b = compiled(x), compiled(x)
         torch.manual_seed(5)
-        a2 = compiled(*xs)
-    assert torch.equal(a, a2)
+        a2, b2 = compiled(x), compiled(x)
+    assert len(graphs) == 1 and len(block_ops(graphs[0])) == 1, [g.code for g in graphs]
+    assert torch.equal(a, a2) and torch.equal(b, b2)
     assert not torch.equal(a == 0, b == 0)
-    kept = (a != 0).float().mean().item()
-    assert 0.55 < kept < 0.85, kept
+    for y in (a, b):
+        kept = (y != 0).float().mean().item()
+        assert 0.55 < kept < 0.85, kept
+
+
+def test_inductor_with_fallback_random_draws_eagers_masks():
+    """With Inductor's fallback_random (its random ops run as eager's), the compiled block draws the seed
+    from torch's generator exactly as the eager fused block does: the same seed gives the same outputs,
+    call after call."""
+    head, x = dropout_head()
+    with torch.no_grad():
+        torch.manual_seed(11)
+        want = [head(x) for _ in range(3)]
+        with torch._inductor.config.patch(fallback_random=True):
+            compiled, graphs = compiled_with_block_op(head)
+            torch.manual_seed(11)
+            got = [compiled(x) for _ in range(3)]
+    assert len(block_ops(graphs[0])) == 1
+    assert not torch.equal(want[0] == 0, want[1] == 0)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+        assert torch.equal(g == 0, w == 0)
+
+
+@pytest.mark.parametrize("name", ["sequential", "monai_unet"])
+def test_inductor_whole_model_train_mode_output_changes_per_call_and_repeats_under_one_seed(name):
+    model, _, xs = fused_model(name)
+    model.train()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        a, b = output(compiled(*xs)), output(compiled(*xs))
+        torch.manual_seed(3)
+        a2 = output(compiled(*xs))
+    assert torch.equal(a, a2)
+    assert not torch.equal(a, b)

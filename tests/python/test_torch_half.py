@@ -74,11 +74,14 @@ def test_nan_reaches_the_positions_eager_gives(dtype):
     assert torch.equal(torch.isnan(y), torch.isnan(want))
 
 
+@pytest.mark.parametrize("norm_f32", [False, True], ids=["norm_in_dtype", "norm_in_f32"])
 @pytest.mark.parametrize("dtype", HALF)
-def test_training_dropout_keeps_values_scaled_exactly(dtype):
+def test_training_dropout_keeps_values_scaled_exactly(dtype, norm_f32):
     p = 0.25
     conv, norm, act, drop = modules(5)
     block = fbt.Block.from_modules(conv, norm, act, drop).to(dtype)
+    if norm_f32:
+        block.norm.float()  # norms kept in float32 (test_torch_mixed_dtypes.py covers the mixes)
     x = rand((4, 5, 8, 8), 6, dtype=dtype)
     with torch.no_grad():
         y_eval = block.eval()(x)
