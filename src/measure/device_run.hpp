@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "cuda/executor/device_block.hpp"
@@ -29,6 +30,7 @@ class DeviceRun {
   const cuda::RunArgs& args() const { return args_; }
 
  private:
+  std::optional<Tensor> channel_add_;  // the per-(sample, channel) input where the block has one
   cuda::DeviceBlock block_;
   cuda::RunArgs args_;
 };
