@@ -22,8 +22,8 @@ std::optional<Tensor> measured_channel_add(const Plan& plan) {
 
 }  // namespace
 
-DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x)
-    : channel_add_(measured_channel_add(plan)),
+DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x, const Tensor* channel_add)
+    : channel_add_(channel_add ? std::optional<Tensor>(*channel_add) : measured_channel_add(plan)),
       block_(plan, nullptr, params, x, 0, channel_add_ ? &*channel_add_ : nullptr) {
   args_.seed = cuda::drawn_dropout(plan.pipeline).seed;  // the one dropout that draws, wherever it stands
   args_.offset = cuda::drawn_dropout(plan.pipeline).offset;

@@ -277,8 +277,8 @@ __device__ __forceinline__ void fbi_conv(const fb_st* __restrict__ x, const fb_s
   for (int j = 0; j < NI; ++j) {
     const int c = warp_n * WN + j * 8 + 2 * t4;
     const float b0 = HAS_BIAS ? fb_ld(bias[n0 + c]) : 0.0f, b1 = HAS_BIAS ? fb_ld(bias[n0 + c + 1]) : 0.0f;
-    const fb_st* add_nc = channel_add + (long long)n * COUT + n0 + c;  // [N][COUT]
-    const float a0 = HAS_ADD ? fb_ld(add_nc[0]) : 0.0f, a1 = HAS_ADD ? fb_ld(add_nc[1]) : 0.0f;
+    const long long nc = (long long)n * COUT + n0 + c;  // channel_add is [N][COUT]
+    const float a0 = HAS_ADD ? fb_ld(channel_add[nc]) : 0.0f, a1 = HAS_ADD ? fb_ld(channel_add[nc + 1]) : 0.0f;
 #pragma unroll
     for (int i = 0; i < MI; ++i) {
       const int r = warp_m * WM + i * 16 + g;
