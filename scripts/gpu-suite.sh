@@ -107,7 +107,7 @@ if has models; then  # real MONAI / diffusers models (after `python`): wheels ca
   if ls .deps/wheels/*.whl >/dev/null 2>&1; then  # only what the machine's own packages do not satisfy
     step wheels models.log 180 python3 -m pip install -q --no-index --find-links .deps/wheels monai diffusers
   fi
-  [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
+  [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py tests/python/test_cuda_epilogue_forms.py
   [ -f "$out/fuse-tests.log" ] && tail -3 "$out/fuse-tests.log"
   step models-bench models-bench.log 540 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out" ${MODELS_ARGS:-}
 fi

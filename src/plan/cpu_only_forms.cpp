@@ -45,7 +45,7 @@ std::optional<std::string> store_once_only_forms(const Pipeline& p) {
   // recompute kernels compute the conv twice inside their engines' tiles (mma tf32, the sample
   // runs' pipelined tiles), whose statistics epilogues do not take a run-time input yet, and the
   // fill kernels fold the chain on the host, which prelu's run-time slopes and the add prevent.
-  return fmt::format("the block uses {}: only store_once emits it (the recompute strategies' conv engines "
+  return fmt::format("the block uses {}: only store_once emits these (the recompute strategies' conv engines "
                      "take no per-(sample, channel) input or prelu slopes in their statistics and output "
                      "tiles yet, and constant_fill folds the chain on the host without run-time data)",
                      found);

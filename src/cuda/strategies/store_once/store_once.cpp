@@ -233,7 +233,10 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
     if (p.conv.bias) stats.reads.push_back(R::ConvBias);
     if (p.channel_add()) stats.reads.push_back(R::ChannelAdd);
     stats.writes = {R::StatsPartials};
-    stats.note = "conv + bias as eager rounds it -> per-(sample, channel, chunk) mean and M2 (reads the conv in L2)";
+    stats.note = p.channel_add() ? "conv + bias + the per-(sample, channel) input as eager rounds them -> per-(sample, "
+                                   "channel, chunk) mean and M2 (reads the conv in L2)"
+                                 : "conv + bias as eager rounds it -> per-(sample, channel, chunk) mean and M2 (reads the "
+                                   "conv in L2)";
     prog.steps.push_back(stats);
   }
   add_apply_step(prog, p, l);
