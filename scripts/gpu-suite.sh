@@ -113,7 +113,7 @@ if has peers; then
 fi
 if has models; then  # real MONAI / diffusers models (after `python`): wheels carried in .deps/wheels (scripts/pack-gpu-wheels.sh)
   install_model_wheels
-  [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py
+  [ -n "${MODELS_SKIP_FUSE_TESTS:-}" ] || step fuse-tests fuse-tests.log 300 python3 -m pytest -q tests/python/test_fuse.py tests/python/test_fuse_real.py tests/python/test_distributed.py tests/python/test_cuda_epilogue_forms.py
   [ -f "$out/fuse-tests.log" ] && tail -3 "$out/fuse-tests.log"
   step models-bench models-bench.log 540 env PYTHONUNBUFFERED=1 python3 bench/models.py --out "$out" ${MODELS_ARGS:-}
 fi

@@ -50,16 +50,20 @@ Device resolve_device(Device requested, const Plan& plan, std::string* why) {
     if (why) *why = *reason;
     return Device::Cpu;
   }
-  if (plan.pipeline.types.storage == DType::F32) return resolve_device(requested, why);
-  // A half block runs on CUDA where store_once supports it on this device: with cuDNN's conv, or
-  // with the igemm engine where cuDNN cannot load (unsupported() says when neither can).
+  if (!needs_store_once(plan)) return resolve_device(requested, why);
+  // A half block, or one with prelu or the per-(sample, channel) input, runs on CUDA where
+  // store_once supports it on this device: with cuDNN's conv, or with the igemm engine where cuDNN
+  // cannot load (unsupported() says when neither can).
   const Device d = resolve_device(requested, why);
   if (d != Device::Cuda) return d;
   const cuda::ConvStrategy& st = *cuda::find_strategy("store_once");
   const std::optional<std::string> no = st.unsupported({&plan, true}, cuda::current_device_limits());
   if (!no) return d;
-  const std::string reason = fmt::format("{} storage runs on CUDA only through store_once, which cannot run this block: {}",
-                                         dtype_name(plan.pipeline.types.storage), *no);
+  const std::string what = plan.pipeline.types.storage != DType::F32
+                               ? fmt::format("{} storage", dtype_name(plan.pipeline.types.storage))
+                               : std::string("a block with prelu or add_per_sample_channel");
+  const std::string reason = fmt::format("{} runs on CUDA only through store_once, which cannot run this block: {}",
+                                         what, *no);
   if (requested == Device::Cuda) throw UserError(reason, "use --device cpu or auto (Python: device=\"cpu\" or \"auto\")");
   if (why) *why = reason;
   return Device::Cpu;
@@ -114,7 +118,7 @@ Tensor run_checked(const Plan& plan, const Params& params, const Tensor& x, cons
   if (plan.guard) check_params(plan.fallback, params);
   Tensor y(p.output_shape);
   if (resolve_device(opts.device, plan) == Device::Cuda)
-    cuda::run(plan, params, x, y, opts);
+    cuda::run(plan, params, x, y, opts, channel_add);
   else
     cpu::run(plan, params, x, y, channel_add);
   y.round_to(storage);  // only tags it: every backend writes values of the storage type

@@ -129,9 +129,12 @@ TEST(Cli, CudaRequestWithoutGpuSaysSoAndFails) {
 // verify checks CUDA kernels and has no --device: for a block only the CPU backend runs, it says
 // so and points at `run --device cpu`, not at an option verify does not take.
 TEST(Cli, VerifyOfACpuOnlyBlockPointsAtRun) {
-  Result r = cli("verify --spec-text 'input f32[2, 3, 6, 6]; conv2d 4 3; instance_norm; prelu'");
+  // Two dropouts that draw a mask: the CUDA epilogue draws one (prelu and the per-(sample,
+  // channel) add run on CUDA through store_once, which verify checks).
+  Result r = cli("verify --spec-text 'input f32[2, 3, 6, 6]; conv2d 4 3; instance_norm; dropout p=0.1; prelu; "
+                 "dropout p=0.2 seed=1'");
   EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_TRUE(contains(r.out, "instance_norm")) << r.out;
+  EXPECT_TRUE(contains(r.out, "more than one dropout that draws a mask")) << r.out;
   EXPECT_TRUE(contains(r.out, "fuseblock run --device cpu")) << r.out;
   EXPECT_FALSE(contains(r.out, "hint: use --device cpu")) << r.out;
 }

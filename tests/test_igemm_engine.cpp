@@ -35,6 +35,10 @@ const char* const kBodies[] = {
     "[4, 3, 16, 32, 32]\nconv3d 16 3\ngroup_norm 8\nsilu\ndropout p=0.2\n",
     "[3, 5, 37]\nconv1d 32 3 stride=2 dilation=2 bias=false\ngroup_norm 32 affine=false\ngelu\n",
     "[2, 8, 7, 9]\nconv2d 16 (3, 5) padding=(1, 2)\nminimum 0.5\nclamp min=0 max=0.3\n",
+    // diffusers' ResnetBlock2D (the per-(sample, channel) add in the conv's statistics epilogue),
+    // MONAI's prelu with per-channel slopes
+    "[2, 32, 12, 12]\nconv2d 32 3 padding=1\nadd_per_sample_channel\ngroup_norm 8\nsilu\nprelu num_parameters=32\n"
+    "dropout p=0.1\n",
 };
 
 std::string tile(const cuda::ConvTuning& t) {

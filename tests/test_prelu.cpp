@@ -120,12 +120,18 @@ TEST(PRelu, RangesAreSound) {
   EXPECT_EQ(dropped.pipeline.chain.size(), 1u) << dump(dropped);
 }
 
-TEST(PRelu, CudaRefusesIt) {
+// Only store_once emits prelu: the CUDA backend runs the block (cpu_only_forms is silent), the
+// recompute and fill strategies refuse it naming the prelu, and a chain folded to a constant
+// (constant_fill's, without prelu slopes) keeps it on the CPU.
+TEST(PRelu, OnlyStoreOnceRunsItOnCuda) {
   const Plan plan = lower(parse_spec(kHead + "group_norm 2\nprelu\n", "t.block"));
-  const std::optional<std::string> why = cpu_only_forms(plan);
+  EXPECT_FALSE(cpu_only_forms(plan)) << *cpu_only_forms(plan);
+  EXPECT_TRUE(needs_store_once(plan));
+  const std::optional<std::string> why = recompute_unsupported_forms(plan);
   ASSERT_TRUE(why.has_value());
-  EXPECT_NE(why->find("the block uses prelu"), std::string::npos) << *why;
-  EXPECT_EQ(resolve_device(Device::Auto, plan), Device::Cpu);
+  EXPECT_NE(why->find("the block uses prelu: only store_once"), std::string::npos) << *why;
+  const Plan two = lower(parse_spec(kHead + "group_norm 2\nprelu num_parameters=4\nsilu\nprelu\n", "t.block"));
+  EXPECT_FALSE(cpu_only_forms(two)) << *cpu_only_forms(two);
 }
 
 }  // namespace

@@ -67,11 +67,21 @@ TEST(StoreOnce, RefusesWhatItCannotRunWithAReason) {
   // The fill path (problem 83 folds to a constant), and its guarded plan.
   const Plan p83 = spec_file("problem83.block");
   ASSERT_TRUE(why(p83).has_value());
+  // The per-(sample, channel) add and prelu it runs (the recompute strategies refuse them).
   const Plan chan = plan_of("input f32[2, 3, 8, 8]\nconv2d 8 3\nadd_per_sample_channel\ngroup_norm 4\n");
-  ASSERT_TRUE(why(chan).has_value());
-  EXPECT_NE(why(chan)->find("add_per_sample_channel"), std::string::npos) << *why(chan);
+  EXPECT_FALSE(why(chan).has_value()) << *why(chan);
   const Plan prelu = plan_of("input f32[2, 3, 8, 8]\nconv2d 8 3\ngroup_norm 4\nprelu\n");
-  EXPECT_TRUE(why(prelu).has_value());
+  EXPECT_FALSE(why(prelu).has_value()) << *why(prelu);
+  for (const Plan* plan : {&chan, &prelu}) {
+    const cuda::Selection s = cuda::select_strategy({plan, true}, cuda::DeviceLimits{});
+    EXPECT_STREQ(s.winner().strategy->name(), "store_once");
+    for (const cuda::ConvStrategy* st : cuda::conv_strategies())
+      if (std::string(st->name()) != "store_once") {
+        const std::optional<std::string> no = st->unsupported({plan, true}, cuda::DeviceLimits{});
+        ASSERT_TRUE(no.has_value()) << st->name();
+        EXPECT_NE(no->find("only store_once"), std::string::npos) << st->name() << ": " << *no;
+      }
+  }
   const Plan empty = plan_of("input f32[0, 3, 8, 8]\nconv2d 8 3\ngroup_norm 4\n");
   EXPECT_TRUE(why(empty).has_value());
   cuda::DeviceLimits old = dev;
@@ -160,6 +170,12 @@ TEST(StoreOnce, ProgramsCompileForAmpereAdaAndHopperInEveryDtypeWithoutSpills) {
       "[2, 32, 12, 12, 12]\nconv3d 32 3 padding=1\ngroup_norm 8\nrelu\n",
       "[3, 6, 101]\nconv1d 10 3 bias=false\ngroup_norm 10 affine=false\ngelu\ntanh\ndropout p=0.3\n",
       "[1, 3, 7, 5]\nconv2d 6 3\nminimum 0.5\nclamp min=0 max=0.3\n",
+      // diffusers' ResnetBlock2D: conv1 + temb[:, :, None, None] -> GroupNorm -> SiLU -> Dropout
+      "[2, 32, 9, 9]\nconv2d 32 3 padding=1\nadd_per_sample_channel\ngroup_norm 8 eps=1e-6\nsilu\ndropout p=0.2\n",
+      // MONAI's InstanceNorm -> Dropout -> PReLU, and two prelus (one slope, per-channel slopes)
+      "[2, 4, 6, 5, 3]\nconv3d 8 3 padding=1\ninstance_norm affine=true\ndropout p=0.1\nprelu\n",
+      "[3, 6, 21]\nconv1d 10 3\ngroup_norm 5\nprelu num_parameters=10\ntanh\nprelu\n",
+      "[1, 3, 7, 5]\nconv2d 6 3\nadd_per_sample_channel\nprelu num_parameters=6\n",  // no norm
   };
   for (const std::string& body : bodies)
     for (const char* dt : {"f32", "bf16", "f16"}) {

@@ -149,10 +149,14 @@ def _run_cuda(block, x, params, stream, allow_tf32, channel_add, state=None):
     # Selection first: a form no CUDA strategy runs raises fuseblock.UserError naming it, before
     # any buffer of the wrong type reaches a kernel.
     scratch_bytes = block.cuda_scratch_bytes(allow_tf32, index)
-    if channel_add is not None or any(k.startswith("prelu") for k in params):
-        from fuseblock import _user_error  # the package is loaded: it imported this module
-        raise _user_error("the torch op cannot hand a per-(sample, channel) input or prelu slopes to the CUDA "
-                          "kernels yet", "run the block on CPU tensors")
+    if channel_add is not None:
+        # The kernels read [N, C_out] values by index: a wrong shape would read past the tensor.
+        # (Given or missing against the block's spec: launch_cuda checks it.)
+        if tuple(channel_add.shape) != tuple(block.output_shape[:2]):
+            raise ValueError(f"channel_add has shape {list(channel_add.shape)}, but the block adds one value per "
+                             f"(sample, conv output channel): {list(block.output_shape[:2])} "
+                             f"(temb[:, :, None, None] broadcasts a [N, C_out] tensor)")
+        params = {**params, "channel add": channel_add}  # bound by the executor's name for it
     if not x.is_contiguous():
         x = x.contiguous()
     if x.data_ptr() % 16:  # the kernels load 16-byte vectors: an offset view gets a fresh copy

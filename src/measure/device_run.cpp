@@ -4,10 +4,27 @@
 
 #include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/driver_api.hpp"
+#include "fuseblock/random.hpp"
 
 namespace fuseblock::measure {
 
-DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x) : block_(plan, nullptr, params, x) {
+namespace {
+
+// What a measured run adds per (sample, channel) where the block takes that input: uniform values
+// in [-1, 1) of the storage type (a timing and tune's config-to-config comparison need real
+// values, not which ones).
+std::optional<Tensor> measured_channel_add(const Plan& plan) {
+  if (!plan.pipeline.channel_add()) return std::nullopt;
+  Tensor add = uniform_tensor(channel_add_shape(plan), 7, -1.0f, 1.0f);
+  add.round_to(plan.pipeline.types.storage);
+  return add;
+}
+
+}  // namespace
+
+DeviceRun::DeviceRun(const Plan& plan, const Params& params, const Tensor& x, const Tensor* channel_add)
+    : channel_add_(channel_add ? std::optional<Tensor>(*channel_add) : measured_channel_add(plan)),
+      block_(plan, nullptr, params, x, 0, channel_add_ ? &*channel_add_ : nullptr) {
   args_.seed = cuda::drawn_dropout(plan.pipeline).seed;  // the one dropout that draws, wherever it stands
   args_.offset = cuda::drawn_dropout(plan.pipeline).offset;
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "cuda/executor/device_block.hpp"
@@ -19,7 +20,9 @@ inline constexpr uint16_t kPoisonBitsBf16 = 0x7fa1u, kPoisonBitsF16 = 0x7d01u;
 
 class DeviceRun {
  public:
-  DeviceRun(const Plan& plan, const Params& params, const Tensor& x);
+  // `channel_add`: the block's per-(sample, channel) input; where the block has one and none is
+  // given, uniform values in [-1, 1) (what profile and tune time).
+  DeviceRun(const Plan& plan, const Params& params, const Tensor& x, const Tensor* channel_add = nullptr);
   // Enqueues one run of `ex` (built from this plan, any tuning) on the legacy default stream.
   void launch(const cuda::Executor& ex, const std::function<void(size_t)>& before_each = {});
   void poison_output();  // enqueued on the legacy default stream
@@ -29,6 +32,7 @@ class DeviceRun {
   const cuda::RunArgs& args() const { return args_; }
 
  private:
+  std::optional<Tensor> channel_add_;  // the per-(sample, channel) input where the block has one
   cuda::DeviceBlock block_;
   cuda::RunArgs args_;
 };

@@ -4,6 +4,7 @@
 
 #include "cuda/codegen/emit_epilogue.hpp"
 #include "cuda/runtime/device_context.hpp"
+#include "fuseblock/error.hpp"
 #include "python/compiled_block.hpp"
 
 namespace fuseblock::python {
@@ -29,6 +30,11 @@ void CompiledBlock::launch_cuda(const cuda::DeviceTensors& tensors, uint64_t str
   // them was refused by selection when the executor was built.
   // The device's primary context, made current on this thread (PyTorch's context too).
   std::shared_ptr<const cuda::Executor> ex = executor(allow_tf32, device);
+  const bool has_add = tensors.get(cuda::BufferRole::ChannelAdd) != 0;
+  if (has_add != plan_.pipeline.channel_add())
+    throw UserError(has_add ? "a per-(sample, channel) input was given, but the block has no add_per_sample_channel"
+                            : "the block adds a per-(sample, channel) input (add_per_sample_channel), but none was given",
+                    "pass channel_add (shape [N, C_out]) exactly when the block's spec has add_per_sample_channel");
   cuda::RunArgs args;
   // The spec's seeds are those of the one dropout that draws a mask, wherever it stands; a stream
   // of the caller's is used as is (run_host: the first drawing dropout takes the offset itself).

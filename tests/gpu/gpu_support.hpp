@@ -26,6 +26,13 @@ using namespace fuseblock;
     if (!::fuseblock::cuda::available(&why_)) GTEST_SKIP() << "no GPU: " << why_; \
   } while (0)
 
+// cuDNN's conv steps (store_once's default engine) need a GPU and the library.
+#define REQUIRE_CUDNN()                                                                            \
+  do {                                                                                             \
+    REQUIRE_GPU();                                                                                 \
+    if (auto why_ = ::fuseblock::cuda::cudnn_unavailable()) GTEST_SKIP() << "no cuDNN: " << *why_; \
+  } while (0)
+
 Plan plan_of(const Pipeline& p);
 
 // Runs the plan through its Executor on device buffers, the output poisoned first;

@@ -28,12 +28,6 @@ namespace {
 
 using cuda::LibraryConvDesc;
 
-#define REQUIRE_CUDNN()                                                                            \
-  do {                                                                                             \
-    REQUIRE_GPU();                                                                                 \
-    if (auto why_ = ::fuseblock::cuda::cudnn_unavailable()) GTEST_SKIP() << "no cuDNN: " << *why_; \
-  } while (0)
-
 struct Case {
   const char* name;
   int dims;

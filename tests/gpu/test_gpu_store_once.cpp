@@ -18,11 +18,6 @@
 namespace fbgpu {
 namespace {
 
-#define REQUIRE_CUDNN()                                                                            \
-  do {                                                                                             \
-    if (auto why_ = ::fuseblock::cuda::cudnn_unavailable()) GTEST_SKIP() << "no cuDNN: " << *why_; \
-  } while (0)
-
 // Runs store_once's program for plan, the output poisoned (all-ones bits: NaN in every dtype).
 // library = false: the kernels alone, without cuDNN: the LibraryConv step is dropped and the CPU's
 // conv (no bias, rounded to the storage type, as cuDNN stores it) is uploaded into the program's

@@ -33,13 +33,14 @@ bool available(std::string* why) {
   return ok;
 }
 
-void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const RunOptions& opts) {
+void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const RunOptions& opts,
+         const Tensor* channel_add) {
   use_device();
   const Pipeline& p = plan.pipeline;
   FB_ASSERT(y.shape() == p.output_shape, "output tensor of the wrong shape");
   if (y.numel() == 0) return;
   std::shared_ptr<const Executor> ex = executor_for(plan, opts.allow_tf32);
-  DeviceBlock block(plan, &ex->program(), params, x, ex->scratch_bytes());
+  DeviceBlock block(plan, &ex->program(), params, x, ex->scratch_bytes(), channel_add);
   RunArgs args;
   args.seed = drawn_dropout(p).seed;  // the one dropout that draws a mask, wherever it stands
   args.offset = drawn_dropout(p).offset;

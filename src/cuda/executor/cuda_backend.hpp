@@ -14,6 +14,7 @@ bool available(std::string* why);
 
 // y must already have plan.pipeline.output_shape. Throws the "CUDA is not available" UserError
 // without a GPU.
-void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const RunOptions& opts);
+void run(const Plan& plan, const Params& params, const Tensor& x, Tensor& y, const RunOptions& opts,
+         const Tensor* channel_add = nullptr);
 
 }  // namespace fuseblock::cuda

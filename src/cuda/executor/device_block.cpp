@@ -2,11 +2,12 @@
 #include "cuda/executor/device_block.hpp"
 
 #include "cuda/executor/storage_io.hpp"
+#include "fuseblock/error.hpp"
 
 namespace fuseblock::cuda {
 
 DeviceBlock::DeviceBlock(const Plan& plan, const LaunchProgram* program, const Params& params, const Tensor& x,
-                         size_t scratch_bytes)
+                         size_t scratch_bytes, const Tensor* channel_add)
     : storage_(plan.pipeline.types.storage),
       x_(to_device_as(x, storage_)),
       y_(static_cast<size_t>(numel(plan.pipeline.output_shape)) * static_cast<size_t>(dtype_info(storage_).bytes)),
@@ -23,6 +24,8 @@ DeviceBlock::DeviceBlock(const Plan& plan, const LaunchProgram* program, const P
   for (size_t k = 0; k < params.prelu_weight.size(); ++k)
     if (wanted({BufferRole::PreluWeight, static_cast<int>(k)}))
       prelu_[k] = to_device_as(params.prelu_weight[k], storage_);
+  FB_ASSERT(!plan.pipeline.channel_add() || channel_add, "a block with a per-(sample, channel) input run without it");
+  if (channel_add && wanted(BufferRole::ChannelAdd)) channel_add_ = to_device_as(*channel_add, storage_);
 }
 
 DeviceTensors DeviceBlock::tensors(size_t scratch_bytes) {
@@ -33,6 +36,7 @@ DeviceTensors DeviceBlock::tensors(size_t scratch_bytes) {
   t.bind(BufferRole::NormWeight, gamma_.ptr()).bind(BufferRole::NormBias, beta_.ptr());
   for (size_t k = 0; k < prelu_.size(); ++k)
     if (prelu_[k].ptr()) t.bind(BufferRole::PreluWeight, prelu_[k].ptr(), static_cast<int>(k));
+  if (channel_add_.ptr()) t.bind(BufferRole::ChannelAdd, channel_add_.ptr());
   t.scratch = scratch_.ptr();
   return t;
 }

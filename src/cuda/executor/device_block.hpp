@@ -15,9 +15,10 @@ class DeviceBlock {
  public:
   // Uploads x and the parameters `program` declares (PReLU weights by their op's index; every
   // parameter `params` holds when `program` is null, for a harness running several programs), and
-  // allocates the output (uninitialised) and `scratch_bytes` of scratch.
+  // allocates the output (uninitialised) and `scratch_bytes` of scratch. `channel_add`: the
+  // block's per-(sample, channel) input [N, C_out] where its pipeline has one.
   DeviceBlock(const Plan& plan, const LaunchProgram* program, const Params& params, const Tensor& x,
-              size_t scratch_bytes = 0);
+              size_t scratch_bytes = 0, const Tensor* channel_add = nullptr);
   // Every buffer bound by its role; the scratch grows to `scratch_bytes` first (tunings differ).
   DeviceTensors tensors(size_t scratch_bytes);
   DType storage() const { return storage_; }
@@ -26,7 +27,7 @@ class DeviceBlock {
 
  private:
   DType storage_;
-  DeviceBuffer x_, y_, weight_, bias_, gamma_, beta_, scratch_;
+  DeviceBuffer x_, y_, weight_, bias_, gamma_, beta_, channel_add_, scratch_;
   std::vector<DeviceBuffer> prelu_;  // by param_index
 };
 

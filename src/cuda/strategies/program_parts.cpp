@@ -37,6 +37,24 @@ void add_conv_param_buffers(LaunchProgram& prog, const Pipeline& cp, const ConvG
   }
 }
 
+void add_epilogue_buffers(LaunchProgram& prog, const Pipeline& p) {
+  const size_t e = elem_bytes(p);
+  for (const Op& op : p.chain)
+    if (op.kind == OpKind::PRelu)
+      prog.buffers.push_back({BufferRef(BufferRole::PreluWeight, op.pw.param_index), BufferKind::Parameter,
+                              e * static_cast<size_t>(op.pw.num_parameters)});
+  if (p.channel_add())  // [N, C_out]
+    prog.buffers.push_back({BufferRole::ChannelAdd, BufferKind::Input,
+                            e * static_cast<size_t>(p.output_shape.at(0) * p.output_shape.at(1))});
+}
+
+std::vector<BufferRef> prelu_weight_refs(const Pipeline& p) {
+  std::vector<BufferRef> refs;
+  for (const Op& op : p.chain)
+    if (op.kind == OpKind::PRelu) refs.emplace_back(BufferRole::PreluWeight, op.pw.param_index);
+  return refs;
+}
+
 double conv_pass_flops(const ConvGeometry& g) {
   return 2.0 * static_cast<double>(g.n * g.cout) * static_cast<double>(g.out[0] * g.out[1] * g.out[2]) *
          static_cast<double>(g.kred);

@@ -20,6 +20,12 @@ void add_io_buffers(LaunchProgram& prog, const Pipeline& p);
 // conv.weight, conv.bias (with a bias), norm.weight and norm.bias (affine
 // GroupNorm).
 void add_conv_param_buffers(LaunchProgram& prog, const Pipeline& conv_pipeline, const ConvGeometry& g);
+// The epilogue's run-time data: each prelu's slopes (PreluWeight, indexed by the op's param_index)
+// and the per-(sample, channel) input [N, C_out] (ChannelAdd), where the pipeline has them.
+void add_epilogue_buffers(LaunchProgram& prog, const Pipeline& p);
+// The prelu slopes in chain order: the buffers bound to the epilogue's prelu0, prelu1, ...
+// (emit_epilogue.hpp's epilogue_params), appended to an output kernel's arguments and reads.
+std::vector<BufferRef> prelu_weight_refs(const Pipeline& p);
 // 2 * N * C_out * prod(out spatial) * C_in * prod(kernel).
 double conv_pass_flops(const ConvGeometry& g);
 // A kernel step; the caller adds what it reads and writes, its FLOPs and note.

@@ -246,7 +246,7 @@ constexpr int B = 5;  // apply blocks per (sample, group)
 constexpr long long UPB = 1024;  // apply units per block
 constexpr bool VEC = true;  // planes are whole 16-byte packs
 constexpr int PACK = 8;  // storage elements per 16-byte pack
-constexpr bool HAS_BIAS = true, AFFINE = true;
+constexpr bool HAS_BIAS = true, HAS_ADD = false, AFFINE = true;  // HAS_ADD: the per-(sample, channel) input
 constexpr double EPS = 0x1.0c6f7a0b5ed8dp-20;
 }  // namespace fbs
 union fb_pack { uint4 u; fb_st e[fbs::PACK]; };
@@ -286,22 +286,25 @@ __device__ __forceinline__ void fb_so_for_chunk(const fb_st* __restrict__ src, l
 }
 
 // The conv output as eager holds it before the norm: the stored conv (already rounded), plus the
-// bias as a separate op, rounded again.
-__device__ __forceinline__ float fb_so_conv_value(fb_st raw, float bias) {
-  return fbs::HAS_BIAS ? fb_round(fb_ld(raw) + bias) : fb_ld(raw);
+// bias as a separate op, rounded again, plus the per-(sample, channel) input (temb[:, :, None,
+// None]) as eager's next add, rounded again (the CPU backend's add_per_sample_channel).
+__device__ __forceinline__ float fb_so_conv_value(fb_st raw, float bias, float add) {
+  const float v = fbs::HAS_BIAS ? fb_round(fb_ld(raw) + bias) : fb_ld(raw);
+  return fbs::HAS_ADD ? fb_round(v + add) : v;
 }
 
 extern "C" __global__ void __launch_bounds__(256) fb_so_stats(const fb_st* __restrict__ conv,
-    const fb_st* __restrict__ bias, float2* __restrict__ partials) {
+    const fb_st* __restrict__ bias, const fb_st* __restrict__ channel_add, float2* __restrict__ partials) {
   const long long plane = blockIdx.x / fbs::K;
   const long long begin = (long long)(blockIdx.x % fbs::K) * fbs::L;
   const long long count = min(fbs::L, fbs::S - begin);
   const fb_st* src = conv + plane * fbs::S + begin;
   const float b = fbs::HAS_BIAS ? fb_ld(bias[plane % fbs::C]) : 0.0f;
+  const float add = fbs::HAS_ADD ? fb_ld(channel_add[plane]) : 0.0f;  // [N, C]: one value per plane
   const float inv_count = 1.0f / (float)count;
   float s = 0.0f, max_abs = 0.0f;
   fb_so_for_chunk(src, count, [&](fb_st raw) {
-    const float v = fb_so_conv_value(raw, b);
+    const float v = fb_so_conv_value(raw, b, add);
     s = fmaf(v, inv_count, s);  // the mean as a sum of v / count: no partial sum passes max |v|
     max_abs = fmaxf(max_abs, fabsf(v));
   });
@@ -309,7 +312,7 @@ extern "C" __global__ void __launch_bounds__(256) fb_so_stats(const fb_st* __res
   const float scale = fb_stats_scale(fb_so_block_reduce(max_abs, true)), shift = -mean * scale;
   float m2 = 0.0f;
   fb_so_for_chunk(src, count, [&](fb_st raw) {  // the chunk again, from L1/L2
-    const float d = fmaf(fb_so_conv_value(raw, b), scale, shift);  // scale * (v - mean)
+    const float d = fmaf(fb_so_conv_value(raw, b, add), scale, shift);  // scale * (v - mean)
     m2 = fmaf(d, d, m2);
   });
   m2 = fb_so_block_reduce(m2, false);
@@ -347,8 +350,8 @@ __device__ void fb_so_group_stats(const float2* __restrict__ partials, long long
   }
 }
 
-__device__ __forceinline__ float fb_so_norm(fb_st raw, float bias, float a, float b) {
-  const float r = fb_so_conv_value(raw, bias);
+__device__ __forceinline__ float fb_so_norm(fb_st raw, float bias, float add, float a, float b) {
+  const float r = fb_so_conv_value(raw, bias, add);
   return a * r + b;
 }
 
@@ -365,17 +368,19 @@ __device__ __forceinline__ fb_st fb_epilogue(float v, int c, fb_u32 draw) {
 
 extern "C" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __restrict__ conv,
     const fb_st* __restrict__ bias, const float2* __restrict__ partials, const fb_st* __restrict__ gamma,
-    const fb_st* __restrict__ beta, fb_st* __restrict__ y, const unsigned long long* __restrict__ dropout_state) {
+    const fb_st* __restrict__ beta, const fb_st* __restrict__ channel_add, fb_st* __restrict__ y,
+    const unsigned long long* __restrict__ dropout_state) {
   const long long ng = blockIdx.x / fbs::B;  // (sample, group)
   const long long first_plane = ng * fbs::CPG;  // the group's first (sample, channel)
   const long long g0 = first_plane * fbs::S, gl = (long long)fbs::CPG * fbs::S;  // its flat elements
-  __shared__ float s_a[fbs::CPG], s_b[fbs::CPG], s_bias[fbs::CPG];
+  __shared__ float s_a[fbs::CPG], s_b[fbs::CPG], s_bias[fbs::CPG], s_add[fbs::CPG];
   __shared__ double s_mean, s_rstd;
   fb_so_group_stats(partials, first_plane, &s_mean, &s_rstd);
   __syncthreads();
   for (int c = threadIdx.x; c < fbs::CPG; c += 256) {
     const int ch = (int)((first_plane + c) % fbs::C);
     s_bias[c] = fbs::HAS_BIAS ? fb_ld(bias[ch]) : 0.0f;
+    s_add[c] = fbs::HAS_ADD ? fb_ld(channel_add[first_plane + c]) : 0.0f;
     // Folded as the CPU backend folds them (src/cpu/group_norm.cpp): a = rstd gamma, b = beta - mean a.
     const double a = s_rstd * (fbs::AFFINE ? (double)fb_ld(gamma[ch]) : 1.0);
     s_a[c] = (float)a;
@@ -400,7 +405,7 @@ extern "C" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __res
         const long long i = i0 + e;
         if (!fbs::VEC && (i < g0 || i >= g0 + gl)) continue;  // a neighbouring group's element
         const int c = (int)((i - g0) / fbs::S);
-        const float v = fb_so_norm(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_a[c], s_b[c]);
+        const float v = fb_so_norm(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_add[c], s_a[c], s_b[c]);
         const fb_st o = fb_epilogue(v, (int)((first_plane + c) % fbs::C), bits.v[k]);
         if (fbs::VEC) out.e[e] = o; else y[i] = o;
       }

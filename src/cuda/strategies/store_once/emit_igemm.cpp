@@ -105,8 +105,10 @@ void emit_igemm_kernels(SourceWriter& w, const Pipeline& p, const ConvTuning& t)
   w.line("constexpr int BM = {}, BN = {}, WM = {}, WN = {}, STAGES = {}, MIN_BLOCKS = {};", t.ig_bm, t.ig_bn, t.ig_wm,
          t.ig_wn, kIgemmStages, t.ig_blocks);
   w.line("constexpr int SMEM_HOST = {}, THREADS_HOST = {};  // as the host launches it", s.smem, s.threads);
-  w.line("constexpr bool HAS_BIAS = {}, STATS = {}, VEC_OUT = {};  // VEC_OUT: planes of whole 16-byte chunks",
-         p.conv.bias ? "true" : "false", p.norm ? "true" : "false", s.p % 8 == 0 ? "true" : "false");
+  w.line("constexpr bool HAS_BIAS = {}, HAS_ADD = {}, STATS = {}, VEC_OUT = {};  // VEC_OUT: planes of whole 16-byte "
+         "chunks",
+         p.conv.bias ? "true" : "false", p.channel_add() ? "true" : "false", p.norm ? "true" : "false",
+         s.p % 8 == 0 ? "true" : "false");
   w.line("}}  // namespace fbi");
   w.line("#define FBI_MMA_T \"{}\"", p.types.storage == DType::BF16 ? "bf16" : "f16");
   const char* text = embedded_source("igemm_engine.cuh");
@@ -116,13 +118,14 @@ void emit_igemm_kernels(SourceWriter& w, const Pipeline& p, const ConvTuning& t)
   w.blank();
   w.line("extern \"C\" __global__ void __launch_bounds__({}, {}) fb_ig_conv(const fb_st* __restrict__ x,", s.threads,
          t.ig_blocks);
-  w.line("    const fb_st* __restrict__ w, const fb_st* __restrict__ bias, fb_st* __restrict__ y,");
+  w.line("    const fb_st* __restrict__ w, const fb_st* __restrict__ bias, const fb_st* __restrict__ channel_add,");
+  w.line("    fb_st* __restrict__ y,");
   if (p.norm) {
     w.line("    float2* __restrict__ partials) {{");
-    w.line("  fbi_conv(x, w, bias, y, partials);");
+    w.line("  fbi_conv(x, w, bias, channel_add, y, partials);");
   } else {
     w.line("    const float2* __restrict__ partials) {{  // no GroupNorm: no partials (null)");
-    w.line("  fbi_conv(x, w, bias, y, nullptr);");
+    w.line("  fbi_conv(x, w, bias, channel_add, y, nullptr);");
   }
   w.line("}}");
   w.blank();

@@ -45,24 +45,27 @@ __device__ __forceinline__ void fb_so_for_chunk(const fb_st* __restrict__ src, l
 }
 
 // The conv output as eager holds it before the norm: the stored conv (already rounded), plus the
-// bias as a separate op, rounded again.
-__device__ __forceinline__ float fb_so_conv_value(fb_st raw, float bias) {
-  return fbs::HAS_BIAS ? fb_round(fb_ld(raw) + bias) : fb_ld(raw);
+// bias as a separate op, rounded again, plus the per-(sample, channel) input (temb[:, :, None,
+// None]) as eager's next add, rounded again (the CPU backend's add_per_sample_channel).
+__device__ __forceinline__ float fb_so_conv_value(fb_st raw, float bias, float add) {
+  const float v = fbs::HAS_BIAS ? fb_round(fb_ld(raw) + bias) : fb_ld(raw);
+  return fbs::HAS_ADD ? fb_round(v + add) : v;
 }
 )";
 
 const char* kStats = R"(
 extern "C" __global__ void __launch_bounds__(256) fb_so_stats(const fb_st* __restrict__ conv,
-    const fb_st* __restrict__ bias, float2* __restrict__ partials) {
+    const fb_st* __restrict__ bias, const fb_st* __restrict__ channel_add, float2* __restrict__ partials) {
   const long long plane = blockIdx.x / fbs::K;
   const long long begin = (long long)(blockIdx.x % fbs::K) * fbs::L;
   const long long count = min(fbs::L, fbs::S - begin);
   const fb_st* src = conv + plane * fbs::S + begin;
   const float b = fbs::HAS_BIAS ? fb_ld(bias[plane % fbs::C]) : 0.0f;
+  const float add = fbs::HAS_ADD ? fb_ld(channel_add[plane]) : 0.0f;  // [N, C]: one value per plane
   const float inv_count = 1.0f / (float)count;
   float s = 0.0f, max_abs = 0.0f;
   fb_so_for_chunk(src, count, [&](fb_st raw) {
-    const float v = fb_so_conv_value(raw, b);
+    const float v = fb_so_conv_value(raw, b, add);
     s = fmaf(v, inv_count, s);  // the mean as a sum of v / count: no partial sum passes max |v|
     max_abs = fmaxf(max_abs, fabsf(v));
   });
@@ -70,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(256) fb_so_stats(const fb_st* __res
   const float scale = fb_stats_scale(fb_so_block_reduce(max_abs, true)), shift = -mean * scale;
   float m2 = 0.0f;
   fb_so_for_chunk(src, count, [&](fb_st raw) {  // the chunk again, from L1/L2
-    const float d = fmaf(fb_so_conv_value(raw, b), scale, shift);  // scale * (v - mean)
+    const float d = fmaf(fb_so_conv_value(raw, b, add), scale, shift);  // scale * (v - mean)
     m2 = fmaf(d, d, m2);
   });
   m2 = fb_so_block_reduce(m2, false);
@@ -128,7 +131,8 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.line("constexpr long long UPB = {};  // apply units per block", l.units_per_block);
   w.line("constexpr bool VEC = {};  // planes are whole 16-byte packs", l.vec ? "true" : "false");
   w.line("constexpr int PACK = {};  // storage elements per 16-byte pack", l.pack);
-  w.line("constexpr bool HAS_BIAS = {}, AFFINE = {};", p.conv.bias ? "true" : "false", affine ? "true" : "false");
+  w.line("constexpr bool HAS_BIAS = {}, HAS_ADD = {}, AFFINE = {};  // HAS_ADD: the per-(sample, channel) input",
+         p.conv.bias ? "true" : "false", p.channel_add() ? "true" : "false", affine ? "true" : "false");
   w.line("constexpr double EPS = {};", double_literal(norm ? p.norm->eps : 0.0));
   w.line("}}  // namespace fbs");
   w.line("union fb_pack {{ uint4 u; fb_st e[fbs::PACK]; }};");
@@ -141,8 +145,8 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.blank();
   // One element after the stored conv: conv + bias as eager rounds it, then the normalization
   // (folded per (sample, channel), as the CPU backend folds it), before its rounding.
-  w.open("__device__ __forceinline__ float fb_so_norm(fb_st raw, float bias, float a, float b)");
-  w.line("const float r = fb_so_conv_value(raw, bias);");
+  w.open("__device__ __forceinline__ float fb_so_norm(fb_st raw, float bias, float add, float a, float b)");
+  w.line("const float r = fb_so_conv_value(raw, bias, add);");
   w.line("return {};", norm ? "a * r + b" : "r");
   w.close();
   w.blank();
@@ -156,13 +160,12 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.line("extern \"C\" __global__ void __launch_bounds__(256) fb_so_apply(const fb_st* __restrict__ conv,");
   w.line("    const fb_st* __restrict__ bias, const float2* __restrict__ partials, const {}* __restrict__ gamma,",
          np_type);
-  w.line("    const {}* __restrict__ beta, fb_st* __restrict__ y, const unsigned long long* __restrict__ dropout_state{}) "
-         "{{",
-         np_type, epilogue_params(p));
+  w.line("    const {}* __restrict__ beta, const fb_st* __restrict__ channel_add, fb_st* __restrict__ y,", np_type);
+  w.line("    const unsigned long long* __restrict__ dropout_state{}) {{", epilogue_params(p));
   w.line("  const long long ng = blockIdx.x / fbs::B;  // (sample, group)");
   w.line("  const long long first_plane = ng * fbs::CPG;  // the group's first (sample, channel)");
   w.line("  const long long g0 = first_plane * fbs::S, gl = (long long)fbs::CPG * fbs::S;  // its flat elements");
-  w.line("  __shared__ float s_a[fbs::CPG], s_b[fbs::CPG], s_bias[fbs::CPG];");
+  w.line("  __shared__ float s_a[fbs::CPG], s_b[fbs::CPG], s_bias[fbs::CPG], s_add[fbs::CPG];");
   if (norm) {
     w.line("  __shared__ double s_mean, s_rstd;");
     w.line("  fb_so_group_stats(partials, first_plane, &s_mean, &s_rstd);");
@@ -171,6 +174,7 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.line("  for (int c = threadIdx.x; c < fbs::CPG; c += 256) {{");
   w.line("    const int ch = (int)((first_plane + c) % fbs::C);");
   w.line("    s_bias[c] = fbs::HAS_BIAS ? fb_ld(bias[ch]) : 0.0f;");
+  w.line("    s_add[c] = fbs::HAS_ADD ? fb_ld(channel_add[first_plane + c]) : 0.0f;");
   if (norm) {
     w.line("    // Folded as the CPU backend folds them (src/cpu/group_norm.cpp): a = rstd gamma, b = beta - mean a.");
     w.line("    const double a = s_rstd * (fbs::AFFINE ? (double){}(gamma[ch]) : 1.0);", np_load);
@@ -200,7 +204,7 @@ void emit_store_once_kernels(SourceWriter& w, const Pipeline& p, const StoreOnce
   w.line("        const long long i = i0 + e;");
   w.line("        if (!fbs::VEC && (i < g0 || i >= g0 + gl)) continue;  // a neighbouring group's element");
   w.line("        const int c = (int)((i - g0) / fbs::S);");
-  w.line("        const float v = fb_so_norm(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_a[c], s_b[c]);");
+  w.line("        const float v = fb_so_norm(fbs::VEC ? in.e[e] : conv[i], s_bias[c], s_add[c], s_a[c], s_b[c]);");
   w.line("        const fb_st o = {};",
          epilogue_call(p, "v", "(int)((first_plane + c) % fbs::C)", epilogue_draw(p, "k")));
   w.line("        if (fbs::VEC) out.e[e] = o; else y[i] = o;");

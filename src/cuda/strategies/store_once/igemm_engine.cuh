@@ -11,7 +11,8 @@
 //                 Epilogue: the conv rounded to the storage type is staged transposed in shared
 //                 memory and stored once, NCDHW (a tile's pixels of one channel are contiguous),
 //                 without the bias (fb_so_apply adds it, as after cuDNN); from the same registers,
-//                 conv + bias rounded again (as eager) -> per (sample, channel, M tile) (mean, root
+//                 conv + bias rounded again (as eager), + the per-(sample, channel) input rounded
+//                 again where the block has one (HAS_ADD) -> per (sample, channel, M tile) (mean, root
 //                 of M2) in the layout fb_so_apply merges: partials[(n * COUT + c) * TILES + tile],
 //                 count min(BM, P - tile * BM). Scaled as fb_so_stats (fb_stats_scale), fixed
 //                 reduction order (lane butterfly, then warps along M in index order), no atomics.
@@ -180,8 +181,8 @@ extern "C" __global__ void __launch_bounds__(256) fb_ig_to_cl(const fb_st* __res
 // SMEM_BYTES of dynamic shared memory. Without a GroupNorm (STATS false) partials is null and
 // never written.
 __device__ __forceinline__ void fbi_conv(const fb_st* __restrict__ x, const fb_st* __restrict__ w,
-                                         const fb_st* __restrict__ bias, fb_st* __restrict__ y,
-                                         float2* __restrict__ partials) {
+                                         const fb_st* __restrict__ bias, const fb_st* __restrict__ channel_add,
+                                         fb_st* __restrict__ y, float2* __restrict__ partials) {
   using namespace fbi;
   extern __shared__ __align__(128) unsigned char smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -276,6 +277,8 @@ __device__ __forceinline__ void fbi_conv(const fb_st* __restrict__ x, const fb_s
   for (int j = 0; j < NI; ++j) {
     const int c = warp_n * WN + j * 8 + 2 * t4;
     const float b0 = HAS_BIAS ? fb_ld(bias[n0 + c]) : 0.0f, b1 = HAS_BIAS ? fb_ld(bias[n0 + c + 1]) : 0.0f;
+    const long long nc = (long long)n * COUT + n0 + c;  // channel_add is [N][COUT]
+    const float a0 = HAS_ADD ? fb_ld(channel_add[nc]) : 0.0f, a1 = HAS_ADD ? fb_ld(channel_add[nc + 1]) : 0.0f;
 #pragma unroll
     for (int i = 0; i < MI; ++i) {
       const int r = warp_m * WM + i * 16 + g;
@@ -283,8 +286,9 @@ __device__ __forceinline__ void fbi_conv(const fb_st* __restrict__ x, const fb_s
       for (int e = 0; e < 4; ++e) {
         const fb_st st = fb_to_st(acc[i][j][e]);  // the conv as stored (cuDNN's output, eager's conv)
         so[(c + (e & 1)) * OUT_LD + r + 8 * (e >> 1)] = st;
-        // conv + bias as eager rounds it (fb_so_conv_value): the value the statistics see
-        acc[i][j][e] = HAS_BIAS ? fb_round(fb_ld(st) + ((e & 1) ? b1 : b0)) : fb_ld(st);
+        // conv + bias (+ add) as eager rounds it (fb_so_conv_value): the value the statistics see
+        const float v = HAS_BIAS ? fb_round(fb_ld(st) + ((e & 1) ? b1 : b0)) : fb_ld(st);
+        acc[i][j][e] = HAS_ADD ? fb_round(v + ((e & 1) ? a1 : a0)) : v;
       }
     }
   }

@@ -13,7 +13,7 @@
 namespace fuseblock::cuda {
 namespace {
 
-// fb_so_apply keeps three floats per channel of its group in static shared memory.
+// fb_so_apply keeps four floats per channel of its group in static shared memory (32 KB here).
 constexpr int64_t kMaxChannelsPerGroup = 2048;
 
 // fb_so_apply: the last kernel of both engines' programs.
@@ -25,9 +25,12 @@ void add_apply_step(LaunchProgram& prog, const Pipeline& p, const StoreOnceLayou
   Step apply = kernel_step(
       "fb_so_apply", kStoreOnceThreads, 0, ag,
       {Arg::buffer(R::ConvOutput), Arg::buffer(R::ConvBias), Arg::buffer(R::StatsPartials), Arg::buffer(R::NormWeight),
-       Arg::buffer(R::NormBias), Arg::buffer(R::Output), Arg::buffer(R::DropoutState)});
+       Arg::buffer(R::NormBias), Arg::buffer(R::ChannelAdd), Arg::buffer(R::Output), Arg::buffer(R::DropoutState)});
+  for (const BufferRef& slopes : prelu_weight_refs(p)) apply.args.push_back(Arg::buffer(slopes));  // prelu0, ...
   apply.reads = {R::ConvOutput};
   if (p.conv.bias) apply.reads.push_back(R::ConvBias);
+  if (p.channel_add()) apply.reads.push_back(R::ChannelAdd);
+  for (const BufferRef& slopes : prelu_weight_refs(p)) apply.reads.push_back(slopes);
   if (norm) apply.reads.push_back(R::StatsPartials);
   if (norm && p.norm->affine) apply.reads.push_back(R::NormWeight), apply.reads.push_back(R::NormBias);
   if (active_dropout(p)) apply.reads.push_back(R::DropoutState);
@@ -110,6 +113,7 @@ ConvGeometry add_store_once_buffers(LaunchProgram& prog, const Pipeline& p, cons
   add_io_buffers(prog, p);
   const ConvGeometry g = conv_in_3d(p);
   add_conv_param_buffers(prog, p, g);
+  add_epilogue_buffers(prog, p);
   using R = BufferRole;
   prog.buffers.push_back({R::ConvOutput, BufferKind::Intermediate, prog.bytes_of(R::Output)});
   if (p.norm)
@@ -169,9 +173,10 @@ LaunchProgram build_igemm(const ConvProblem& problem, const ConvTuning& t) {
   cg.grid_x = s.conv_blocks;
   Step conv = kernel_step("fb_ig_conv", static_cast<unsigned>(s.threads), s.smem, cg,
                           {Arg::buffer(channels_last), Arg::buffer(packed), Arg::buffer(R::ConvBias),
-                           Arg::buffer(R::ConvOutput), Arg::buffer(R::StatsPartials)});
+                           Arg::buffer(R::ChannelAdd), Arg::buffer(R::ConvOutput), Arg::buffer(R::StatsPartials)});
   conv.reads = {channels_last, packed};
   if (p.conv.bias) conv.reads.push_back(R::ConvBias);
+  if (p.channel_add()) conv.reads.push_back(R::ChannelAdd);
   conv.writes = {R::ConvOutput};
   if (norm) conv.writes.push_back(R::StatsPartials);
   conv.flops = conv_pass_flops(g);
@@ -222,11 +227,16 @@ LaunchProgram StoreOnce::build(const ConvProblem& problem, const ConvTuning& con
     Grid sg;
     sg.grid_x = l.stats_grid();
     Step stats = kernel_step("fb_so_stats", kStoreOnceThreads, 0, sg,
-                             {Arg::buffer(R::ConvOutput), Arg::buffer(R::ConvBias), Arg::buffer(R::StatsPartials)});
+                             {Arg::buffer(R::ConvOutput), Arg::buffer(R::ConvBias), Arg::buffer(R::ChannelAdd),
+                              Arg::buffer(R::StatsPartials)});
     stats.reads = {R::ConvOutput};
     if (p.conv.bias) stats.reads.push_back(R::ConvBias);
+    if (p.channel_add()) stats.reads.push_back(R::ChannelAdd);
     stats.writes = {R::StatsPartials};
-    stats.note = "conv + bias as eager rounds it -> per-(sample, channel, chunk) mean and M2 (reads the conv in L2)";
+    stats.note = p.channel_add() ? "conv + bias + the per-(sample, channel) input as eager rounds them -> per-(sample, "
+                                   "channel, chunk) mean and M2 (reads the conv in L2)"
+                                 : "conv + bias as eager rounds it -> per-(sample, channel, chunk) mean and M2 (reads the "
+                                   "conv in L2)";
     prog.steps.push_back(stats);
   }
   add_apply_step(prog, p, l);
