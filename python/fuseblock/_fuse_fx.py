@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import types
 from functools import partial
 
 import torch
@@ -323,9 +324,20 @@ class TracedPlan:
         for n in graph.nodes:  # the graph's code runs with the module itself as `self`
             if n.op in ("call_module", "get_attr") and n.target.startswith("m."):
                 n.target = n.target[2:]
+            elif n.op == "get_attr" and n.target != "_fuseblock_blocks":
+                n.target = self._keep_constant(root, n.target)
         graph.lint()
         guard = PlanGuard([(self.path, self.module)] + covered, fused, root=self.module)
         return _Graph(compile_graph(graph), guard), count, None
+
+    def _keep_constant(self, root, name: str) -> str:
+        """A tensor fx made an attribute of the trace's root (a constant of the forward, e.g.
+        torch.tensor(...)): kept in a namespace of the module (not an nn.Module: the model's tree
+        and state_dict stay as they are), under a name of its own for this graph."""
+        constants = self.module.__dict__.setdefault("_fuseblock_constants", types.SimpleNamespace())
+        kept = f"c{len(vars(constants))}_{name}"
+        setattr(constants, kept, getattr(root, name))
+        return f"_fuseblock_constants.{kept}"
 
     def blocks_in(self, call_node) -> list:
         index = call_node.args[0].args[1]  # _call_block(getitem(table, index), x, other)
@@ -347,6 +359,7 @@ class TracedPlan:
                     return self._original(args, kwargs)
                 self.graphs.clear()  # every graph may call the changed modules: all are traced again
                 self.module.__dict__["_fuseblock_blocks"].clear()
+                self.module.__dict__.pop("_fuseblock_constants", None)
                 graph = _UNSEEN
         if graph is _UNSEEN:
             if len(self.graphs) >= _MAX_GRAPHS:
@@ -377,7 +390,7 @@ class TracedPlan:
             if self.failed_kinds >= _MAX_FAILED_KINDS and not any(self.graphs.values()):
                 self.report.add_note(f"{self.path or '<model>'}: {self.failed_kinds} kinds of call could not be "
                                      "traced; its forward is the module's own again")
-                for name in ("forward", "_fuseblock_blocks"):
+                for name in ("forward", "_fuseblock_blocks", "_fuseblock_constants"):
                     self.module.__dict__.pop(name, None)
         self.graphs[key] = graph
         return graph
@@ -445,7 +458,8 @@ def fuse_traced(module, path: str, report: FuseReport) -> None:
         module.forward = plan
         return
     if count == 0:
-        module.__dict__.pop("_fuseblock_blocks", None)
+        for name in ("_fuseblock_blocks", "_fuseblock_constants"):
+            module.__dict__.pop(name, None)
         return
     plan.graphs[key] = graph
     module.forward = plan

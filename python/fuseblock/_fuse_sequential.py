@@ -103,7 +103,7 @@ class SequentialPlan:
             return unfused()
         self.seq.__dict__.pop("forward", None)
         fuse_sequential(self.seq, self.path, self.report, self.policy)
-        return self.seq(x) if "forward" in self.seq.__dict__ else unfused()
+        return self.seq.forward(x)  # the new plan, or the class forward: hooks ran already
 
     @property
     def __code__(self):  # torch.export reads the root module's forward.__code__

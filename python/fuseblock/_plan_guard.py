@@ -11,8 +11,9 @@ another is simply used: the blocks read parameters at every call). Global module
 (torch.nn.modules.module.register_module_forward_hook) do not make the plan stale, but while
 any is registered the plan's modules must be called: the owner runs them unfused.
 
-The check is one generated function of `is` comparisons and truthiness tests against the values
-seen at planning time (bound as its defaults), so a call costs about a microsecond and Dynamo
+The check is one generated function of tuple comparisons (each element by identity first, so a
+NaN attribute compares equal to itself) and truthiness tests of hook dicts against what was seen
+at planning time (bound as its defaults), so a call costs about a microsecond and Dynamo
 traces it (it reads module attributes and hook dicts, which Dynamo guards on itself: a change
 recompiles, and the recompiled check sees it). `why()` is the slow path that names what changed.
 """
@@ -20,10 +21,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import nn
 from torch.nn.modules import module as _module_globals
 
-# A fused module's attributes that its FusedBlock reads per call rather than once (Dropout's p).
+# A fused module's attributes that its FusedBlock reads per call (Dropout's p), or that change
+# nothing it computes (inplace; a transposed conv is never fused).
+_NOT_IN_PLAN = {"training", "inplace", "transposed", "output_padding"}
 _READ_PER_CALL = {nn.Dropout: ("p",)}
 _SCALARS = (int, float, bool, str, type(None))
 
@@ -41,8 +45,8 @@ def _plain_value(v) -> bool:
 
 
 def _read_attributes(m: nn.Module) -> list:
-    """The public plain attributes of `m` (padding, eps, negative_slope, ...), which the spec read."""
-    skip = {"training", *_READ_PER_CALL.get(type(m), ())}
+    """The public plain attributes of `m` that its spec line reads (padding, eps, negative_slope)."""
+    skip = _NOT_IN_PLAN | set(_READ_PER_CALL.get(type(m), ()))
     return [k for k, v in vars(m).items() if not k.startswith("_") and k not in skip and _plain_value(v)]
 
 
@@ -51,32 +55,50 @@ class PlanGuard:
     not at the plan's root must stay without hooks) and the modules its blocks fused."""
 
     def __init__(self, containers: list, fused: list, root: Optional[nn.Module] = None):
+        # The check reads the modules' own dicts (__dict__, _modules, _parameters, the hook dicts),
+        # bound once: an nn.Module's attribute read goes through its class's __getattr__ hook and
+        # costs several times a dict lookup. Those dicts are the module's for its whole life
+        # (setattr, register_*_hook and append all write into them).
         self._values: dict = {}
-        self._probes: list = []  # (what it means when false, expression)
+        # Each probe: (what it means when it fails, its expressions, what they gave): one tuple
+        # comparison a probe (element by element, identity first: a NaN attribute equals itself).
+        self._probes: list = []
+        self._hooked: list = []  # (path, forward hooks, pre-hooks) of modules the plan does not call
         for path, c in containers:
-            name = self._bind(c)
-            children = list(c._modules.items())
-            same = [f"len({name}._modules) == {len(children)}"]
-            for key, child in children:
-                same.append(f"{name}._modules.get({key!r}) is {self._bind(child)}")
+            children = self._bind(c._modules)
             self._probes.append((f"the modules of {path or '<model>'} were replaced, added or removed",
-                                 " and ".join(same)))
+                                 [children], [type(c._modules)(c._modules)]))
             if c is not root:
-                self._hooks(path, name)
+                self._hooked.append((path or "<model>", self._bind(c._forward_hooks),
+                                     self._bind(c._forward_pre_hooks)))
         for path, m in fused:
-            name = self._bind(m)
-            self._hooks(path, name)
-            for attr in _read_attributes(m):
-                self._probes.append((f"{path}.{attr} changed", f"{name}.{attr} is {self._bind(getattr(m, attr))} "
-                                     f"or {name}.{attr} == {self._bind(getattr(m, attr))}"))
-            # The block reads the parameters at every call (a Parameter put in place of another is
-            # used), but whether one is None (conv bias=False) is in its spec. (Identity would also
-            # break under torch.export, which puts its own tensors in the modules while it traces.)
-            for key, p in m._parameters.items():
-                self._probes.append((f"{path}.{key} became {'a tensor' if p is None else 'None'}",
-                                     f"({name}._parameters.get({key!r}) is None) is {p is None}"))
-        self.fresh = self._function(" and ".join(f"({e})" for _, e in self._probes) or "True")
-        self._checks = [(what, self._function(e)) for what, e in self._probes]  # each probe alone, for why()
+            self._hooked.append((path, self._bind(m._forward_hooks), self._bind(m._forward_pre_hooks)))
+            attrs = _read_attributes(m)
+            d = self._bind(vars(m))
+            exprs = [f"{d}[{a!r}]" for a in attrs]
+            values = [getattr(m, a) for a in attrs]
+            if "bias" in m._parameters:  # the block reads parameters per call; bias=None is in its spec
+                exprs.append(f"({self._bind(m._parameters)}['bias'] is None)")
+                values.append(m._parameters["bias"] is None)
+            if exprs:
+                self._probes.append((f"{path}.{{}} changed", exprs, values))
+        self._make_function()
+
+    def _make_function(self) -> None:
+        checks = [f"({', '.join(e)},) == {self._bind(tuple(v))}" for _, e, v in self._probes]
+        hooked = self._hooked + [("", self._bind(_module_globals._global_forward_hooks),
+                                  self._bind(_module_globals._global_forward_pre_hooks))]
+        hooks = " or ".join(f"{h} or {p}" for _, h, p in hooked)
+        checks += [f"not ({hooks})"] if hooks else []
+        self._source = " and ".join(f"({c})" for c in checks) or "True"
+        self.fresh = self._function(self._source)
+
+    def __getstate__(self):  # a copy (deepcopy, pickle) checks the copied modules: its function is made again
+        return {k: v for k, v in self.__dict__.items() if k != "fresh"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.fresh = self._function(self._source)
 
     def _function(self, expr: str):
         args = ", ".join(f"{k}={k}" for k in self._values)
@@ -89,21 +111,24 @@ class PlanGuard:
         self._values[name] = value
         return name
 
-    def _hooks(self, path: str, name: str) -> None:
-        self._probes.append((f"{path or '<model>'} got a forward hook or pre-hook",
-                             f"not {name}._forward_hooks and not {name}._forward_pre_hooks"))
-
     def stale(self) -> Optional[str]:
         """Why the plan cannot run now (None: it can): global hooks, or what changed (why())."""
-        if not self.fresh():
-            return self.why() or "the model changed"
+        if self.fresh():
+            return None
         if global_hooks_registered():
             return GLOBAL_HOOKS
-        return None
+        # why() evaluates expressions, which Dynamo cannot trace: it is said eagerly later
+        return "the model changed" if torch.compiler.is_compiling() else self.why() or "the model changed"
 
     def why(self) -> Optional[str]:
-        """What changed since the plan was made (None: nothing)."""
-        for what, check in self._checks:
-            if not check():
-                return what
+        """What changed since the plan was made (None: nothing); the slow path, after fresh() failed."""
+        for path, hooks, pre_hooks in self._hooked:
+            if self._values[hooks] or self._values[pre_hooks]:
+                return f"{path} got a forward hook or pre-hook"
+        for what, exprs, values in self._probes:
+            for e, was in zip(exprs, values):
+                now = eval(e, dict(self._values))  # noqa: S307 - one of the expressions made above
+                if not (now is was or now == was):
+                    attribute = "bias" if "'bias'] is None" in e else e.split("[", 1)[-1].strip("']")
+                    return what.format(attribute)
         return None

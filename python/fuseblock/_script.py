@@ -11,7 +11,7 @@ import warnings
 
 from torch import nn
 
-_PLAN_ATTRIBUTES = ("forward", "_fuseblock_blocks", "__prepare_scriptable__")
+_PLAN_ATTRIBUTES = ("forward", "_fuseblock_blocks", "_fuseblock_constants", "__prepare_scriptable__")
 
 
 class _UnfusedForScript:
