@@ -318,3 +318,26 @@ def test_a_change_after_torch_compile_recompiles_and_runs_what_unfused_does(chan
             else:
                 m[1].eps = 0.75
         torch.testing.assert_close(compiled(x), model(x), equal_nan=True)
+
+
+class LooksUpByChannels(nn.Module):
+    """A dict looked up with a traced value: fx raises KeyError: Proxy(...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4)
+        self.scales = {3: 2.0}
+
+    def forward(self, x):
+        return self.norm(self.conv(x)) * self.scales[x.shape[1]]
+
+
+def test_fx_internal_errors_are_explained_in_the_report():
+    torch.manual_seed(0)
+    model = LooksUpByChannels().eval()
+    fused = copy.deepcopy(model)
+    report = fbt.fuse(fused)
+    assert any("KeyError: Proxy(" in n and "as a dict key" in n for n in report.notes), str(report)
+    x = fresh_input(13)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), equal_nan=True)
