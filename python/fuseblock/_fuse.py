@@ -12,8 +12,10 @@ from torch import nn
 
 from ._fuse_fx import TracedPlan, fuse_traced
 from ._fuse_report import FuseReport
-from ._fuse_sequential import SequentialPlan, fuse_sequential, is_plain_sequential
+from ._fuse_sequential import SequentialPlan, fuse_sequential, is_flattened, is_plain_sequential
 from ._fused_block import FusedBlock
+from ._plan_guard import GLOBAL_HOOKS, global_hooks_registered
+from ._script import prepare_for_script
 
 
 def _conv_below(m: nn.Module) -> bool:
@@ -28,8 +30,9 @@ def _visit(m: nn.Module, path: str, report: FuseReport, in_sequential: bool = Fa
         _visit(child, f"{path}.{name}" if path else name, report, sequential)
     if sequential:
         # A plain Sequential inside another is scanned as part of the outer one's flat list, so
-        # that a run may span both (MONAI's Convolution(conv, ADN(N, D, A))).
-        if not in_sequential:
+        # that a run may span both (MONAI's Convolution(conv, ADN(N, D, A))); one with hooks is
+        # not flattened (its hooks must run around its own forward): it is scanned alone.
+        if not (in_sequential and is_flattened(m)):
             fuse_sequential(m, path, report)
     elif not type(m).__module__.startswith("torch.nn"):  # ModuleList and the like have no forward to trace
         fuse_traced(m, path, report)
@@ -48,10 +51,18 @@ def fuse(model: nn.Module) -> FuseReport:
     The modules whose forward now runs fused blocks get an instance attribute `forward`; a
     FusedBlock runs the modules themselves, unfused, while autograd records through it (the
     op has no backward) and, with a warning, where x's device cannot run the block's form.
-    Attributes of the fused modules other than dropout's p are read once, when fused."""
+
+    Every call of a fused forward first checks that the model is still what it planned for
+    (_plan_guard: the modules on its path, their hooks, the fused modules' attributes and
+    parameters, global module hooks); after a change it plans again, or runs unfused, and says
+    why (a warning once, a note in the report). torch.jit.script of a fused model scripts the
+    model unfused (see _script)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"fuseblock.torch.fuse takes an nn.Module, not {type(model).__name__}")
     report = FuseReport()
+    if global_hooks_registered():
+        report.add_note(f"nothing was fused: {GLOBAL_HOOKS}; call fuse() once they are removed")
+        return report
     earlier = _fused_earlier(model)  # before this call installs plans of its own
     _visit(model, "", report)
     fused = {e.block.names[0] for e in report.fused}
@@ -61,6 +72,8 @@ def fuse(model: nn.Module) -> FuseReport:
     for path, m in model.named_modules():
         if isinstance(m, nn.modules.conv._ConvNd) and path not in fused | earlier and path not in report.left:
             report.add_left(path, "no forward that calls it was traced or scanned")
+    if report.fused:
+        prepare_for_script(model)
     return report
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import types
 from functools import partial
 
 import torch
@@ -23,12 +24,16 @@ from torch import nn
 from . import _module_spec as ms
 from ._fuse_report import FuseReport, FusedEntry
 from ._fused_block import FusedBlock
+from ._fx_codegen import compile_graph, trace_failure
+from ._plan_guard import PlanGuard
+from ._stale_plan import StalePlanPolicy
 from ._pointwise import _FUNCTIONS, FUNCTIONS_WITH_ARGUMENTS, is_identity, pointwise_spec_line, spec_number
 
 _TENSOR = "<tensor>"  # an argument slot that holds a tensor (traced as a graph input)
 _METHODS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 _ADDS = (operator.add, operator.iadd, torch.add)
 _MAX_GRAPHS = 16  # kinds of call one traced module keeps
+_MAX_FAILED_KINDS = 4  # kinds of call traced in vain before a module's plan gives up
 
 
 # fx patches nn.Module.__call__ and __getattr__ process-wide while it traces, and restores what it
@@ -45,6 +50,7 @@ class _Tracer(fx.Tracer):
     def trace(self, root, concrete_args=None):
         with _TRACE_LOCK:
             self._thread = threading.get_ident()
+            self.traced_through = []
             return super().trace(root, concrete_args)
 
     def is_leaf_module(self, m, qualname):
@@ -55,6 +61,9 @@ class _Tracer(fx.Tracer):
     def call_module(self, m, forward, args, kwargs):
         if threading.get_ident() != self._thread:
             return forward(*args, **kwargs)
+        qualname = self.path_of_module(m)
+        if not self.is_leaf_module(m, qualname):  # its forward is inlined: the plan covers it
+            self.traced_through.append((qualname, m))
         return super().call_module(m, forward, args, kwargs)
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
@@ -281,12 +290,15 @@ def _call_block(block, x, other):
 
 
 class TracedPlan:
-    """The forward installed on a traced module: one compiled graph per kind of call."""
+    """The forward installed on a traced module: one compiled graph per kind of call, each with
+    the guard (_plan_guard) of what its trace covered, checked at every call."""
 
     def __init__(self, module, path: str, report: FuseReport):
         self.module, self.path, self.report = module, path, report
         self.blocks: dict = {}
-        self.graphs: dict = {}
+        self.graphs: dict = {}  # kind of call -> _Graph, or None (the original forward)
+        self.failed_kinds = 0
+        self.policy = StalePlanPolicy(path, report)
         module.__dict__["_fuseblock_blocks"] = _BlockTable(self.blocks)
 
     def __getstate__(self):  # compiled graphs are code objects: traced again after unpickling
@@ -297,52 +309,121 @@ class TracedPlan:
         return type(self).__call__.__code__
 
     def build(self, key):
-        """The compiled forward for one kind of call (None: the original forward), and how many
-        blocks it fused; a failed trace is a note in the report."""
+        """The graph for one kind of call (None: the original forward), and how many blocks it
+        fused; a failed trace is a sentence saying why."""
         prefix = self.path + "." if self.path else ""
         root = _root(self.module, key)
+        tracer = _Tracer()
         try:
-            graph = _Tracer().trace(root)
+            graph = tracer.trace(root)
         except Exception as e:  # noqa: BLE001 - any failure of tracing means "run it unfused"
-            return None, 0, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            return None, 0, trace_failure(e)
+        covered = [(prefix + q[2:], m) for q, m in tracer.traced_through]
+        hooked = next((p for p, m in covered if ms.hooks_problem(m)), None)
+        if hooked is not None:
+            return None, 0, f"{hooked} has forward hooks or pre-hooks, which the traced forward would not run"
         modules = dict(root.named_modules())
         count = rewrite(graph, modules, prefix, self.blocks, self.report,
                         f"{self.path or '<model>'} ({type(self.module).__name__})")
+        fused = [(p, m) for n in graph.nodes if n.op == "call_function" and n.target is _call_block
+                 for p, m in self.blocks_in(n)]
         for n in graph.nodes:  # the graph's code runs with the module itself as `self`
             if n.op in ("call_module", "get_attr") and n.target.startswith("m."):
                 n.target = n.target[2:]
+            elif n.op == "get_attr" and n.target != "_fuseblock_blocks":
+                n.target = self._keep_constant(root, n.target)
         graph.lint()
-        code = graph.python_code(root_module="self")
-        scope = dict(code.globals)
-        exec(code.src, scope)  # noqa: S102 - fx's own way to compile a graph (GraphModule.recompile)
-        return scope["forward"], count, None
+        guard = PlanGuard([(self.path, self.module)] + covered, fused, root=self.module)
+        return _Graph(compile_graph(graph), guard), count, None
+
+    def _keep_constant(self, root, name: str) -> str:
+        """A tensor fx made an attribute of the trace's root (a constant of the forward, e.g.
+        torch.tensor(...)): kept in a namespace of the module (not an nn.Module: the model's tree
+        and state_dict stay as they are), under a name of its own for this graph."""
+        constants = self.module.__dict__.setdefault("_fuseblock_constants", types.SimpleNamespace())
+        kept = f"c{len(vars(constants))}_{name}"
+        setattr(constants, kept, getattr(root, name))
+        return f"_fuseblock_constants.{kept}"
+
+    def blocks_in(self, call_node) -> list:
+        index = call_node.args[0].args[1]  # _call_block(getitem(table, index), x, other)
+        return list(self.blocks.values())[index].modules_by_name()
+
+    def _original(self, args, kwargs):
+        return type(self.module).forward(self.module, *args, **kwargs)
 
     def __call__(self, *args, **kwargs):
         m = self.module
         key = call_key(m, args, kwargs)
         if key is None:
-            return type(m).forward(m, *args, **kwargs)
-        if key not in self.graphs and len(self.graphs) >= _MAX_GRAPHS:
-            # A value that changes every call (a float schedule) would trace every call: stop.
-            self.report.add_note(f"{self.path or '<model>'}: more than {_MAX_GRAPHS} kinds of call; new ones run unfused")
-            return type(m).forward(m, *args, **kwargs)
-        if key not in self.graphs and torch.compiler.is_compiling():
-            # Tracing compiles the graph's code with exec, which torch.compile cannot follow (a
-            # graph break, an error under fullgraph=True): this kind of call, first seen while
-            # compiling, runs the original forward; torch.compile compiles its modules itself.
-            return type(m).forward(m, *args, **kwargs)
-        if key not in self.graphs:
-            fn, _, failure = self.build(key)
-            if failure:
-                self.report.add_note(f"{self.path or '<model>'}: a new kind of call could not be traced "
-                                         f"({failure}); it runs unfused")
-            self.graphs[key] = fn
-        fn = self.graphs[key]
-        if fn is None:
-            return type(m).forward(m, *args, **kwargs)
+            return self._original(args, kwargs)
+        graph = self.graphs.get(key, _UNSEEN)
+        if graph is not _UNSEEN and graph is not None:
+            why = graph.guard.stale()
+            if why is not None:
+                if not self.policy.replans(why, torch.compiler.is_compiling()):
+                    return self._original(args, kwargs)
+                self.graphs.clear()  # every graph may call the changed modules: all are traced again
+                self.module.__dict__["_fuseblock_blocks"].clear()
+                self.module.__dict__.pop("_fuseblock_constants", None)
+                graph = _UNSEEN
+        if graph is _UNSEEN:
+            if len(self.graphs) >= _MAX_GRAPHS:
+                # A value that changes every call (a float schedule) would trace every call: stop.
+                self.report.add_note(f"{self.path or '<model>'}: more than {_MAX_GRAPHS} kinds of call; new ones "
+                                     "run unfused")
+                return self._original(args, kwargs)
+            if torch.compiler.is_compiling():
+                # Tracing compiles the graph's code with exec, which torch.compile cannot follow (a
+                # graph break, an error under fullgraph=True): this kind of call, first seen while
+                # compiling, runs the original forward; torch.compile compiles its modules itself.
+                return self._original(args, kwargs)
+            graph = self._build_for_call(key)
+        if graph is None:
+            return self._original(args, kwargs)
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
-        return fn(m, *tensors)
+        if graph.checked or torch.compiler.is_compiling():
+            return graph.fn(m, *tensors)
+        return self._first_call(key, graph, tensors, args, kwargs)
+
+    def _build_for_call(self, key):
+        graph, _, failure = self.build(key)
+        if failure:
+            self.report.add_note(f"{self.path or '<model>'}: a new kind of call could not be traced "
+                                 f"({failure}); it runs unfused")
+            self.failed_kinds += 1
+            if self.failed_kinds >= _MAX_FAILED_KINDS and not any(self.graphs.values()):
+                self.report.add_note(f"{self.path or '<model>'}: {self.failed_kinds} kinds of call could not be "
+                                     "traced; its forward is the module's own again")
+                for name in ("forward", "_fuseblock_blocks", "_fuseblock_constants"):
+                    self.module.__dict__.pop(name, None)
+        self.graphs[key] = graph
+        return graph
+
+    def _first_call(self, key, graph, tensors, args, kwargs):
+        """A graph's first call: where it raises (fx wrote code that cannot run), the graph is
+        dropped with a note, and the original forward gives this call's result (or its error)."""
+        try:
+            y = graph.fn(self.module, *tensors)
+        except Exception as e:  # noqa: BLE001 - the original forward raises it again if it is the input's fault
+            self.graphs[key] = None
+            self.report.add_note(f"{self.path or '<model>'}: a traced forward failed at its first call "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                 "this kind of call runs unfused")
+            return self._original(args, kwargs)
+        graph.checked = True
+        return y
+
+
+_UNSEEN = object()
+
+
+class _Graph:
+    """One kind of call's compiled forward and its guard; `checked` once a call ran it."""
+
+    def __init__(self, fn, guard: PlanGuard):
+        self.fn, self.guard, self.checked = fn, guard, False
 
 
 class _BlockTable:
@@ -351,6 +432,10 @@ class _BlockTable:
     def __init__(self, blocks: dict):
         self.blocks = blocks
         self._by_index: list = []
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self._by_index = []
 
     def __getitem__(self, i):
         # Every call of a traced forward indexes here: the list is rebuilt only when a trace
@@ -361,17 +446,26 @@ class _BlockTable:
 
 
 def fuse_traced(module, path: str, report: FuseReport) -> None:
-    """Traces `module` for the call fuse() expects; installs a TracedPlan where it found blocks."""
+    """Traces `module` for the call fuse() expects; installs a TracedPlan where it found blocks.
+    Where that trace fails and convolutions below are still unfused, the plan is installed all
+    the same: the kind of call fuse() expected runs the original forward, and each other kind
+    (other arguments, often the defaults the failed trace took) is traced at its first call,
+    until _MAX_FAILED_KINDS kinds failed with none traced (then the plan removes itself)."""
     plan = TracedPlan(module, path, report)
     key = signature_key(module)
-    fn, count, failure = plan.build(key)
+    graph, count, failure = plan.build(key)
     if failure:
-        module.__dict__.pop("_fuseblock_blocks", None)
-        report.notes.append(f"fx could not trace {path or '<model>'} ({type(module).__name__}): {failure}; "
-                            "its Sequentials were scanned instead")
+        where = f"{path or '<model>'} ({type(module).__name__})"
+        report.notes.append(f"fx could not trace {where} for a call with its defaults: {failure}; its "
+                            f"Sequentials were scanned instead, and the first {_MAX_FAILED_KINDS} other kinds of "
+                            "call are traced when made")
+        plan.graphs[key] = None
+        plan.failed_kinds = 1
+        module.forward = plan
         return
     if count == 0:
-        module.__dict__.pop("_fuseblock_blocks", None)
+        for name in ("_fuseblock_blocks", "_fuseblock_constants"):
+            module.__dict__.pop(name, None)
         return
-    plan.graphs[key] = fn
+    plan.graphs[key] = graph
     module.forward = plan

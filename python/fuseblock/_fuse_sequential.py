@@ -4,24 +4,34 @@ A Sequential with runs gets a forward of its own (an instance attribute) that ca
 FusedBlock in place of its modules; the modules themselves stay where they are."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from . import _module_spec as ms
 from ._fuse_report import FuseReport, FusedEntry
 from ._fused_block import FusedBlock
+from ._plan_guard import PlanGuard
 from ._pointwise import is_identity, pointwise_spec_line
+from ._stale_plan import StalePlanPolicy
 
 
 def is_plain_sequential(m) -> bool:
     return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward and "forward" not in m.__dict__
 
 
-def _flatten(seq: nn.Sequential, path: str) -> list:
+def is_flattened(m) -> bool:
+    """A plain Sequential without hooks: its modules join its parent Sequential's flat list (a
+    hooked one is called as itself, so that its hooks run)."""
+    return is_plain_sequential(m) and not ms.hooks_problem(m)
+
+
+def _flatten(seq: nn.Sequential, path: str, containers: list) -> list:
     # _modules, as Sequential.forward: named_children() lists a module held twice only once.
+    containers.append((path, seq))
     out = []
     for name, child in seq._modules.items():
         p = f"{path}.{name}" if path else name
-        out += _flatten(child, p) if is_plain_sequential(child) else [(p, child)]
+        out += _flatten(child, p, containers) if is_flattened(child) else [(p, child)]
     return out
 
 
@@ -47,6 +57,8 @@ def _run_at(flat: list, i: int):
     if i + 1 == len(flat):
         return 0, "nothing follows it in its Sequential"
     norm_path, norm = flat[i + 1]
+    if is_plain_sequential(norm):
+        return 0, f"it is followed by {norm_path} (Sequential), which has hooks: not flattened, so that they run"
     if not ms.is_norm(norm):
         return 0, f"it is followed by {norm_path} ({type(norm).__name__}), not a GroupNorm or InstanceNorm"
     problem = ms.norm_problem(norm, conv)
@@ -69,23 +81,38 @@ def _run_at(flat: list, i: int):
 
 
 class SequentialPlan:
-    """A Sequential's forward with its runs fused: its steps are modules and FusedBlocks."""
+    """A Sequential's forward with its runs fused: its steps are modules and FusedBlocks. Each call
+    first checks its guard (_plan_guard); a stale plan is made again (StalePlanPolicy)."""
 
-    def __init__(self, steps: list):
-        self.steps = steps
+    def __init__(self, seq: nn.Sequential, path: str, report: FuseReport, steps: list, guard: PlanGuard,
+                 policy: StalePlanPolicy):
+        self.seq, self.path, self.report = seq, path, report
+        self.steps, self.guard, self.policy = steps, guard, policy
 
     def __call__(self, x):
+        why = self.guard.stale()
+        if why is not None:
+            return self._stale(x, why)
         for step in self.steps:
             x = step(x)
         return x
+
+    def _stale(self, x, why):
+        unfused = lambda: nn.Sequential.forward(self.seq, x)  # noqa: E731
+        if not self.policy.replans(why, torch.compiler.is_compiling()):
+            return unfused()
+        self.seq.__dict__.pop("forward", None)
+        fuse_sequential(self.seq, self.path, self.report, self.policy)
+        return self.seq.forward(x)  # the new plan, or the class forward: hooks ran already
 
     @property
     def __code__(self):  # torch.export reads the root module's forward.__code__
         return type(self).__call__.__code__
 
 
-def fuse_sequential(seq: nn.Sequential, path: str, report: FuseReport) -> None:
-    flat = _flatten(seq, path)
+def fuse_sequential(seq: nn.Sequential, path: str, report: FuseReport, policy: StalePlanPolicy = None) -> None:
+    containers = []
+    flat = _flatten(seq, path, containers)
     steps, i, fused = [], 0, False
     while i < len(flat):
         p, m = flat[i]
@@ -101,4 +128,8 @@ def fuse_sequential(seq: nn.Sequential, path: str, report: FuseReport) -> None:
         steps.append(m)
         i += 1
     if fused:
-        seq.forward = SequentialPlan(steps)  # an instance attribute: nn.Module.__call__ calls it
+        blocks = [s for s in steps if isinstance(s, FusedBlock)]
+        modules = [(name, m) for b in blocks for name, m in b.modules_by_name()]
+        guard = PlanGuard(containers, modules, root=seq)
+        policy = policy or StalePlanPolicy(path, report)
+        seq.forward = SequentialPlan(seq, path, report, steps, guard, policy)  # nn.Module.__call__ calls it

@@ -51,6 +51,14 @@ class FusedBlock(nn.Module):
     def extra_repr(self) -> str:
         return " -> ".join(self.names)
 
+    def modules_by_name(self) -> list:
+        """(path, module) of each module the block runs in place of (functions of a traced forward
+        and the added input are not modules)."""
+        conv, norm, chain = self._parts
+        names = [n for i, n in enumerate(self.names) if not (self.channel_add and i == 1)]
+        parts = [conv, norm, *(src for src, _ in chain)]
+        return [(n, m) for n, m in zip(names, parts) if isinstance(m, nn.Module)]
+
     def _dropouts(self) -> list:
         return [src for src, _ in self._parts[2] if type(src) is nn.Dropout]
 

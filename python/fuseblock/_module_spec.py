@@ -23,11 +23,36 @@ def _tuple(values: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(v)) for v in values) + ")"
 
 
-def is_conv(m) -> bool:
-    """Exactly nn.Conv1d/2d/3d, or a subclass that keeps their forward (a subclass with a forward
-    of its own, such as a LoRA wrapper, may compute something else)."""
+# What a conv subclass may define and still compute what its base class does.
+_HARMLESS_CLASS_ENTRIES = {"__init__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__",
+                           "__annotations__", "__firstlineno__", "__static_attributes__", "__orig_bases__",
+                           "__parameters__", "__annotate_func__", "__annotations_cache__"}
+
+
+def overridden_method(m) -> Optional[str]:
+    """The first method (or property) that a subclass of nn.Conv1d/2d/3d defines other than
+    __init__ (a `_conv_forward` that standardises the weight, a LoRA forward), as Class.name; None
+    when it defines none. The class torch.nn.utils.parametrize makes (its tensor properties
+    compute the weight, which the block reads) is not counted."""
     base = next((t for t in CONV_DIMS if isinstance(m, t)), None)
-    return base is not None and type(m).forward is base.forward
+    if base is None:
+        return None
+    mro = type(m).__mro__
+    for cls in mro[:mro.index(base)]:
+        if cls is type(m) and torch.nn.utils.parametrize.is_parametrized(m) and cls.__name__.startswith("Parametrized"):
+            continue
+        for name, v in vars(cls).items():
+            if name not in _HARMLESS_CLASS_ENTRIES and (callable(v) or hasattr(v, "__get__")):
+                return f"{cls.__name__}.{name}"
+    return None
+
+
+def is_conv(m) -> bool:
+    """Exactly nn.Conv1d/2d/3d, or a subclass that overrides nothing but __init__ (one with a
+    forward or _conv_forward of its own, such as weight standardisation, may compute something
+    else)."""
+    base = next((t for t in CONV_DIMS if isinstance(m, t)), None)
+    return base is not None and overridden_method(m) is None
 
 
 def _conv_padding(conv) -> Optional[tuple]:
@@ -53,8 +78,13 @@ def hooks_problem(m) -> Optional[str]:
 def conv_problem(conv) -> Optional[str]:
     if not is_conv(conv):
         if isinstance(conv, nn.modules.conv._ConvNd):
-            what = "a transposed convolution" if getattr(conv, "transposed", False) else "a conv subclass with its own forward"
-            return f"{type(conv).__name__} is {what}: not supported"
+            if getattr(conv, "transposed", False):
+                return f"{type(conv).__name__} is a transposed convolution: not supported"
+            method = overridden_method(conv)
+            if method:
+                return (f"{type(conv).__name__} is a conv subclass that overrides {method}: fuseblock cannot know "
+                        "what it computes")
+            return f"{type(conv).__name__} is not nn.Conv1d/2d/3d"
         return f"{type(conv).__name__} is not nn.Conv1d/2d/3d"
     if problem := hooks_problem(conv):
         return problem
