@@ -100,6 +100,15 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
     FB_CU(cuModuleLoadData(&m, compiled_.cubin.data()));
     module_ = m;
   }
+  // The destructor does not run when the constructor throws below (a tensor map, a shared-memory
+  // limit, a cuDNN plan): unload the module then, or tune leaks one per rejected config.
+  struct UnloadUnlessBuilt {
+    CUmod_st*& module;
+    bool built = false;
+    ~UnloadUnlessBuilt() {
+      if (!built && module) driver().cuModuleUnload(module), module = nullptr;
+    }
+  } unload_unless_built{module_};
   // Programmatic dependent launches (the gated fallback's kernels, which mostly exit at once, start
   // while the step before them ends): sm_90+, and drivers from CUDA 12.3 on, which also capture
   // them into graphs. On an H100 this took three gated launches from 9.7 to 6.4 us.
@@ -156,6 +165,7 @@ Executor::Executor(const Plan& plan, LaunchProgram program) : plan_(plan), progr
     arg_places_.emplace_back();
     for (const Arg& a : s.args) arg_places_.back().push_back(place(a.ref));
   }
+  unload_unless_built.built = true;
 }
 
 Executor::~Executor() {
@@ -255,8 +265,23 @@ void Executor::launch(const DeviceTensors& t, const RunArgs& args, CUstream_st* 
   if ((t.get(BufferRole::Input) % 16) || (t.get(BufferRole::Output) % 16))
     throw UserError("the CUDA backend needs 16-byte aligned input and output buffers", "pass contiguous tensors");
   const uint64_t dropout_state = t.get(BufferRole::DropoutState);
-  if (dropout_state % 16) throw UserError("the dropout state must be 16-byte aligned device memory", "");
+  if (dropout_state % 16)
+    throw UserError("the dropout state must be 16-byte aligned device memory",
+                    "pass a fresh tensor from draw_dropout_seed(), or .clone() a view of a larger one");
   FB_ASSERT(scratch_.bytes == 0 || t.scratch != 0, "scratch missing");
+  // Before any step runs (nothing half-written): every buffer the caller must bind is bound (a
+  // missing one would reach a kernel as address 0).
+  for (size_t i = 0; i < program_.steps.size(); ++i)
+    for (size_t a = 0; a < program_.steps[i].args.size(); ++a) {
+      const Arg& arg = program_.steps[i].args[a];
+      const Placement& at = arg_places_[i][a];
+      if (arg.kind == ArgKind::Buffer && at.declared && at.caller && arg.ref.role != BufferRole::DropoutState &&
+          !t.get(arg.ref.role, arg.ref.index))
+        throw UserError(fmt::format("the block's program reads {} but the call bound no tensor for it (step {})",
+                                    buffer_name(arg.ref), program_.steps[i].name),
+                        "bind every tensor the block takes (its parameters, a per-(sample, channel) input, "
+                        "PReLU weights) before launching");
+    }
   for (size_t i = 0; i < program_.steps.size(); ++i) {
     if (before_each) before_each(i);
     const Step& s = program_.steps[i];
